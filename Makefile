@@ -1,0 +1,72 @@
+# One entry point for newcomers: `make run` and `make test` install everything they need themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+UV ?= $(shell command -v uv 2>/dev/null)
+VENV := .venv
+VPY := $(VENV)/bin/python
+MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
+PYTEST_ARGS ?=
+
+.PHONY: help install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(VENV)/.uv-ok:
+	@if [ -z "$(UV)" ] || ! "$(UV)" --version | grep -q "$(UV_VERSION)"; then \
+	  echo "installing uv $(UV_VERSION) from PyPI"; $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"; fi
+	@mkdir -p $(VENV) && touch $@
+
+install: $(VENV)/.uv-ok ## create .venv from the hash-pinned lock + editable workspace members
+	@uv=$$(command -v uv); test -x $(VPY) || $$uv venv -q --python $(PYTHON) $(VENV)
+	@uv=$$(command -v uv); $$uv pip sync -q --python $(VPY) --require-hashes requirements/lock.txt
+	@uv=$$(command -v uv); $$uv pip install -q --python $(VPY) --no-deps --no-build-isolation $(addprefix -e ,$(MEMBERS))
+	@echo "installed: $(VENV) ($(words $(MEMBERS)) workspace members)"
+
+lock: $(VENV)/.uv-ok ## re-resolve requirements/lock.txt (hash-pinned, no download addresses)
+	uv pip compile requirements/workspace.in --generate-hashes --python-version 3.11 --no-header -q -o requirements/lock.txt
+	@# editable members are installed separately; their lines carry no hash and would break --require-hashes
+	awk '/^-e /{skip=1;next} skip && /^ +#/{next} {skip=0; print}' requirements/lock.txt > requirements/lock.txt.tmp
+	mv requirements/lock.txt.tmp requirements/lock.txt
+	@! grep -nE 'https?://' requirements/lock.txt || (echo "lock records an address" && false)
+
+infra-up: install ## start (or reuse) the local Kafka, MariaDB, MongoDB and Elasticsearch servers
+	$(VPY) -m devservers up
+
+infra-down: ## stop the local servers that infra-up started (never others)
+	@test -x $(VPY) && $(VPY) -m devservers down || true
+
+infra-status: install ## show which local servers answer
+	$(VPY) -m devservers status
+
+run: infra-up ## start everything and print the gateway URL (Ctrl-C stops the services)
+	$(VPY) -m devservers env > .devdata/services.env
+	@echo "gateway: http://localhost:$${GATEWAY_PORT:-8000}  (OpenAPI at /docs)"
+	$(VENV)/bin/honcho -f Procfile -e .devdata/services.env start
+
+test: infra-up ## install, start what tests need, run the whole suite
+	$(VPY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-unit: install ## only the tests that need no server
+	$(VPY) -m pytest -m "not integration and not faults" $(PYTEST_ARGS)
+
+test-faults: infra-up ## the slow fault-injection suite
+	$(VPY) -m pytest -m faults $(PYTEST_ARGS)
+
+lint: install ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(addsuffix /src,$(wildcard libs/*)) $(wildcard services/*/src)
+
+fmt: install
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: infra-up ## run the benchmarks; tables on stdout, JSON in benchmarks/results/
+	$(VPY) -m benchmarks
+
+clean: infra-down
+	rm -rf $(VENV) .devdata .pytest_cache .mypy_cache .ruff_cache
