@@ -1,0 +1,32 @@
+"""Shared Kafka consumer machinery: write once, used by every service."""
+
+from consumer_runtime.consumer import ConsumerRunner, Failure, PermanentError, Record, Sink, State
+from consumer_runtime.dlq import DeadLetterPublisher, decode_headers
+from consumer_runtime.http import Check, ops_router, run_checks
+from consumer_runtime.logging import configure_logging, get_logger
+from consumer_runtime.service import ServiceSettings, running, serve
+from consumer_runtime.settings import ConfigError, KafkaSettings, load_settings
+from consumer_runtime.topics import ensure_topics
+
+__all__ = [
+    "Check",
+    "ConfigError",
+    "ConsumerRunner",
+    "DeadLetterPublisher",
+    "Failure",
+    "KafkaSettings",
+    "PermanentError",
+    "Record",
+    "ServiceSettings",
+    "Sink",
+    "State",
+    "configure_logging",
+    "decode_headers",
+    "ensure_topics",
+    "get_logger",
+    "load_settings",
+    "ops_router",
+    "run_checks",
+    "running",
+    "serve",
+]

@@ -633,6 +633,7 @@ def service_env(names: Iterable[str] | None = None) -> dict[str, str]:
         bootstrap = f"{HOST}:{current_port('kafka')}"
         env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         env["KAFKA_BROKER"] = bootstrap
+        env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"  # Tansu lacks idempotent producers
     if "mysql" in wanted:
         env["DB_HOST"] = f"{HOST}:{current_port('mysql')}"
         env["DB_NAME"] = "platform"

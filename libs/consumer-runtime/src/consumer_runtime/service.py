@@ -1,0 +1,52 @@
+"""What every service process shares: HTTP settings, serving with uvicorn, and a graceful shutdown.
+
+uvicorn turns SIGTERM into the lifespan's shutdown, where the consumer stops fetching, flushes what is
+buffered, commits and leaves its group before the process exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import Field
+
+from consumer_runtime.consumer import ConsumerRunner
+from consumer_runtime.settings import KafkaSettings
+
+
+class ServiceSettings(KafkaSettings):
+    """Kafka settings plus the HTTP side of a service process."""
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=1, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True
+    shutdown_timeout_s: float = Field(25.0, gt=0, description="keep below terminationGracePeriodSeconds")
+
+
+@asynccontextmanager
+async def running(runner: ConsumerRunner, timeout_s: float = 25.0) -> AsyncIterator[ConsumerRunner]:
+    """Start the consumer for the life of the app; on exit flush, commit and leave the group."""
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.stop(timeout_s)
+        await runner.close()
+
+
+def serve(app: FastAPI, settings: ServiceSettings, **uvicorn_options: Any) -> None:
+    """Run the app; logging stays ours (structlog JSON), SIGTERM triggers the graceful lifespan exit."""
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        **uvicorn_options,
+    )

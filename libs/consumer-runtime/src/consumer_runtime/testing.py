@@ -1,0 +1,157 @@
+"""Helpers for tests of any service: unique names, producing, waiting until a condition holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from consumer_runtime.settings import KafkaSettings
+
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class KafkaNames:
+    """A topic and a group of one test's own, so tests never see each other's records."""
+
+    topic: str
+    group: str
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @classmethod
+    def fresh(cls, prefix: str = "t") -> KafkaNames:
+        return cls(topic=unique(f"{prefix}-topic"), group=unique(f"{prefix}-group"))
+
+
+def fast_settings(bootstrap: str, group: str = "", **overrides: Any) -> KafkaSettings:
+    """Settings tuned for fast tests against the local broker (no idempotent producer there)."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "kafka_consumer_group": group,
+        "kafka_enable_idempotence": False,
+        "kafka_session_timeout_ms": 6000,
+        "kafka_heartbeat_interval_ms": 1000,
+        "mq_batch_timeout_ms": 100,
+        "retry_backoff_initial_ms": 50,
+        "retry_backoff_max_ms": 500,
+        **overrides,
+    }
+    return KafkaSettings(**values)
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes | None],
+    *,
+    keys: Sequence[bytes | None] | None = None,
+    partition: int | None = None,
+) -> list[tuple[int, int]]:
+    """Send values (acks=all) and return their (partition, offset) in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for i, value in enumerate(values):
+            key = keys[i] if keys is not None else None
+            futures.append(await producer.send(topic, value=value, key=key, partition=partition))
+        metas = await asyncio.gather(*futures)
+        return [(md.partition, md.offset) for md in metas]
+    finally:
+        await producer.stop()
+
+
+async def wait_until(
+    predicate: Callable[[], T | Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result
+        last = result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}; last={last!r}")
+        await asyncio.sleep(interval)
+
+
+async def read_all(bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read a topic from the beginning (no group) until ``expect`` records arrived."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async def partitions() -> set[int] | None:
+            await consumer.topics()  # refreshes the metadata cache
+            return consumer.partitions_for_topic(topic)
+
+        parts = await wait_until(partitions, timeout=timeout, interval=0.2, what=f"partitions of {topic}")
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        await consumer.seek_to_beginning()
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                out.extend(msgs)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def produce_and_wait(
+    bootstrap: str,
+    topic: str,
+    values: Sequence[bytes],
+    stored: Callable[[], int | Awaitable[int]],
+    *,
+    keys: Sequence[bytes | None] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Produce ``values`` and wait until ``stored()`` reports at least that many more records stored."""
+    before = stored()
+    if not isinstance(before, int):
+        before = await before
+    await produce(bootstrap, topic, values, keys=keys)
+
+    async def done() -> bool:
+        now = stored()
+        if not isinstance(now, int):
+            now = await now
+        return now >= before + len(values)
+
+    await wait_until(done, timeout=timeout, what=f"{len(values)} records stored from {topic}")
+
+
+async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:
+    """Best-effort clean-up of a test's own topics (missing ones are fine)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [t for t in topics if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    except Exception:  # clean-up must never fail a test
+        pass
+    finally:
+        await admin.close()
