@@ -63,8 +63,9 @@ async def make_runner(kafka_bootstrap: str, kafka_names: KafkaNames) -> AsyncIte
 
     def make(sink: RecordingSink, **kw: Any) -> ConsumerRunner:
         kw.setdefault("group_id", kafka_names.group)
-        runner = ConsumerRunner(name="test", settings=settings, topics=[LOG_SPEC.renamed(kafka_names.topic)],
-                                sink=sink, **kw)
+        runner = ConsumerRunner(
+            name="test", settings=settings, topics=[LOG_SPEC.renamed(kafka_names.topic)], sink=sink, **kw
+        )
         runners.append(runner)
         return runner
 
@@ -87,21 +88,34 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def test_stores_and_commits_after_write(make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames) -> None:
+async def test_stores_and_commits_after_write(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     sink = RecordingSink()
     runner = make_runner(sink)
     await runner.start()
-    await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(50)],
-                  keys=[f"k{i}".encode() for i in range(50)])
+    await produce(
+        kafka_bootstrap,
+        kafka_names.topic,
+        [log_event(i) for i in range(50)],
+        keys=[f"k{i}".encode() for i in range(50)],
+    )
     await wait_until(lambda: len(sink.stored) == 50, what="50 stored")
-    await wait_until(lambda: runner.counts.stored == 50 and sum(
-        (p["committed"] or 0) for p in runner.status()["assignment"]) == 50, what="commit of 50")
+    await wait_until(
+        lambda: (
+            runner.counts.stored == 50
+            and sum((p["committed"] or 0) for p in runner.status()["assignment"]) == 50
+        ),
+        what="commit of 50",
+    )
     await runner.stop()
     assert await committed(kafka_bootstrap, kafka_names.group, kafka_names.topic) == 50
     assert runner.counts.dead_lettered == 0
 
 
-async def test_crash_before_commit_redelivers(make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames) -> None:
+async def test_crash_before_commit_redelivers(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     sink = RecordingSink()
     sink.block = asyncio.Event()  # the write lands, then the process "dies" before committing
     first = make_runner(sink)
@@ -121,14 +135,17 @@ async def test_crash_before_commit_redelivers(make_runner: Any, kafka_bootstrap:
     assert set(again.stored) == set(sink.stored)
 
 
-async def test_bad_records_go_to_dlq_with_headers(make_runner: Any, kafka_bootstrap: str,
-                                                  kafka_names: KafkaNames) -> None:
+async def test_bad_records_go_to_dlq_with_headers(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     sink = RecordingSink()
     runner = make_runner(sink)
     await runner.start()
     values = [log_event(1), b"{not json", json.dumps({"service": "x"}).encode(), b"[1,2]", log_event(2)]
     sent = await produce(kafka_bootstrap, kafka_names.topic, values, partition=0)
-    await wait_until(lambda: runner.counts.dead_lettered == 3 and len(sink.stored) == 2, what="3 dead, 2 stored")
+    await wait_until(
+        lambda: runner.counts.dead_lettered == 3 and len(sink.stored) == 2, what="3 dead, 2 stored"
+    )
     letters = await read_all(kafka_bootstrap, kafka_names.dlq, expect=3)
     letters.sort(key=lambda m: int(decode_headers(m.headers)["dlq.original.offset"]))
     assert [m.value for m in letters] == [values[1], values[2], values[3]]
@@ -144,8 +161,9 @@ async def test_bad_records_go_to_dlq_with_headers(make_runner: Any, kafka_bootst
     await wait_until(lambda: runner.status()["lag"] == 0, what="everything committed")
 
 
-async def test_transient_failure_is_retried_then_stored(make_runner: Any, kafka_bootstrap: str,
-                                                        kafka_names: KafkaNames) -> None:
+async def test_transient_failure_is_retried_then_stored(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     sink = RecordingSink()
     sink.fail_next = 3
     runner = make_runner(sink)
@@ -153,13 +171,15 @@ async def test_transient_failure_is_retried_then_stored(make_runner: Any, kafka_
     await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(20)])
     await wait_until(lambda: len(sink.stored) == 20, what="stored after retries")
     assert runner.counts.retries == 3
-    assert runner.last_error is not None and runner.last_error["error_class"] == "ConnectionError"
+    assert runner.last_error is not None
+    assert runner.last_error["error_class"] == "ConnectionError"
     await wait_until(lambda: runner.state == State.RUNNING, what="running again")
     runner.check_progress()  # healthy again
 
 
-async def test_permanent_error_is_bisected_to_the_bad_record(make_runner: Any, kafka_bootstrap: str,
-                                                             kafka_names: KafkaNames) -> None:
+async def test_permanent_error_is_bisected_to_the_bad_record(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     sink = RecordingSink()
     sink.poison = {"e-7"}
     runner = make_runner(sink, batch_size=16, batch_timeout_ms=2000)
@@ -172,7 +192,9 @@ async def test_permanent_error_is_bisected_to_the_bad_record(make_runner: Any, k
     assert json.loads(letter.value)["event_id"] == "e-7"
 
 
-async def test_stop_flushes_what_is_buffered(make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames) -> None:
+async def test_stop_flushes_what_is_buffered(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     sink = RecordingSink()
     runner = make_runner(sink, batch_size=1000, batch_timeout_ms=600_000)  # would never flush by itself
     await runner.start()
@@ -199,7 +221,9 @@ async def test_pause_and_resume(make_runner: Any, kafka_bootstrap: str, kafka_na
     assert runner.status()["state"] == "running"
 
 
-async def test_two_members_split_partitions(make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames) -> None:
+async def test_two_members_split_partitions(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     a, b = RecordingSink(), RecordingSink()
     ra, rb = make_runner(a), make_runner(b)
     await ra.start()
@@ -211,29 +235,38 @@ async def test_two_members_split_partitions(make_runner: Any, kafka_bootstrap: s
         return bool(pa) and bool(pb) and not (pa & pb) and len(pa | pb) == 3
 
     await wait_until(split, timeout=40, what="partitions split across two members")
-    await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(300)],
-                  keys=[f"key-{i}".encode() for i in range(300)])
+    await produce(
+        kafka_bootstrap,
+        kafka_names.topic,
+        [log_event(i) for i in range(300)],
+        keys=[f"key-{i}".encode() for i in range(300)],
+    )
     await wait_until(lambda: len(a.stored) + len(b.stored) >= 300, timeout=40, what="300 stored")
-    assert a.stored and b.stored
+    assert a.stored
+    assert b.stored
     assert not set(a.stored) & set(b.stored)
     assert set(a.stored) | set(b.stored) == {f"e-{i}" for i in range(300)}
 
 
-async def test_two_groups_each_receive_everything(make_runner: Any, kafka_bootstrap: str,
-                                                  kafka_names: KafkaNames) -> None:
+async def test_two_groups_each_receive_everything(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
     a, b = RecordingSink(), RecordingSink()
     ra = make_runner(a)
     rb = make_runner(b, group_id=kafka_names.group + "-other")
     await ra.start()
     await rb.start()
     await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(40)])
-    await wait_until(lambda: len(a.stored) == 40 and len(b.stored) == 40, timeout=40, what="both groups got 40")
+    await wait_until(
+        lambda: len(a.stored) == 40 and len(b.stored) == 40, timeout=40, what="both groups got 40"
+    )
 
 
 async def test_disabled_consumer_does_not_start(kafka_bootstrap: str, kafka_names: KafkaNames) -> None:
     settings = fast_settings(kafka_bootstrap, kafka_names.group, kafka_enabled=False)
-    runner = ConsumerRunner(name="off", settings=settings, topics=[LOG_SPEC.renamed(kafka_names.topic)],
-                            sink=RecordingSink())
+    runner = ConsumerRunner(
+        name="off", settings=settings, topics=[LOG_SPEC.renamed(kafka_names.topic)], sink=RecordingSink()
+    )
     await runner.start()
     assert runner.state == State.DISABLED
     assert runner._task is None

@@ -28,8 +28,12 @@ class NullSink:
 
 async def test_ops_endpoints(kafka_bootstrap: str, kafka_names: KafkaNames) -> None:
     sink = NullSink()
-    runner = ConsumerRunner(name="ops", settings=fast_settings(kafka_bootstrap, kafka_names.group),
-                            topics=[TOPICS["log-events"].renamed(kafka_names.topic)], sink=sink)
+    runner = ConsumerRunner(
+        name="ops",
+        settings=fast_settings(kafka_bootstrap, kafka_names.group),
+        topics=[TOPICS["log-events"].renamed(kafka_names.topic)],
+        sink=sink,
+    )
     app = FastAPI()
     app.include_router(ops_router(service="test-svc", runner=runner, checks={"datastore": sink.ping}))
     transport = httpx.ASGITransport(app=app)
@@ -54,8 +58,12 @@ async def test_ops_endpoints(kafka_bootstrap: str, kafka_names: KafkaNames) -> N
         assert {p["partition"] for p in status["assignment"]} == {0, 1, 2}
 
         metrics = (await client.get("/metrics")).text
-        for name in ("platform_consumer_records_consumed_total", "platform_consumer_rebalances_total",
-                     "platform_consumer_lag", "platform_consumer_flush_seconds"):
+        for name in (
+            "platform_consumer_records_consumed_total",
+            "platform_consumer_rebalances_total",
+            "platform_consumer_lag",
+            "platform_consumer_flush_seconds",
+        ):
             assert name in metrics
         stopped = await client.post("/consumer/stop")
         assert stopped.json()["state"] == "stopped"

@@ -129,7 +129,7 @@ class ConsumerRunner:
         *,
         name: str,
         settings: KafkaSettings,
-        topics: Sequence[TopicSpec],
+        topics: Sequence[TopicSpec[Any]],
         sink: Sink,
         group_id: str | None = None,
         batch_size: int | None = None,
@@ -272,8 +272,12 @@ class ConsumerRunner:
                 attempt += 1
                 self._note_error(exc, stage="kafka")
                 delay = backoff_delay(attempt, initial_s=0.5, max_s=10.0)
-                log.warning("consumer loop failed; reconnecting", consumer=self.name, error=repr(exc),
-                            retry_in_s=round(delay, 2))
+                log.warning(
+                    "consumer loop failed; reconnecting",
+                    consumer=self.name,
+                    error=repr(exc),
+                    retry_in_s=round(delay, 2),
+                )
                 self.state = State.RETRYING
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
@@ -333,7 +337,9 @@ class ConsumerRunner:
             m.CONSUMED.labels(group=self.group_id, topic=tp.topic).inc(len(msgs))
         self._update_lag(consumer)
         full = len(self._buffer) >= self.batch_size
-        due = self._buffer_since is not None and self.last_poll_at >= self._buffer_since + self.batch_timeout_s
+        due = (
+            self._buffer_since is not None and self.last_poll_at >= self._buffer_since + self.batch_timeout_s
+        )
         if self._pending is None and (full or due):
             await self._flush()
 
@@ -407,8 +413,14 @@ class ConsumerRunner:
             self._set_pause("backoff", True)
             if self.state in (State.RUNNING, State.PAUSED):
                 self.state = State.RETRYING
-            log.warning("batch write failed; will retry", consumer=self.name, attempt=batch.attempts,
-                        retry_in_s=round(delay, 3), records=len(batch.raw), error=repr(exc))
+            log.warning(
+                "batch write failed; will retry",
+                consumer=self.name,
+                attempt=batch.attempts,
+                retry_in_s=round(delay, 3),
+                records=len(batch.raw),
+                error=repr(exc),
+            )
             return False
         elapsed = time.perf_counter() - started
         self._pending = None
@@ -421,10 +433,21 @@ class ConsumerRunner:
         self.counts.batches += 1
         m.BATCH_SIZE.labels(**self._labels).observe(len(batch.raw))
         m.FLUSH_SECONDS.labels(**self._labels).observe(elapsed)
-        self.last_batch = {"records": len(batch.raw), "stored": stored, "failed": len(batch.raw) - stored,
-                           "ms": round(elapsed * 1000, 2), "at": time.time()}
-        log.info("Processed batch", consumer=self.name, events=len(batch.raw), success=stored,
-                 failures=len(batch.raw) - stored, duration_ms=round(elapsed * 1000, 2))
+        self.last_batch = {
+            "records": len(batch.raw),
+            "stored": stored,
+            "failed": len(batch.raw) - stored,
+            "ms": round(elapsed * 1000, 2),
+            "at": time.time(),
+        }
+        log.info(
+            "Processed batch",
+            consumer=self.name,
+            events=len(batch.raw),
+            success=stored,
+            failures=len(batch.raw) - stored,
+            duration_ms=round(elapsed * 1000, 2),
+        )
         return True
 
     async def _write(self, records: list[Record[Any]]) -> list[Failure]:
@@ -448,21 +471,36 @@ class ConsumerRunner:
     async def _dead_letter(self, failures: list[Failure]) -> None:
         letters = []
         for f in failures:
-            letters.append(DeadLetter(
-                topic=f.record.topic, partition=f.record.partition, offset=f.record.offset,
-                key=f.record.key, value=f.record.raw, timestamp_ms=f.record.timestamp_ms,
-                error=f.error, stage=f.stage, dlq_topic=self.specs[f.record.topic].dlq_topic,
-            ))
+            letters.append(
+                DeadLetter(
+                    topic=f.record.topic,
+                    partition=f.record.partition,
+                    offset=f.record.offset,
+                    key=f.record.key,
+                    value=f.record.raw,
+                    timestamp_ms=f.record.timestamp_ms,
+                    error=f.error,
+                    stage=f.stage,
+                    dlq_topic=self.specs[f.record.topic].dlq_topic,
+                )
+            )
         await self.dead_letters.publish(letters, group=self.group_id)
         for f in failures:
             reason = getattr(f.error, "reason", None) or str(f.error)
             self.counts.dead_lettered += 1
             m.DLQ.labels(group=self.group_id, topic=f.record.topic).inc()
             m.FAILED.labels(group=self.group_id, topic=f.record.topic, stage=f.stage).inc()
-            log.warning("dead-lettered record", consumer=self.name, topic=f.record.topic,
-                        partition=f.record.partition, offset=f.record.offset, stage=f.stage,
-                        error_class=type(f.error).__name__, reason=reason,
-                        event_id=_event_id(f.record.value))
+            log.warning(
+                "dead-lettered record",
+                consumer=self.name,
+                topic=f.record.topic,
+                partition=f.record.partition,
+                offset=f.record.offset,
+                stage=f.stage,
+                error_class=type(f.error).__name__,
+                reason=reason,
+                event_id=_event_id(f.record.value),
+            )
 
     async def _commit(self, batch: _Batch) -> None:
         offsets: dict[TopicPartition, int] = {}
@@ -537,22 +575,28 @@ class ConsumerRunner:
         return max(0, high - nxt) if nxt is not None else None
 
     def _note_error(self, exc: BaseException, *, stage: str) -> None:
-        self.last_error = {"stage": stage, "error_class": type(exc).__name__, "message": str(exc)[:500],
-                           "at": time.time()}
+        self.last_error = {
+            "stage": stage,
+            "error_class": type(exc).__name__,
+            "message": str(exc)[:500],
+            "at": time.time(),
+        }
 
     def status(self) -> dict[str, Any]:
         consumer = self._consumer
         parts = []
         if consumer is not None:
             for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
-                parts.append({
-                    "topic": tp.topic,
-                    "partition": tp.partition,
-                    "committed": self._committed.get(tp),
-                    "position": self._positions.get(tp),
-                    "highwater": consumer.highwater(tp),
-                    "lag": self._lag(consumer, tp),
-                })
+                parts.append(
+                    {
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "committed": self._committed.get(tp),
+                        "position": self._positions.get(tp),
+                        "highwater": consumer.highwater(tp),
+                        "lag": self._lag(consumer, tp),
+                    }
+                )
         return {
             "name": self.name,
             "group": self.group_id,
@@ -591,8 +635,10 @@ class ConsumerRunner:
         now = time.monotonic()
         pending = self._pending
         if pending is not None and pending.first_failure_at is not None:
-            raise RuntimeError(f"writes failing for {now - pending.first_failure_at:.1f}s: "
-                               f"{(self.last_error or {}).get('message')}")
+            raise RuntimeError(
+                f"writes failing for {now - pending.first_failure_at:.1f}s: "
+                f"{(self.last_error or {}).get('message')}"
+            )
         if self.last_poll_at is not None and now - self.last_poll_at > stuck_after:
             raise RuntimeError(f"no poll for {now - self.last_poll_at:.0f}s")
 

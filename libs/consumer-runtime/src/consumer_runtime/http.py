@@ -67,11 +67,15 @@ def ops_router(
 
     if runner is not None:
 
-        @router.get("/consumer/status", summary="Consumer state, assignment, offsets, lag, counts, last error")
+        @router.get(
+            "/consumer/status", summary="Consumer state, assignment, offsets, lag, counts, last error"
+        )
         async def consumer_status() -> dict[str, Any]:
             return runner.status()
 
-        @router.post("/consumer/{action}", summary="Control the consumer: start, stop, pause, resume, restart")
+        @router.post(
+            "/consumer/{action}", summary="Control the consumer: start, stop, pause, resume, restart"
+        )
         async def consumer_control(action: Action) -> dict[str, Any]:
             if not runner.settings.kafka_enabled:
                 raise HTTPException(409, "KAFKA_ENABLED=false: the consumer is disabled")

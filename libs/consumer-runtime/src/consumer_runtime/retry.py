@@ -11,4 +11,4 @@ def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.R
         raise ValueError("attempt is 1-based")
     cap = min(max_s, initial_s * (2 ** min(attempt - 1, 32)))
     r = (rng or random).random()
-    return cap / 2 + r * cap / 2
+    return float(cap / 2 + r * cap / 2)

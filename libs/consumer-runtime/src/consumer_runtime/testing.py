@@ -7,13 +7,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from consumer_runtime.settings import KafkaSettings
-
-T = TypeVar("T")
 
 
 def unique(prefix: str) -> str:
@@ -75,8 +73,12 @@ async def produce(
 
 
 async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> T:
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "",
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -88,21 +90,30 @@ async def wait_until(
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}; last={last!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or predicate!r}; last={last!r}"
+            )
         await asyncio.sleep(interval)
 
 
-async def read_all(bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_all(
+    bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Read a topic from the beginning (no group) until ``expect`` records arrived."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
+
         async def partitions() -> set[int] | None:
             await consumer.topics()  # refreshes the metadata cache
-            return consumer.partitions_for_topic(topic)
+            found: set[int] | None = consumer.partitions_for_topic(topic)
+            return found
 
-        parts = await wait_until(partitions, timeout=timeout, interval=0.2, what=f"partitions of {topic}")
+        parts: set[int] = await wait_until(
+            partitions, timeout=timeout, interval=0.2, what=f"partitions of {topic}"
+        )
         consumer.assign([TopicPartition(topic, p) for p in parts])
         await consumer.seek_to_beginning()
         out: list[ConsumerRecord[bytes, bytes]] = []

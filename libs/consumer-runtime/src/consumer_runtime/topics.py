@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,7 +14,9 @@ from consumer_runtime.settings import KafkaSettings
 log = get_logger(__name__)
 
 
-async def ensure_topics(settings: KafkaSettings, names: Iterable[str], *, partitions: int | None = None) -> list[str]:
+async def ensure_topics(
+    settings: KafkaSettings, names: Iterable[str], *, partitions: int | None = None
+) -> list[str]:
     """Create every missing topic of ``names``; returns the ones created. Safe to race with other replicas."""
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=15_000)
@@ -24,14 +27,15 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str], *, partit
         if not missing:
             return []
         new = [
-            NewTopic(name=n, num_partitions=partitions or settings.kafka_topic_partitions,
-                     replication_factor=settings.kafka_topic_replication)
+            NewTopic(
+                name=n,
+                num_partitions=partitions or settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_topic_replication,
+            )
             for n in missing
         ]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass
         log.info("topics created", topics=missing)
         return missing
     finally:
