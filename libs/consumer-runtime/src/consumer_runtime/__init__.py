@@ -1,6 +1,7 @@
 """Shared Kafka consumer machinery: write once, used by every service."""
 
 from consumer_runtime.consumer import ConsumerRunner, Failure, PermanentError, Record, Sink, State
+from consumer_runtime.control import CONTROL_TOPIC, ControlCommand, ControlFollower, publish_command
 from consumer_runtime.dlq import DeadLetterPublisher, decode_headers
 from consumer_runtime.http import Check, ops_router, run_checks
 from consumer_runtime.logging import configure_logging, get_logger
@@ -9,9 +10,12 @@ from consumer_runtime.settings import ConfigError, KafkaSettings, load_settings
 from consumer_runtime.topics import ensure_topics
 
 __all__ = [
+    "CONTROL_TOPIC",
     "Check",
     "ConfigError",
     "ConsumerRunner",
+    "ControlCommand",
+    "ControlFollower",
     "DeadLetterPublisher",
     "Failure",
     "KafkaSettings",
@@ -26,6 +30,7 @@ __all__ = [
     "get_logger",
     "load_settings",
     "ops_router",
+    "publish_command",
     "run_checks",
     "running",
     "serve",

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from consumer_runtime.consumer import ConsumerRunner
+from consumer_runtime.control import ControlFollower
 from consumer_runtime.settings import KafkaSettings
 
 
@@ -29,12 +30,26 @@ class ServiceSettings(KafkaSettings):
 
 
 @asynccontextmanager
-async def running(runner: ConsumerRunner, timeout_s: float = 25.0) -> AsyncIterator[ConsumerRunner]:
-    """Start the consumer for the life of the app; on exit flush, commit and leave the group."""
-    await runner.start()
+async def running(
+    runner: ConsumerRunner, timeout_s: float = 25.0, *, control_key: str | None = None
+) -> AsyncIterator[ConsumerRunner]:
+    """Run the consumer for the life of the app; on exit flush, commit and leave the group.
+
+    With ``KAFKA_CONTROL_ENABLED`` the state operators asked for (``platform.control``, keyed by
+    ``control_key`` or the runner's name) decides whether it starts running, paused or stopped.
+    """
+    settings = runner.settings
+    follower = None
+    if settings.kafka_enabled and settings.kafka_control_enabled:
+        follower = ControlFollower(settings, runner, key=control_key, topic=settings.kafka_control_topic)
+        await follower.start()
+    else:
+        await runner.start()
     try:
         yield runner
     finally:
+        if follower is not None:
+            await follower.stop()
         await runner.stop(timeout_s)
         await runner.close()
 

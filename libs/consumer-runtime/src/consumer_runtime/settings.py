@@ -43,6 +43,9 @@ class KafkaSettings(BaseSettings):
     kafka_topic_replication: int = Field(1, ge=1, le=10)
     kafka_auto_create_topics: bool = True
     kafka_client_id: str | None = None
+    # Operator commands for every replica, kept in a compacted topic (consumer_runtime.control).
+    kafka_control_enabled: bool = True
+    kafka_control_topic: str = "platform.control"
 
     mq_batch_size: int = Field(100, ge=1, le=100_000)
     mq_batch_timeout_ms: int = Field(1000, ge=1, le=600_000)

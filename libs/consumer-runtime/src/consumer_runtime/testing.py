@@ -45,6 +45,7 @@ def fast_settings(bootstrap: str, group: str = "", **overrides: Any) -> KafkaSet
         "mq_batch_timeout_ms": 100,
         "retry_backoff_initial_ms": 50,
         "retry_backoff_max_ms": 500,
+        "kafka_control_enabled": False,  # tests that need it enable it with a topic of their own
         **overrides,
     }
     return KafkaSettings(**values)

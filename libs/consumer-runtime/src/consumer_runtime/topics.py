@@ -15,7 +15,11 @@ log = get_logger(__name__)
 
 
 async def ensure_topics(
-    settings: KafkaSettings, names: Iterable[str], *, partitions: int | None = None
+    settings: KafkaSettings,
+    names: Iterable[str],
+    *,
+    partitions: int | None = None,
+    configs: dict[str, str] | None = None,
 ) -> list[str]:
     """Create every missing topic of ``names``; returns the ones created. Safe to race with other replicas."""
     wanted = list(dict.fromkeys(names))
@@ -31,6 +35,7 @@ async def ensure_topics(
                 name=n,
                 num_partitions=partitions or settings.kafka_topic_partitions,
                 replication_factor=settings.kafka_topic_replication,
+                topic_configs=configs or {},
             )
             for n in missing
         ]
