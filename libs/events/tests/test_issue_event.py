@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from platform_events import (
     CHATBOT_ISSUES,
     MAX_ISSUE_ID_CHARS,
@@ -19,6 +17,7 @@ from platform_events import (
     decode,
     encode,
 )
+from pydantic import ValidationError
 
 BASE: dict[str, Any] = {
     "issue": "WELD_007_20250808_002",
@@ -70,7 +69,8 @@ def test_unknown_process_type_reason_names_field_and_choices() -> None:
 def test_unknown_mode_type() -> None:
     error = decode_error(raw(modeType="PRESS"))
     assert error.field == "modeType"
-    assert "'프레스'" in error.reason and "'차량조립설비'" in error.reason
+    assert "'프레스'" in error.reason
+    assert "'차량조립설비'" in error.reason
 
 
 def test_enum_names_are_not_accepted_on_the_wire() -> None:

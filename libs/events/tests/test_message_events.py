@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-
 from platform_events import (
     MESSAGE_CREATED,
     MESSAGE_DELETED,
@@ -96,7 +95,7 @@ def test_each_topic_decodes_its_event_and_keys_by_channel(
 @pytest.mark.parametrize(("spec", "_sample"), BY_TOPIC)
 @pytest.mark.parametrize("other", [CREATED, UPDATED, DELETED])
 def test_topic_fixes_the_event_type(spec: TopicSpec[Any], _sample: Any, other: dict[str, Any]) -> None:
-    if spec.model.EVENT_TYPE == other["event_type"]:
+    if other["event_type"] == spec.model.EVENT_TYPE:
         return
     # Give `other` every payload field any type needs, so only event_type can be wrong.
     data = with_(other, "payload", {**CREATED["payload"], **other["payload"]})
@@ -152,7 +151,8 @@ def test_timestamp_is_strict_positive_epoch_ms(value: object) -> None:
 def test_mentions_and_attachments_default_and_null() -> None:
     minimal = with_(with_(CREATED, "payload.mentions", ...), "payload.attachments", ...)
     event = decode(MESSAGES_CREATED, to_bytes(minimal))
-    assert event.payload.mentions == [] and event.payload.attachments == []
+    assert event.payload.mentions == []
+    assert event.payload.attachments == []
     nulls = with_(with_(CREATED, "payload.mentions", None), "payload.attachments", None)
     assert decode(MESSAGES_CREATED, to_bytes(nulls)).payload.mentions == []
 
@@ -186,10 +186,12 @@ def test_empty_content_is_allowed_but_content_is_required() -> None:
 
 def test_updated_optional_fields() -> None:
     event = decode(MESSAGES_UPDATED, to_bytes(UPDATED))
-    assert event.payload.author_id is None and event.payload.mentions is None
+    assert event.payload.author_id is None
+    assert event.payload.mentions is None
     full = with_(with_(UPDATED, "payload.author_id", "user_001"), "payload.mentions", ["user_9"])
     event = decode(MESSAGES_UPDATED, to_bytes(full))
-    assert event.payload.author_id == "user_001" and event.payload.mentions == ["user_9"]
+    assert event.payload.author_id == "user_001"
+    assert event.payload.mentions == ["user_9"]
 
 
 def test_deleted_needs_only_ids_and_ignores_the_rest() -> None:
@@ -207,7 +209,8 @@ def test_new_builds_fresh_events() -> None:
     payload = MessageCreatedPayload(message_id="m1", channel_id="c1", author_id="u1", content="안녕하세요")
     event = MessageCreatedEvent.new(payload)
     assert event.event_type == MESSAGE_CREATED
-    assert event.event_id.startswith("evt_") and len(event.event_id) == 36
+    assert event.event_id.startswith("evt_")
+    assert len(event.event_id) == 36
     assert event.timestamp > 1_600_000_000_000
     assert event.payload == payload
     assert MessageCreatedEvent.new(payload).event_id != event.event_id

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from platform_events import (
     NOTIFICATIONS_SENT,
     USERS_ACTIVITY,
@@ -44,7 +43,8 @@ def test_notification_ids_are_deterministic_per_event_and_user(created_event: Me
     assert first != notification_id_for(created_event.event_id, "user_003")
     assert first != notification_id_for("evt_other", "user_002")
     assert notification_id_for("a", "b/c") != notification_id_for("a/b", "c")
-    assert first.startswith("ntf_") and len(first) == 36
+    assert first.startswith("ntf_")
+    assert len(first) == 36
     # one notification per mentioned user, even when mentioned twice
     ids = {new_mention_notification(created_event, u).notification_id for u in created_event.payload.mentions}
     assert len(ids) == len(created_event.payload.mentioned_users) == 2

@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
 from platform_events import (
     CHATBOT_ISSUES,
     MESSAGES_CREATED,

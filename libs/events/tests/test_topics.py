@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 import pytest
-
 from platform_events import (
     CHATBOT_ISSUES,
     LOG_EVENTS,
@@ -60,7 +59,8 @@ def test_registry_matches_the_spec() -> None:
         assert spec.env_var == env_var
         assert spec.partitions == 3
         assert spec.dlq_topic == f"{name}.dlq"
-        assert spec.description and "\n" not in spec.description
+        assert spec.description
+        assert "\n" not in spec.description
 
 
 def test_registry_is_read_only() -> None:
@@ -111,7 +111,9 @@ def test_partitions_must_be_positive() -> None:
 
 def test_dlq_name_helpers() -> None:
     assert dlq_topic_for("log-events") == "log-events.dlq"
-    assert is_dlq_topic("log-events.dlq") and not is_dlq_topic("log-events") and not is_dlq_topic(".dlq")
+    assert is_dlq_topic("log-events.dlq")
+    assert not is_dlq_topic("log-events")
+    assert not is_dlq_topic(".dlq")
     assert base_topic("log-events.dlq") == "log-events"
     assert base_topic("log-events") == "log-events"
 
@@ -130,7 +132,8 @@ def test_unknown_topic_is_a_clear_key_error() -> None:
     assert isinstance(info.value, UnknownTopicError)
     message = str(info.value)
     assert "unknown topic 'platform.messages.pinned'" in message
-    assert "chatbot-issue-events" in message and "platform.users.activity" in message
+    assert "chatbot-issue-events" in message
+    assert "platform.users.activity" in message
 
 
 def test_resolve_topics_applies_env_renames() -> None:
@@ -152,7 +155,7 @@ def test_resolve_topics_empty_env_is_the_default() -> None:
 
 
 def test_resolve_topics_names_the_bad_variable() -> None:
-    with pytest.raises(ValueError, match="^KAFKA_LOG_TOPIC: invalid topic name"):
+    with pytest.raises(ValueError, match=r"^KAFKA_LOG_TOPIC: invalid topic name"):
         resolve_topics({"KAFKA_LOG_TOPIC": "bad topic"})
 
 

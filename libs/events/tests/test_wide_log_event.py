@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from platform_events import (
     LOG_EVENTS,
     MAX_WIDE_EVENT_BYTES,
@@ -21,6 +19,7 @@ from platform_events import (
     encode,
     encode_key,
 )
+from pydantic import ValidationError
 
 CONTEXT: dict[str, Any] = {
     "request": {"method": "POST", "path": "/api/orders", "headers": {"x-request-id": "r-1"}},
@@ -102,7 +101,8 @@ def test_naive_timestamp_is_utc() -> None:
 
 def test_new_generates_id_and_time() -> None:
     event = WideLogEvent.new("api", request={"path": "/x"}, duration_ms=3)
-    assert event.event_id.startswith("evt_") and len(event.event_id) == 36
+    assert event.event_id.startswith("evt_")
+    assert len(event.event_id) == 36
     assert abs((datetime.now(UTC) - event.timestamp).total_seconds()) < 5
     assert event.context() == {"request": {"path": "/x"}, "duration_ms": 3}
     assert decode(LOG_EVENTS, encode(event)) == event

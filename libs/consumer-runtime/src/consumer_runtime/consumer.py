@@ -23,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from platform_events import EventDecodeError, TopicSpec, decode
+from platform_events import EventDecodeError, TopicSpec, decode, ms_to_datetime
 
 from consumer_runtime import metrics as m
 from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher
@@ -358,7 +358,8 @@ class ConsumerRunner:
         spec = self.specs[msg.topic]
         raw = msg.value or b""
         try:
-            value = decode(spec, raw)
+            # A missing event time becomes the record's broker timestamp: stable across redeliveries.
+            value = decode(spec, raw, received_at=ms_to_datetime(msg.timestamp))
         except EventDecodeError as exc:
             rec: Record[Any] = Record(msg.topic, msg.partition, msg.offset, msg.key, None, msg.timestamp, raw)
             batch.dead.append(Failure(rec, exc, stage="decode"))
