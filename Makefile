@@ -21,7 +21,7 @@ $(VENV)/.uv-ok:
 	@mkdir -p $(VENV) && touch $@
 
 install: $(VENV)/.uv-ok ## create .venv from the hash-pinned lock + editable workspace members
-	@uv=$$(command -v uv); test -x $(VPY) || $$uv venv -q --python $(PYTHON) $(VENV)
+	@uv=$$(command -v uv); test -x $(VPY) || $$uv venv -q --clear --python $(PYTHON) $(VENV)
 	@uv=$$(command -v uv); $$uv pip sync -q --python $(VPY) --require-hashes requirements/lock.txt
 	@uv=$$(command -v uv); $$uv pip install -q --python $(VPY) --no-deps --no-build-isolation $(addprefix -e ,$(MEMBERS))
 	@echo "installed: $(VENV) ($(words $(MEMBERS)) workspace members)"

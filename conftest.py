@@ -7,11 +7,9 @@ healthy server someone else started is reused and never stopped.
 from __future__ import annotations
 
 import os
-
-import pytest
-
 from collections.abc import AsyncIterator
 
+import pytest
 from consumer_runtime.testing import KafkaNames, delete_topics
 
 

@@ -39,13 +39,23 @@ def report(name: str, rows: Sequence[dict[str, Any]], *, summary: dict[str, Any]
         print(f"{k}: {_fmt(v)}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps({
-        "benchmark": name,
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
-        "rows": rows,
-        "summary": summary or {},
-    }, indent=2, ensure_ascii=False))
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": name,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "system": platform.platform(),
+                },
+                "rows": rows,
+                "summary": summary or {},
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     print(f"-> {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
     return out
 
