@@ -4,29 +4,27 @@ SHELL := /bin/bash
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 UV_VERSION := 0.13.8
-UV ?= $(shell command -v uv 2>/dev/null)
 VENV := .venv
 VPY := $(VENV)/bin/python
 MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: help install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench clean
+.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.uv-ok:
-	@if [ -z "$(UV)" ] || ! "$(UV)" --version | grep -q "$(UV_VERSION)"; then \
+ensure-uv:
+	@if ! command -v uv >/dev/null || ! uv --version | grep -q "$(UV_VERSION)"; then \
 	  echo "installing uv $(UV_VERSION) from PyPI"; $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"; fi
-	@mkdir -p $(VENV) && touch $@
 
-install: $(VENV)/.uv-ok ## create .venv from the hash-pinned lock + editable workspace members
-	@uv=$$(command -v uv); test -x $(VPY) || $$uv venv -q --clear --python $(PYTHON) $(VENV)
-	@uv=$$(command -v uv); $$uv pip sync -q --python $(VPY) --require-hashes requirements/lock.txt
-	@uv=$$(command -v uv); $$uv pip install -q --python $(VPY) --no-deps --no-build-isolation $(addprefix -e ,$(MEMBERS))
+install: ensure-uv ## create .venv from the hash-pinned lock + editable workspace members
+	@test -x $(VPY) || uv venv -q --python $(PYTHON) $(VENV)
+	@uv pip sync -q --python $(VPY) --require-hashes requirements/lock.txt
+	@uv pip install -q --python $(VPY) --no-deps --no-build-isolation $(addprefix -e ,$(MEMBERS))
 	@echo "installed: $(VENV) ($(words $(MEMBERS)) workspace members)"
 
-lock: $(VENV)/.uv-ok ## re-resolve requirements/lock.txt (hash-pinned, no download addresses)
+lock: ensure-uv ## re-resolve requirements/lock.txt (hash-pinned, no download addresses)
 	uv pip compile requirements/workspace.in --generate-hashes --python-version 3.11 --no-header -q -o requirements/lock.txt
 	@# editable members are installed separately; their lines carry no hash and would break --require-hashes
 	awk '/^-e /{skip=1;next} skip && /^ +#/{next} {skip=0; print}' requirements/lock.txt > requirements/lock.txt.tmp
