@@ -14,18 +14,21 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
+# uv runs as `python -m uv`, so a freshly pip-installed uv works without a PATH or pyenv-shim refresh.
+UV := $(PYTHON) -m uv
+
 ensure-uv:
-	@if ! command -v uv >/dev/null || ! uv --version | grep -q "$(UV_VERSION)"; then \
+	@if ! $(UV) --version 2>/dev/null | grep -q "$(UV_VERSION)"; then \
 	  echo "installing uv $(UV_VERSION) from PyPI"; $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"; fi
 
 install: ensure-uv ## create .venv from the hash-pinned lock + editable workspace members
-	@test -x $(VPY) || uv venv -q --python $(PYTHON) $(VENV)
-	@uv pip sync -q --python $(VPY) --require-hashes requirements/lock.txt
-	@uv pip install -q --python $(VPY) --no-deps --no-build-isolation $(addprefix -e ,$(MEMBERS))
+	@test -x $(VPY) || $(UV) venv -q --python $(PYTHON) $(VENV)
+	@$(UV) pip sync -q --python $(VPY) --require-hashes requirements/lock.txt
+	@$(UV) pip install -q --python $(VPY) --no-deps --no-build-isolation $(addprefix -e ,$(MEMBERS))
 	@echo "installed: $(VENV) ($(words $(MEMBERS)) workspace members)"
 
 lock: ensure-uv ## re-resolve requirements/lock.txt (hash-pinned, no download addresses)
-	uv pip compile requirements/workspace.in --generate-hashes --python-version 3.11 --no-header -q -o requirements/lock.txt
+	$(UV) pip compile requirements/workspace.in --generate-hashes --python-version 3.11 --no-header -q -o requirements/lock.txt
 	@# editable members are installed separately; their lines carry no hash and would break --require-hashes
 	awk '/^-e /{skip=1;next} skip && /^ +#/{next} {skip=0; print}' requirements/lock.txt > requirements/lock.txt.tmp
 	mv requirements/lock.txt.tmp requirements/lock.txt

@@ -1,0 +1,1 @@
+"""issue-ingestor: factory issue events (``chatbot-issue-events``) into MySQL, with chatbot sessions."""
