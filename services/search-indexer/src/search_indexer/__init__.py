@@ -1,0 +1,1 @@
+"""search-indexer: platform.messages.* → Elasticsearch (alias ``messages``), search API, rebuild by replay."""
