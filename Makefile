@@ -44,8 +44,10 @@ infra-status: install ## show which local servers answer
 	$(VPY) -m devservers status
 
 run: infra-up ## start everything and print the gateway URL (Ctrl-C stops the services)
-	$(VPY) -m devservers env > .devdata/services.env
-	@echo "gateway: http://localhost:$${GATEWAY_PORT:-8000}  (OpenAPI at /docs)"
+	@$(VPY) -m devservers env > .devdata/services.env
+	@test -s .devdata/admin-token || $(VPY) -c "import secrets; print(secrets.token_urlsafe(24))" > .devdata/admin-token
+	@echo "ADMIN_TOKEN=$$(cat .devdata/admin-token)" >> .devdata/services.env
+	@echo "gateway: http://localhost:8000  (OpenAPI at /docs; admin token in .devdata/admin-token)"
 	$(VENV)/bin/honcho -f Procfile -e .devdata/services.env start
 
 test: infra-up ## install, start what tests need, run the whole suite
