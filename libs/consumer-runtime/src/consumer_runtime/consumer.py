@@ -441,13 +441,15 @@ class ConsumerRunner:
             "ms": round(elapsed * 1000, 2),
             "at": time.time(),
         }
-        log.info(
-            "Processed batch",
+        ms = round(elapsed * 1000, 2)
+        failures = len(batch.raw) - stored
+        log.info(  # the seed's sentence, plus the same numbers as fields
+            f"Processed batch: {len(batch.raw)} events ({stored} success, {failures} failures) in {ms} ms",
             consumer=self.name,
             events=len(batch.raw),
             success=stored,
-            failures=len(batch.raw) - stored,
-            duration_ms=round(elapsed * 1000, 2),
+            failures=failures,
+            duration_ms=ms,
         )
         return True
 
