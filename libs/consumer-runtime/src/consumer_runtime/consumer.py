@@ -442,13 +442,13 @@ class ConsumerRunner:
             "at": time.time(),
         }
         ms = round(elapsed * 1000, 2)
-        failures = len(batch.raw) - stored
+        n_failed = len(batch.raw) - stored
         log.info(  # the seed's sentence, plus the same numbers as fields
-            f"Processed batch: {len(batch.raw)} events ({stored} success, {failures} failures) in {ms} ms",
+            f"Processed batch: {len(batch.raw)} events ({stored} success, {n_failed} failures) in {ms} ms",
             consumer=self.name,
             events=len(batch.raw),
             success=stored,
-            failures=failures,
+            failures=n_failed,
             duration_ms=ms,
         )
         return True
