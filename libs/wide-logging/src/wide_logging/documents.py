@@ -1,0 +1,158 @@
+"""How a wide event is stored in MongoDB: one document per ``event_id`` in collection ``wide_events``.
+
+Shared by the log-sink (normal path) and the logging adapter (direct/fallback path), so an event stored by
+either path is the same document and a second copy of it is a duplicate-key no-op, never a second row.
+
+Document = the event exactly as sent, plus ``_id`` = ``event_id``; ``timestamp`` is held as a BSON date
+(millisecond precision) so range queries and the TTL index work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import bson
+from bson.errors import BSONError
+from bson.raw_bson import RawBSONDocument
+from platform_events import WideLogEvent
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, OperationFailure
+
+__all__ = [
+    "DUPLICATE_KEY_CODES",
+    "WIDE_EVENTS",
+    "InsertOutcome",
+    "ensure_indexes",
+    "insert_documents",
+    "to_document",
+]
+
+log = logging.getLogger(__name__)
+
+#: The collection name (a compatibility promise of SPEC.md).
+WIDE_EVENTS: Final = "wide_events"
+
+#: Duplicate key (11000; 11001 and 12582 are legacy spellings of the same error).
+DUPLICATE_KEY_CODES: Final = frozenset({11000, 11001, 12582})
+
+#: Write errors that say "try again later", not "this document is bad": the whole batch is retried.
+_TRANSIENT_CODES: Final = frozenset(
+    {6, 7, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64}
+)
+
+INDEX_EVENT_ID: Final = "event_id_unique"
+INDEX_TIMESTAMP: Final = "timestamp_ttl"
+INDEX_SERVICE: Final = "service_timestamp"
+
+
+def to_document(event: WideLogEvent) -> dict[str, Any]:
+    """The MongoDB document of ``event``: its wire fields unchanged, ``_id`` = ``event_id``,
+    ``timestamp`` as an aware UTC datetime (stored as a BSON date)."""
+    body = event.model_dump(mode="python", by_alias=True)
+    return {"_id": event.event_id, **body}
+
+
+@dataclass
+class InsertOutcome:
+    """Result of :func:`insert_documents`: ``failed`` maps the input index to why it can never be stored."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+class TransientWriteError(Exception):
+    """The server refused the batch for a reason that goes away (stepdown, write concern, shutdown)."""
+
+
+async def insert_documents(
+    collection: AsyncCollection[Any], documents: Sequence[Mapping[str, Any]]
+) -> InsertOutcome:
+    """One unordered ``insert_many``. A duplicate key counts as stored (redelivery is success).
+
+    Documents that cannot be encoded as BSON (e.g. an integer beyond 64 bits) or that the server rejects
+    for good are reported in ``failed``; everything else of the batch is still written. Transient failures
+    raise (the caller retries the whole batch; duplicates then make the retry harmless).
+    """
+    outcome = InsertOutcome()
+    raws: list[RawBSONDocument] = []
+    positions: list[int] = []
+    for i, doc in enumerate(documents):
+        try:
+            raws.append(RawBSONDocument(bson.encode(doc)))
+        except (BSONError, OverflowError, TypeError, ValueError) as exc:
+            outcome.failed[i] = f"not storable as BSON: {exc}"
+            continue
+        positions.append(i)
+    if not raws:
+        return outcome
+    try:
+        await collection.insert_many(raws, ordered=False)
+    except BulkWriteError as exc:
+        details = exc.details
+        if details.get("writeConcernErrors"):
+            raise TransientWriteError(
+                f"write concern not satisfied: {details['writeConcernErrors']}"
+            ) from exc
+        errors = details.get("writeErrors", [])
+        if any(err.get("code") in _TRANSIENT_CODES for err in errors):
+            raise TransientWriteError(f"transient write errors: {errors[:3]}") from exc
+        for err in errors:
+            index = positions[err["index"]]
+            if err.get("code") in DUPLICATE_KEY_CODES:
+                outcome.duplicates += 1
+            else:
+                outcome.failed[index] = f"rejected by MongoDB ({err.get('code')}): {err.get('errmsg')}"
+        outcome.inserted = int(details.get("nInserted", len(raws) - len(errors)))
+        return outcome
+    outcome.inserted = len(raws)
+    return outcome
+
+
+async def ensure_indexes(collection: AsyncCollection[Any], *, retention_s: int | None) -> int | None:
+    """Create the indexes of ``wide_events`` (idempotent); returns the TTL the server reports, if any.
+
+    - ``event_id`` unique (``_id`` is the event id too; this also guards documents whose ``_id`` is an
+      ObjectId, e.g. written by older producers straight into the collection);
+    - ``timestamp``: a TTL index when ``retention_s`` is set (documents expire that long after their event
+      time), a plain index otherwise;
+    - ``(service, timestamp)`` for per-service queries.
+    """
+    await collection.create_index([("event_id", 1)], unique=True, name=INDEX_EVENT_ID)
+    await _ensure_timestamp_index(collection, retention_s)
+    await collection.create_index([("service", 1), ("timestamp", -1)], name=INDEX_SERVICE)
+    info = await collection.index_information()
+    for spec in info.values():
+        if list(spec.get("key", [])) == [("timestamp", 1)]:
+            ttl = spec.get("expireAfterSeconds")
+            return int(ttl) if ttl is not None else None
+    return None
+
+
+async def _ensure_timestamp_index(collection: AsyncCollection[Any], retention_s: int | None) -> None:
+    options: dict[str, Any] = {"name": INDEX_TIMESTAMP}
+    if retention_s:
+        options["expireAfterSeconds"] = int(retention_s)
+    try:
+        await collection.create_index([("timestamp", 1)], **options)
+        return
+    except OperationFailure as exc:
+        if exc.code not in (85, 86):  # IndexOptionsConflict / IndexKeySpecsConflict: retention changed
+            raise
+    if retention_s:
+        # Change the TTL in place (no index rebuild on a large collection).
+        await collection.database.command(
+            {
+                "collMod": collection.name,
+                "index": {"keyPattern": {"timestamp": 1}, "expireAfterSeconds": int(retention_s)},
+            }
+        )
+        return
+    # Retention switched off: a TTL index cannot be turned back into a plain one in place.
+    with contextlib.suppress(OperationFailure):
+        await collection.drop_index([("timestamp", 1)])
+    await collection.create_index([("timestamp", 1)], name=INDEX_TIMESTAMP)

@@ -1,0 +1,149 @@
+"""WideEventStore against the real MongoDB-protocol server: idempotent writes, indexes, TTL, queries."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from consumer_runtime import Record
+from consumer_runtime.testing import wait_until
+from log_sink.handlers import LogQuery
+from log_sink.store import RejectedByStore, WideEventStore
+from platform_events import LOG_EVENTS, decode
+from pymongo import AsyncMongoClient
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def record(offset: int, body: dict[str, Any]) -> Record[Any]:
+    raw = json.dumps(body).encode()
+    return Record("log-events", 0, offset, None, decode(LOG_EVENTS, raw), 0, raw)
+
+
+def event(i: int, **extra: Any) -> dict[str, Any]:
+    ts = (T0 + timedelta(seconds=i)).isoformat()
+    return {"event_id": f"e{i:03d}", "timestamp": ts, "service": "api", **extra}
+
+
+async def open_store(mongo_url: str, db: str, retention_s: int | None = 3600) -> WideEventStore:
+    store = WideEventStore(mongo_url, db, retention_s=retention_s)
+    await store.open()
+    return store
+
+
+async def test_writes_are_idempotent(mongo_url: str, fresh_db: str) -> None:
+    store = await open_store(mongo_url, fresh_db)
+    try:
+        batch = [record(i, event(i)) for i in range(50)]
+        assert await store.write(batch) == []
+        assert await store.write(batch) == []  # redelivery: duplicates are success
+        assert await store.write([record(60, event(3)), record(61, event(3)), record(62, event(99))]) == []
+        assert await store.count() == 51
+    finally:
+        await store.close()
+
+
+async def test_unstorable_document_fails_alone(mongo_url: str, fresh_db: str) -> None:
+    store = await open_store(mongo_url, fresh_db)
+    try:
+        batch = [record(0, event(0)), record(1, event(1, huge=2**70)), record(2, event(2))]
+        failures = await store.write(batch)
+        assert [(f.record.offset, f.stage) for f in failures] == [(1, "sink")]
+        assert isinstance(failures[0].error, RejectedByStore)
+        assert "BSON" in failures[0].error.reason
+        assert await store.count() == 2
+    finally:
+        await store.close()
+
+
+async def test_indexes(mongo_url: str, fresh_db: str, mongo: AsyncMongoClient[dict[str, Any]]) -> None:
+    store = await open_store(mongo_url, fresh_db, retention_s=7 * 86_400)
+    await store.open()  # idempotent
+    await store.close()
+    info = await mongo[fresh_db]["wide_events"].index_information()
+    specs = {tuple(k for k, _ in spec["key"]): spec for spec in info.values()}
+    assert specs[("event_id",)].get("unique") is True
+    assert specs[("timestamp",)].get("expireAfterSeconds") == 7 * 86_400
+    assert ("service", "timestamp") in specs
+    assert store.effective_ttl_s == 7 * 86_400
+
+
+async def test_ttl_expires_old_events(mongo_url: str, fresh_db: str) -> None:
+    store = await open_store(mongo_url, fresh_db, retention_s=3600)
+    try:
+        now = datetime.now(UTC).isoformat()
+        old = "2020-01-01T00:00:00Z"
+        await store.write(
+            [record(0, {**event(0), "timestamp": old}), record(1, {**event(1), "timestamp": now})]
+        )
+
+        async def only_recent_left() -> bool:
+            return await store.count() == 1
+
+        # MongoDB's TTL monitor runs every 60 s; the local stand-in expires sooner.
+        await wait_until(only_recent_left, timeout=90, interval=1, what="the old event to expire")
+        assert await store.get("e001") is not None
+    finally:
+        await store.close()
+
+
+async def test_queries(mongo_url: str, fresh_db: str) -> None:
+    store = await open_store(mongo_url, fresh_db, retention_s=None)
+    try:
+        bodies = [
+            event(i, service="api" if i % 2 else "web", level="error" if i % 5 == 0 else "info",
+                  status=500 if i % 5 == 0 else 200, user={"id": f"u{i % 3}"})
+            for i in range(30)
+        ]  # fmt: skip
+        bodies.append({**event(30), "event_id": "same-ts", "timestamp": bodies[29]["timestamp"]})
+        await store.write([record(i, b) for i, b in enumerate(bodies)])
+
+        items, cursor = await store.find(LogQuery(limit=5))
+        assert [i["event_id"] for i in items] == ["same-ts", "e029", "e028", "e027", "e026"]
+        assert items[0]["timestamp"] == "2026-11-23T10:00:29Z"
+        assert cursor is not None
+
+        seen: list[str] = []
+        cur = None
+        while True:
+            page, cur_next = await store.find(LogQuery(limit=7, cursor=decode_or_none(cur)))
+            seen += [i["event_id"] for i in page]
+            if cur_next is None:
+                break
+            cur = cur_next
+        assert len(seen) == 31
+        assert len(set(seen)) == 31
+
+        items, _ = await store.find(LogQuery(service="web", level="error"))
+        assert [i["event_id"] for i in items] == ["e020", "e010", "e000"]
+        items, _ = await store.find(LogQuery(fields={"status": ["500", 500], "user.id": ["u1"]}))
+        assert [i["event_id"] for i in items] == ["e025", "e010"]
+        items, _ = await store.find(
+            LogQuery(since=T0 + timedelta(seconds=10), until=T0 + timedelta(seconds=13))
+        )
+        assert [i["event_id"] for i in items] == ["e012", "e011", "e010"]
+
+        one = await store.get("e007")
+        assert one is not None
+        assert one["user"] == {"id": "u1"}
+        assert one["status"] == 200
+        assert await store.get("missing") is None
+    finally:
+        await store.close()
+
+
+def decode_or_none(cursor: str | None) -> tuple[datetime, str] | None:
+    from log_sink.handlers import decode_cursor
+
+    return decode_cursor(cursor) if cursor else None
+
+
+async def test_ping_fails_when_mongodb_is_unreachable() -> None:
+    store = WideEventStore("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "x", retention_s=None)
+    with pytest.raises(Exception, match=r"127\.0\.0\.1:1"):
+        await store.ping()
+    await store.close()
