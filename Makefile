@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench clean
+.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench deploy-check kind-up kind-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -70,6 +70,15 @@ fmt: install
 
 bench: infra-up ## run the benchmarks; tables on stdout, JSON in benchmarks/results/
 	$(VPY) -m benchmarks
+
+deploy-check: install ## render + validate the k8s overlays, compose and the Dockerfile (no cluster needed)
+	$(VPY) deploy/validate.py
+
+kind-up: ## create a kind cluster, build + load the images, apply overlays/kind, print the gateway URL
+	KUBECTL=$(CURDIR)/$(VENV)/bin/kubectl deploy/k8s/kind-up.sh
+
+kind-down: ## delete the kind cluster
+	deploy/k8s/kind-down.sh
 
 clean: infra-down
 	rm -rf $(VENV) .devdata .pytest_cache .mypy_cache .ruff_cache

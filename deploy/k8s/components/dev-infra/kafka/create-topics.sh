@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Create the platform's topics if they are missing: every topic of SPEC.md, `<topic>.dlq` for each
+# consumed topic, and the compacted control topic. Names, partitions and replication come from the
+# kafka-config env (same file as the services read), so the topics always match what the services
+# subscribe to. Idempotent; waits for Kafka.
+# Used by the kafka-topics Job (components/dev-infra) and the kafka-init service (deploy/compose).
+set -euo pipefail
+
+bin=${KAFKA_BIN:-/opt/kafka/bin}
+bootstrap=${KAFKA_BOOTSTRAP_SERVERS:?KAFKA_BOOTSTRAP_SERVERS is not set}
+partitions=${KAFKA_TOPIC_PARTITIONS:?KAFKA_TOPIC_PARTITIONS is not set}
+replication=${KAFKA_TOPIC_REPLICATION:?KAFKA_TOPIC_REPLICATION is not set}
+consumed=(
+  "${KAFKA_TOPIC_CHATBOT_ISSUES:?}"
+  "${KAFKA_LOG_TOPIC:?}"
+  "${KAFKA_TOPIC_MESSAGES_CREATED:?}"
+  "${KAFKA_TOPIC_MESSAGES_UPDATED:?}"
+  "${KAFKA_TOPIC_MESSAGES_DELETED:?}"
+)
+control=${KAFKA_CONTROL_TOPIC:?}
+produced_only=(
+  "${KAFKA_TOPIC_NOTIFICATIONS_SENT:?}"
+  "${KAFKA_TOPIC_USERS_ACTIVITY:?}"
+)
+
+for attempt in $(seq 1 60); do
+  if "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --list >/dev/null 2>&1; then
+    break
+  fi
+  if [[ $attempt -eq 60 ]]; then
+    echo "kafka at $bootstrap did not answer" >&2
+    exit 1
+  fi
+  echo "waiting for kafka at $bootstrap ($attempt/60)"
+  sleep 5
+done
+
+topics=("${consumed[@]}" "${produced_only[@]}")
+for topic in "${consumed[@]}"; do
+  topics+=("$topic.dlq")
+done
+for topic in "${topics[@]}"; do
+  "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --create --if-not-exists \
+    --topic "$topic" --partitions "$partitions" --replication-factor "$replication"
+done
+# the control topic keeps the latest command per service: one partition, compacted
+"$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --create --if-not-exists \
+  --topic "$control" --partitions 1 --replication-factor "$replication" --config cleanup.policy=compact
+"$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --describe --topic '.*' | grep -E '^Topic:' || true
+echo "topics ready: ${topics[*]} $control"

