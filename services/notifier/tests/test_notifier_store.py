@@ -1,0 +1,66 @@
+"""What the notifier relies on from the MongoDB-protocol server, checked against it (see INFRA.md)."""
+
+from __future__ import annotations
+
+import pytest
+from notifier.store import NotificationStore
+
+from .conftest import uid
+
+pytestmark = pytest.mark.integration
+
+
+def doc(_id: str, event_id: str, user: str, created_at: int = 1) -> dict[str, object]:
+    return {"_id": _id, "event_id": event_id, "user_id": user, "created_at": created_at, "read": False}
+
+
+async def test_unique_keys_report_duplicates_by_position(store: NotificationStore) -> None:
+    user, evt = uid("u"), uid("evt")
+    first = await store.insert_notifications([doc(f"{evt}-a", evt, user), doc(f"{evt}-b", f"{evt}2", user)])
+    assert first.inserted == [0, 1]
+    assert first.duplicates == []
+    assert first.failures == {}
+    second = await store.insert_notifications(
+        [
+            doc(f"{evt}-a", "other", "other"),  # same _id
+            doc(f"{evt}-c", evt, user),  # same (event_id, user_id), other _id: the compound unique index
+            doc(f"{evt}-d", f"{evt}3", user),
+        ]
+    )
+    assert second.duplicates == [0, 1]
+    assert second.inserted == [2]
+    assert await store.count(user, unread_only=False) == 3
+
+
+async def test_checkpoints_only_move_forward(store: NotificationStore) -> None:
+    topic = uid("topic")
+    await store.advance_checkpoints({(topic, 0): 5, (topic, 2): 7})
+    await store.advance_checkpoints({(topic, 0): 3, (topic, 1): 1})
+    assert await store.get_checkpoints([topic, "missing"]) == {(topic, 0): 5, (topic, 1): 1, (topic, 2): 7}
+    await store.advance_checkpoints({(topic, 0): 9})
+    assert (await store.get_checkpoints([topic]))[(topic, 0)] == 9
+
+
+async def test_since_pages_by_seq_then_id(store: NotificationStore) -> None:
+    user = uid("u")
+    docs = [{**doc(f"{user}-{i}", uid("e"), user), "seq": 100 + i // 3} for i in range(7)]
+    await store.insert_notifications(docs)
+    expected = [d["_id"] for d in sorted(docs, key=lambda d: (d["seq"], d["_id"]))]
+    page1 = await store.since(user, seq_from=0, limit=4)
+    last = page1[-1]
+    page2 = await store.since(user, seq_from=0, after=(last["seq"], last["_id"]), limit=4)
+    assert [d["_id"] for d in page1 + page2] == expected
+    later = await store.since(user, seq_from=101, limit=10)
+    assert [d["_id"] for d in later] == expected[3:]
+    newest = await store.page(user, unread_only=False, limit=2, offset=0)
+    assert [d["_id"] for d in newest] == expected[::-1][:2]
+
+
+async def test_muted_channels_lookup(store: NotificationStore) -> None:
+    u1, u2 = uid("u"), uid("u")
+    assert await store.mute(u1, "ch1") == ["ch1"]
+    assert await store.mute(u1, "ch1") == ["ch1"]
+    await store.mute(u1, "ch2")
+    await store.set_muted(u2, [])
+    assert await store.muted_channels([u1, u2, uid("nobody")]) == {u1: frozenset({"ch1", "ch2"})}
+    assert await store.unmute(u1, "ch1") == ["ch2"]
