@@ -1,0 +1,154 @@
+"""The ingestor's own HTTP API: issues and their chatbot sessions, plus the seed-compatible aliases.
+
+``/issues...`` is the service's API; ``/api/kafka/...`` repeats it (and the consumer control) under the
+paths of the seed documents, so scripts written for the seed work against the service directly too. The
+gateway exposes these at the seed paths.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from consumer_runtime import ConsumerRunner
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from platform_events import ModeType, ProcessType, parse_timestamp
+from pydantic import BaseModel, Field
+
+from issue_ingestor.store import IssueStore
+
+MAX_PAGE = 1000
+
+
+class IssueOut(BaseModel):
+    issue: str
+    processType: str
+    modeType: str
+    modeLogId: str
+    description: str | None
+    isSolved: bool
+    timestamp: str = Field(description="event time, ISO-8601 UTC")
+    received_at: str = Field(description="when the service first stored the issue")
+    updated_at: str = Field(description="when the row last changed")
+    kafka_partition: int
+    kafka_offset: int
+    session_seq: int = Field(description="number of the current (latest) chatbot session")
+
+
+class IssuePage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[IssueOut]
+
+
+class SessionOut(BaseModel):
+    id: int
+    issue: str
+    seq: int
+    status: Literal["open", "closed"]
+    opened_at: str
+    closed_at: str | None
+
+
+class DeletedOut(BaseModel):
+    deleted: str
+    sessions_deleted: int
+
+
+def get_store(request: Request) -> IssueStore:
+    store: IssueStore = request.app.state.store
+    return store
+
+
+def get_runner(request: Request) -> ConsumerRunner:
+    runner: ConsumerRunner = request.app.state.runner
+    return runner
+
+
+StoreDep = Annotated[IssueStore, Depends(get_store)]
+RunnerDep = Annotated[ConsumerRunner, Depends(get_runner)]
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value).replace(tzinfo=None)
+    except ValueError as exc:
+        raise HTTPException(422, f"{name}: {exc}") from None
+
+
+def issues_router() -> APIRouter:
+    router = APIRouter(tags=["issues"])
+
+    @router.get("/issues", response_model=IssuePage, summary="List issues, newest event first")
+    async def list_issues(
+        store: StoreDep,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        process_type: Annotated[ProcessType | None, Query(alias="processType")] = None,
+        mode_type: Annotated[ModeType | None, Query(alias="modeType")] = None,
+        is_solved: Annotated[bool | None, Query(alias="isSolved")] = None,
+        since: Annotated[
+            str | None, Query(alias="from", description="event time >= this (ISO-8601; naive = UTC)")
+        ] = None,
+        until: Annotated[str | None, Query(alias="to", description="event time < this (ISO-8601)")] = None,
+    ) -> dict[str, Any]:
+        total, items = await store.list_issues(
+            limit=limit,
+            offset=offset,
+            process_type=process_type.value if process_type else None,
+            mode_type=mode_type.value if mode_type else None,
+            is_solved=is_solved,
+            since=_time(since, "from"),
+            until=_time(until, "to"),
+        )
+        return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+    @router.get("/issues/{issue_id}", response_model=IssueOut, summary="One issue")
+    async def get_issue(issue_id: str, store: StoreDep) -> dict[str, Any]:
+        found = await store.get_issue(issue_id)
+        if found is None:
+            raise HTTPException(404, f"issue {issue_id!r} not found")
+        return found
+
+    @router.delete(
+        "/issues/{issue_id}", response_model=DeletedOut, summary="Delete an issue and its sessions"
+    )
+    async def delete_issue(issue_id: str, store: StoreDep) -> dict[str, Any]:
+        sessions = await store.delete_issue(issue_id)
+        if sessions is None:
+            raise HTTPException(404, f"issue {issue_id!r} not found")
+        return {"deleted": issue_id, "sessions_deleted": sessions}
+
+    @router.get(
+        "/issues/{issue_id}/sessions", response_model=list[SessionOut], summary="Chatbot sessions of an issue"
+    )
+    async def list_sessions(issue_id: str, store: StoreDep) -> list[dict[str, Any]]:
+        if await store.get_issue(issue_id) is None:
+            raise HTTPException(404, f"issue {issue_id!r} not found")
+        return await store.list_sessions(issue_id)
+
+    return router
+
+
+def seed_router() -> APIRouter:
+    """``/api/kafka/...``: the paths of the seed documents (consumer status/control + the issue API)."""
+    router = APIRouter(prefix="/api/kafka", tags=["seed-compatible"])
+    router.include_router(issues_router())
+
+    @router.get("/status", summary="Consumer status (same as /consumer/status)")
+    async def status(runner: RunnerDep) -> dict[str, Any]:
+        state: dict[str, Any] = runner.status()
+        return state
+
+    @router.post("/{action}", summary="Start, stop or restart the issue consumer")
+    async def control(action: Literal["start", "stop", "restart"], runner: RunnerDep) -> dict[str, Any]:
+        if not runner.settings.kafka_enabled:
+            raise HTTPException(409, "KAFKA_ENABLED=false: the consumer is disabled")
+        await getattr(runner, action)()
+        state: dict[str, Any] = runner.status()
+        return state
+
+    return router

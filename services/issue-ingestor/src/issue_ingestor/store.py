@@ -1,0 +1,423 @@
+"""The MySQL adapter (asyncmy pool): migrations, the idempotent batch write, and the queries of the API.
+
+One batch = one transaction: lock the batch's issues (``SELECT ... FOR UPDATE``), plan with the pure
+:mod:`issue_ingestor.handlers`, one multi-row upsert into ``ChatbotIssue`` and one into ``ChatbotSession``,
+commit. The upserts are conditional on the event version, so even without the lock an older event can
+never overwrite a newer one and a redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Final
+
+import asyncmy
+from asyncmy.errors import MySQLError, OperationalError
+from consumer_runtime import Failure, PermanentError, Record, get_logger
+from platform_events import FactoryIssueEvent, format_timestamp
+
+from issue_ingestor.config import Settings
+from issue_ingestor.handlers import StoredIssue, WritePlan, issue_ids, plan_batch, prepare
+
+log = get_logger(__name__)
+
+ISSUE_COLUMNS: Final = (
+    "issue, processType, modeType, modeLogId, description, isSolved, `timestamp`, received_at, updated_at, "
+    "kafka_partition, kafka_offset, session_seq, event_version"
+)
+_NEWER: Final = "VALUES(event_version) > event_version"
+#: Assignments run left to right and see the new values of earlier columns: ``event_version`` goes last.
+UPSERT_ISSUES: Final = (
+    f"INSERT INTO ChatbotIssue ({ISSUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE "
+    f"description = IF({_NEWER}, COALESCE(VALUES(description), description), description), "
+    + ", ".join(
+        f"{col} = IF({_NEWER}, VALUES({col}), {col})"
+        for col in (
+            "processType",
+            "modeType",
+            "modeLogId",
+            "isSolved",
+            "`timestamp`",
+            "updated_at",
+            "kafka_partition",
+            "kafka_offset",
+            "session_seq",
+        )
+    )
+    + ", event_version = GREATEST(event_version, VALUES(event_version))"
+)
+#: A session is inserted once; re-applying it can only close an open one (closed_at is set once).
+UPSERT_SESSIONS: Final = (
+    "INSERT INTO ChatbotSession (issue, seq, status, opened_at, closed_at) VALUES (%s, %s, %s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE "
+    "closed_at = IF(status = 'open' AND VALUES(status) = 'closed', VALUES(closed_at), closed_at), "
+    "status = IF(VALUES(status) = 'closed', 'closed', status)"
+)
+_LOAD_STATE: Final = (
+    "SELECT c.issue, c.isSolved, c.event_version, c.session_seq, s.opened_at, s.status "
+    "FROM ChatbotIssue c LEFT JOIN ChatbotSession s ON s.issue = c.issue AND s.seq = c.session_seq "
+    "WHERE c.issue IN ({}) FOR UPDATE"
+)
+
+#: Server errors that mean "this data can never be written as is" (strict mode data errors, FK, ...).
+PERMANENT_ERRORS: Final = frozenset(
+    {
+        1048,  # column cannot be null
+        1136,  # column count doesn't match
+        1264,  # out of range value
+        1292,  # incorrect datetime value
+        1366,  # incorrect string value
+        1406,  # data too long
+        1452,  # foreign key constraint fails
+        3140,  # invalid JSON
+    }
+)
+
+ISSUE_FIELDS: Final = (
+    "issue",
+    "processType",
+    "modeType",
+    "modeLogId",
+    "description",
+    "isSolved",
+    "timestamp",
+    "received_at",
+    "updated_at",
+    "kafka_partition",
+    "kafka_offset",
+    "session_seq",
+)
+SESSION_FIELDS: Final = ("id", "issue", "seq", "status", "opened_at", "closed_at")
+
+_MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_MIGRATION_LOCK: Final = "issue_ingestor_schema_migration"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """Statements split at ``;`` ending a line; ``--`` comment lines dropped."""
+        lines = [ln for ln in self.sql.splitlines() if not ln.strip().startswith("--")]
+        parts = re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
+        return [p.strip() for p in parts if p.strip()]
+
+
+def bundled_migrations() -> list[Migration]:
+    """The ``migrations/NNNN_name.sql`` files shipped with the package, in version order."""
+    found = []
+    for entry in resources.files("issue_ingestor").joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions: {versions}")
+    return found
+
+
+def utc_now_naive() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return value
+
+
+class IssueStore:
+    """The service's only way to MySQL. ``write`` and ``ping`` make it the consumer's sink."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+        self._schema_lock = asyncio.Lock()
+        self.schema_ready = not settings.db_migrate
+        self.last_plan: WritePlan | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def _connect_kwargs(self) -> dict[str, Any]:
+        host, port = self.settings.mysql_address
+        return {
+            "host": host,
+            "port": port,
+            "user": self.settings.db_username,
+            "password": self.settings.db_password.get_secret_value(),
+            "db": self.settings.db_name,
+            "charset": "utf8mb4",
+            "autocommit": False,
+            "connect_timeout": self.settings.db_connect_timeout_s,
+            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+        }
+
+    async def _get_pool(self) -> Any:
+        """The pool, created on first use (so the service starts, not ready, while MySQL is down)."""
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await asyncmy.create_pool(
+                        minsize=0,
+                        maxsize=self.settings.db_pool_size,
+                        pool_recycle=3600,
+                        **self._connect_kwargs(),
+                    )
+        return self._pool
+
+    async def open(self) -> None:
+        """Create the pool and apply pending migrations. Raises when MySQL cannot be reached."""
+        await self._get_pool()
+        await self.ensure_schema()
+
+    async def ensure_schema(self) -> None:
+        """Migrate once per process (retried by the caller until it succeeds: MySQL may start later)."""
+        if self.schema_ready:
+            return
+        async with self._schema_lock:
+            if not self.schema_ready:
+                await self._timed(self.migrate())
+                self.schema_ready = True
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.wait_closed(), 5)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; on any error it is closed (never handed out again half-broken)."""
+        pool = await self._get_pool()
+        conn = await asyncio.wait_for(pool.acquire(), self.settings.db_connect_timeout_s * 2)
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            pool.release(conn)
+
+    async def _timed(self, coro: Any) -> Any:
+        return await asyncio.wait_for(coro, self.settings.db_statement_timeout_s)
+
+    # ------------------------------------------------------------------ migrations
+    async def migrate(self, migrations: Sequence[Migration] | None = None) -> list[int]:
+        """Apply pending migrations in order, under a server-side lock (replicas may start together)."""
+        todo = list(migrations) if migrations is not None else bundled_migrations()
+        applied_now: list[int] = []
+        async with self.connection() as conn, conn.cursor() as cur:
+            await conn.autocommit(True)
+            await cur.execute("SELECT GET_LOCK(%s, 60)", (_MIGRATION_LOCK,))
+            (got,) = await cur.fetchone()
+            if got != 1:
+                raise RuntimeError("could not take the schema migration lock within 60 s")
+            try:
+                # look before creating: CREATE ... IF NOT EXISTS on an existing table logs a server warning
+                await cur.execute(
+                    "SELECT 1 FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'schema_version'"
+                )
+                if not await cur.fetchall():
+                    await cur.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_version ("
+                        " version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,"
+                        " applied_at DATETIME(6) NOT NULL"
+                        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+                    )
+                await cur.execute("SELECT version FROM schema_version")
+                done = {int(row[0]) for row in await cur.fetchall()}
+                for migration in todo:
+                    if migration.version in done:
+                        continue
+                    for statement in migration.statements():
+                        await cur.execute(statement)
+                    await cur.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, utc_now_naive()),
+                    )
+                    applied_now.append(migration.version)
+                    log.info("schema migration applied", version=migration.version, name=migration.name)
+            finally:
+                await cur.execute("SELECT RELEASE_LOCK(%s)", (_MIGRATION_LOCK,))
+                await cur.fetchall()
+                await conn.autocommit(False)
+        return applied_now
+
+    async def schema_versions(self) -> list[int]:
+        async with self.connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT version FROM schema_version ORDER BY version")
+            rows = await cur.fetchall()
+            await conn.commit()
+        return [int(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ sink
+    async def ping(self) -> None:
+        """Readiness: the schema is migrated and a pooled connection answers ``SELECT 1``."""
+        await self.ensure_schema()
+        async with self.connection() as conn, conn.cursor() as cur:
+            await self._timed(cur.execute("SELECT 1"))
+            await cur.fetchall()
+            await conn.commit()
+
+    async def write(self, records: Sequence[Record[Any]]) -> Sequence[Failure]:
+        """Idempotent batch write (the consumer's sink). Transient errors raise; data errors are permanent."""
+        if not records:
+            return []
+        try:
+            await self.ensure_schema()
+            failures: list[Failure] = await self._timed(self._write(records))
+        except MySQLError as exc:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            if code in PERMANENT_ERRORS and not isinstance(exc, OperationalError):
+                raise PermanentError(f"MySQL refused the batch: {exc}") from exc
+            raise
+        return failures
+
+    async def _write(self, records: Sequence[Record[FactoryIssueEvent]]) -> list[Failure]:
+        loading: asyncio.Future[dict[str, StoredIssue]] | None = None
+        async with self.connection() as conn, conn.cursor() as cur:
+            try:
+                await cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                await conn.begin()
+                ids = issue_ids(records)
+                # the state query is sent first; the per-event work runs while MySQL answers it
+                loading = asyncio.ensure_future(self._load_state(cur, ids))
+                await asyncio.sleep(0)
+                prepared = prepare(records)
+                plan = plan_batch(prepared, await loading)
+                now = utc_now_naive()
+                if plan.issues:
+                    await cur.executemany(UPSERT_ISSUES, [row.params(now) for row in plan.issues])
+                if plan.sessions:
+                    await cur.executemany(UPSERT_SESSIONS, [s.params() for s in plan.sessions])
+                await conn.commit()
+            except BaseException:
+                if loading is not None and not loading.done():
+                    loading.cancel()
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
+                raise
+        self.last_plan = plan
+        return plan.failures
+
+    async def _load_state(self, cur: Any, ids: list[str]) -> dict[str, StoredIssue]:
+        if not ids:
+            return {}
+        await cur.execute(_LOAD_STATE.format(", ".join(["%s"] * len(ids))), ids)
+        out: dict[str, StoredIssue] = {}
+        for issue, solved, version, seq, opened_at, status in await cur.fetchall():
+            out[issue] = StoredIssue(
+                issue=issue,
+                is_solved=bool(solved),
+                version=version,
+                session_seq=int(seq),
+                session_opened_at=opened_at,
+                session_open=status == "open",
+            )
+        return out
+
+    # ------------------------------------------------------------------ queries (HTTP API)
+    async def list_issues(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        process_type: str | None = None,
+        mode_type: str | None = None,
+        is_solved: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Issues newest first (event time), filtered; returns (total matching, one page)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if process_type is not None:
+            where.append("processType = %s")
+            args.append(process_type)
+        if mode_type is not None:
+            where.append("modeType = %s")
+            args.append(mode_type)
+        if is_solved is not None:
+            where.append("isSolved = %s")
+            args.append(is_solved)
+        if since is not None:
+            where.append("`timestamp` >= %s")
+            args.append(since)
+        if until is not None:
+            where.append("`timestamp` < %s")
+            args.append(until)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)
+        async with self.connection() as conn, conn.cursor() as cur:
+            await self._timed(cur.execute(f"SELECT COUNT(*) FROM ChatbotIssue{clause}", args))
+            (total,) = await cur.fetchone()
+            await self._timed(
+                cur.execute(
+                    f"SELECT {columns} FROM ChatbotIssue{clause} "
+                    "ORDER BY `timestamp` DESC, issue ASC LIMIT %s OFFSET %s",
+                    [*args, limit, offset],
+                )
+            )
+            rows = await cur.fetchall()
+            await conn.commit()
+        return int(total), [self._issue_dict(r) for r in rows]
+
+    async def get_issue(self, issue_id: str) -> dict[str, Any] | None:
+        columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)
+        async with self.connection() as conn, conn.cursor() as cur:
+            await self._timed(
+                cur.execute(f"SELECT {columns} FROM ChatbotIssue WHERE issue = %s", (issue_id,))
+            )
+            row = await cur.fetchone()
+            await conn.commit()
+        return self._issue_dict(row) if row else None
+
+    async def delete_issue(self, issue_id: str) -> int | None:
+        """Delete an issue and its sessions; returns how many sessions went with it, None if unknown."""
+        async with self.connection() as conn, conn.cursor() as cur:
+            try:
+                await conn.begin()
+                await cur.execute("SELECT issue FROM ChatbotIssue WHERE issue = %s FOR UPDATE", (issue_id,))
+                if await cur.fetchone() is None:
+                    await conn.rollback()
+                    return None
+                await cur.execute("DELETE FROM ChatbotSession WHERE issue = %s", (issue_id,))
+                sessions = int(cur.rowcount)
+                await cur.execute("DELETE FROM ChatbotIssue WHERE issue = %s", (issue_id,))
+                await conn.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
+                raise
+        return sessions
+
+    async def list_sessions(self, issue_id: str) -> list[dict[str, Any]]:
+        columns = ", ".join(SESSION_FIELDS)
+        async with self.connection() as conn, conn.cursor() as cur:
+            await self._timed(
+                cur.execute(
+                    f"SELECT {columns} FROM ChatbotSession WHERE issue = %s ORDER BY seq", (issue_id,)
+                )
+            )
+            rows = await cur.fetchall()
+            await conn.commit()
+        return [{k: _iso(v) for k, v in zip(SESSION_FIELDS, row, strict=True)} for row in rows]
+
+    @staticmethod
+    def _issue_dict(row: Sequence[Any]) -> dict[str, Any]:
+        out = {k: _iso(v) for k, v in zip(ISSUE_FIELDS, row, strict=True)}
+        out["isSolved"] = bool(out["isSolved"])
+        return out
