@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -465,10 +466,12 @@ class ConsumerRunner:
             mid = len(records) // 2
             return [*await self._write(records[:mid]), *await self._write(records[mid:])]
         failed_offsets = {(f.record.topic, f.record.partition, f.record.offset) for f in failures}
-        for rec in records:
-            if (rec.topic, rec.partition, rec.offset) not in failed_offsets:
-                self.counts.stored += 1
-                m.STORED.labels(group=self.group_id, topic=rec.topic).inc()
+        per_topic: Counter[str] = Counter(
+            rec.topic for rec in records if (rec.topic, rec.partition, rec.offset) not in failed_offsets
+        )
+        for topic, n in per_topic.items():  # one metric update per topic and batch, not per record
+            self.counts.stored += n
+            m.STORED.labels(group=self.group_id, topic=topic).inc(n)
         return failures
 
     async def _dead_letter(self, failures: list[Failure]) -> None:
