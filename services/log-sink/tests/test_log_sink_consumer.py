@@ -307,7 +307,7 @@ async def test_sigterm_flushes_pending_batch(
     assert await mongo[fresh_db]["wide_events"].count_documents({}) == 7
     assert await committed(kafka_bootstrap, kafka_names.group, kafka_names.topic) == 7
     lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
-    batch = [line for line in lines if line.get("event") == "Processed batch"]
+    batch = [line for line in lines if str(line.get("event", "")).startswith("Processed batch:")]
     assert batch
     assert batch[-1]["events"] == 7
     assert batch[-1]["success"] == 7
