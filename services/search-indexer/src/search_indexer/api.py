@@ -1,0 +1,104 @@
+"""The service's own HTTP API: message search, get by id, rebuild start/status."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from platform_events import MAX_ID_CHARS
+
+from search_indexer import handlers as h
+from search_indexer.rebuild import RebuildBusyError, RebuildError, RebuildManager
+from search_indexer.store import MessageStore
+
+
+def _store(request: Request) -> MessageStore:
+    store: MessageStore = request.app.state.store
+    return store
+
+
+def _rebuild(request: Request) -> RebuildManager:
+    manager: RebuildManager = request.app.state.rebuild
+    return manager
+
+
+StoreDep = Annotated[MessageStore, Depends(_store)]
+RebuildDep = Annotated[RebuildManager, Depends(_rebuild)]
+
+
+def _require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    token: str | None = request.app.state.settings.admin_token
+    if not token:
+        return
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(401, "admin token required (Authorization: Bearer <ADMIN_TOKEN>)")
+
+
+router = APIRouter()
+
+
+@router.get("/messages/search", tags=["search"], summary="Full-text search on message content")
+async def search_messages(
+    store: StoreDep,
+    q: Annotated[str | None, Query(max_length=1000, description="words matched in content")] = None,
+    channel: Annotated[str | None, Query(max_length=MAX_ID_CHARS, alias="channel_id")] = None,
+    author: Annotated[str | None, Query(max_length=MAX_ID_CHARS, alias="author_id")] = None,
+    since: Annotated[
+        datetime | None, Query(alias="from", description="created at or after (ISO-8601)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(alias="to", description="created at or before (ISO-8601)")
+    ] = None,
+    sort: h.SortOrder = "relevance",
+    offset: Annotated[int, Query(ge=0, le=h.MAX_RESULT_WINDOW)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    highlight: bool = True,
+) -> dict[str, Any]:
+    if offset + limit > h.MAX_RESULT_WINDOW:
+        raise HTTPException(422, f"offset + limit must not exceed {h.MAX_RESULT_WINDOW}")
+    params = h.SearchParams(
+        q=q,
+        channel=channel,
+        author=author,
+        since=since,
+        until=until,
+        sort=sort,
+        offset=offset,
+        limit=limit,
+        highlight=highlight,
+    )
+    return await store.search(params)
+
+
+@router.get(
+    "/messages/{message_id}", tags=["search"], summary="One indexed message (404 if absent or deleted)"
+)
+async def get_message(store: StoreDep, message_id: str) -> dict[str, Any]:
+    message = await store.get_message(message_id)
+    if message is None:
+        raise HTTPException(404, f"message {message_id!r} not found")
+    return message
+
+
+@router.post(
+    "/admin/rebuild",
+    tags=["rebuild"],
+    status_code=202,
+    summary="Rebuild the index by replaying the message topics, then swap the alias",
+    dependencies=[Depends(_require_admin)],
+)
+async def start_rebuild(manager: RebuildDep) -> dict[str, Any]:
+    try:
+        return await manager.start()
+    except RebuildBusyError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except RebuildError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/admin/rebuild", tags=["rebuild"], summary="Progress of the current (or last) rebuild")
+async def rebuild_status(manager: RebuildDep) -> dict[str, Any]:
+    return manager.status()

@@ -1,0 +1,74 @@
+"""Composition root: Elasticsearch client, store, live consumer, rebuild manager, HTTP routers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from consumer_runtime import ConsumerRunner, get_logger, ops_router, running
+from fastapi import FastAPI
+
+from search_indexer.api import router as api_router
+from search_indexer.config import Settings
+from search_indexer.rebuild import RebuildManager
+from search_indexer.sink import MessageSink
+from search_indexer.store import AliasConflictError, MessageStore
+
+log = get_logger(__name__)
+
+SERVICE = "search-indexer"
+
+
+async def _ensure_alias(store: MessageStore, timeout_s: float = 30.0) -> None:
+    """Wait (bounded) for Elasticsearch at start-up, then make sure the alias and its index exist."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            indices = await store.ensure_alias()
+            log.info("search index ready", alias=store.alias, indices=indices)
+            return
+        except AliasConflictError:
+            raise
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Elasticsearch at ELASTICSEARCH_URL is not usable: {exc!r}") from exc
+            log.warning("elasticsearch not ready; retrying", error=repr(exc))
+            await asyncio.sleep(1.0)
+
+
+def create_app(settings: Settings, *, store: MessageStore | None = None) -> FastAPI:
+    store = store or MessageStore.from_settings(settings)
+    runner = ConsumerRunner(
+        name=SERVICE,
+        settings=settings,
+        topics=settings.topic_specs(),
+        sink=MessageSink(store),
+    )
+    rebuild = RebuildManager(settings, store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await _ensure_alias(store)
+            async with running(runner, timeout_s=settings.shutdown_timeout_s):
+                try:
+                    yield
+                finally:
+                    await rebuild.close()
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="search-indexer",
+        description="Indexes platform.messages.* into Elasticsearch; message search; rebuild by replay.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.runner = runner
+    app.state.rebuild = rebuild
+    app.include_router(ops_router(service=SERVICE, runner=runner, checks={"elasticsearch": store.ping}))
+    app.include_router(api_router)
+    return app

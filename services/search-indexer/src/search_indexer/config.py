@@ -1,0 +1,80 @@
+"""Settings of the search indexer (environment variables; SPEC names for everything Kafka)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer_runtime import ServiceSettings
+from platform_events import (
+    GROUP_SEARCH_INDEXER,
+    MESSAGES_CREATED,
+    MESSAGES_DELETED,
+    MESSAGES_UPDATED,
+    TopicSpec,
+    validate_topic_name,
+)
+from pydantic import Field, field_validator
+
+
+class Settings(ServiceSettings):
+    """``KAFKA_*``/``MQ_*``/``HTTP_*``/``LOG_*`` come from :class:`ServiceSettings`; the rest is ours."""
+
+    kafka_consumer_group: str = GROUP_SEARCH_INDEXER
+    http_port: int = Field(8103, ge=1, le=65535)
+
+    # Topic names (defaults are the SPEC names; overridable so deployments and tests can rename them).
+    kafka_topic_messages_created: str = MESSAGES_CREATED.name
+    kafka_topic_messages_updated: str = MESSAGES_UPDATED.name
+    kafka_topic_messages_deleted: str = MESSAGES_DELETED.name
+
+    elasticsearch_url: str = Field("http://127.0.0.1:9200", min_length=1)
+    elasticsearch_username: str | None = None
+    elasticsearch_password: str | None = None
+    elasticsearch_api_key: str | None = None
+    elasticsearch_ca_certs: str | None = None
+    elasticsearch_request_timeout_s: float = Field(30.0, gt=0)
+
+    # The alias every read and write goes through; physical indexes are named "<alias>-<suffix>".
+    search_index_alias: str = Field("messages", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+    search_index_shards: int = Field(1, ge=1, le=64)
+    search_index_replicas: int = Field(1, ge=0, le=10)
+    search_index_refresh_interval: str = Field("1s", pattern=r"^(-1|\d+(ms|s|m))$")
+    # Bulk items that fail with 429/5xx are retried this many times inside one write (then the batch).
+    search_write_max_retries: int = Field(3, ge=0, le=20)
+    search_write_retry_backoff_ms: int = Field(100, ge=1)
+
+    rebuild_batch_size: int = Field(1000, ge=1, le=100_000)
+    rebuild_timeout_s: float = Field(3600.0, gt=0)
+    # When set, POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>".
+    admin_token: str | None = None
+
+    @field_validator(
+        "kafka_topic_messages_created", "kafka_topic_messages_updated", "kafka_topic_messages_deleted"
+    )
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return validate_topic_name(value)
+
+    def topic_specs(self) -> list[TopicSpec[Any]]:
+        """The three message topics under their configured names."""
+        return [
+            MESSAGES_CREATED.renamed(self.kafka_topic_messages_created),
+            MESSAGES_UPDATED.renamed(self.kafka_topic_messages_updated),
+            MESSAGES_DELETED.renamed(self.kafka_topic_messages_deleted),
+        ]
+
+    def es_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``AsyncElasticsearch``."""
+        kwargs: dict[str, Any] = {
+            "hosts": [self.elasticsearch_url],
+            "request_timeout": self.elasticsearch_request_timeout_s,
+            "retry_on_timeout": True,
+            "max_retries": 2,
+        }
+        if self.elasticsearch_api_key:
+            kwargs["api_key"] = self.elasticsearch_api_key
+        elif self.elasticsearch_username:
+            kwargs["basic_auth"] = (self.elasticsearch_username, self.elasticsearch_password or "")
+        if self.elasticsearch_ca_certs:
+            kwargs["ca_certs"] = self.elasticsearch_ca_certs
+        return kwargs

@@ -1,0 +1,277 @@
+"""Rebuild the index by replaying the message topics from the beginning (event sourcing).
+
+1. create a new index ``<alias>-<stamp>`` (refresh off while loading);
+2. snapshot the high watermark of every partition of the three topics (the *target*; ``total`` = events
+   below it), start a second :class:`ConsumerRunner` in its own, fresh group (``auto_offset_reset=earliest``)
+   writing into the new index with the same merge-write as the live consumer;
+3. when the replay has committed up to the target on every partition, turn refresh back on, refresh, and
+   **atomically** move the alias (one ``update_aliases`` with remove+add) — searches keep hitting the old
+   index until that instant and the complete new one after it;
+4. snapshot the high watermarks again and let the replay catch up to them: events another writer stored in
+   the *old* index just before the swap are replayed into the new one (the merge makes the overlap harmless);
+5. stop the replay consumer and delete the old index.
+
+High watermarks come from a group-less consumer's fetch responses (``consumer.highwater``), not from
+``end_offsets()``, which the local Tansu broker answers wrongly (see README "stand-in differences").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from consumer_runtime import ConsumerRunner, State, ensure_topics, get_logger
+from consumer_runtime.settings import KafkaSettings
+
+from search_indexer import metrics as m
+from search_indexer.config import Settings
+from search_indexer.sink import MessageSink
+from search_indexer.store import MessageStore
+
+log = get_logger(__name__)
+
+Offsets = dict[TopicPartition, tuple[int, int]]  # partition → (log start, high watermark)
+
+
+class RebuildError(RuntimeError):
+    pass
+
+
+class RebuildBusyError(RebuildError):
+    pass
+
+
+async def partition_offsets(
+    settings: KafkaSettings, topics: Sequence[str], *, timeout_s: float = 20.0
+) -> Offsets:
+    """(log start offset, high watermark) of every partition of ``topics``, from a group-less consumer.
+
+    The high watermark is read from fetch responses (``consumer.highwater``), which is correct on every
+    broker we run against, unlike ``end_offsets()`` on Tansu.
+    """
+    consumer = AIOKafkaConsumer(
+        **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts: list[TopicPartition] = []
+        for topic in topics:
+            while True:
+                await consumer.topics()  # refresh metadata
+                found = consumer.partitions_for_topic(topic)
+                if found:
+                    parts.extend(TopicPartition(topic, p) for p in sorted(found))
+                    break
+                if time.monotonic() > deadline:
+                    raise RebuildError(f"topic {topic!r} has no partitions (does it exist?)")
+                await asyncio.sleep(0.2)
+        consumer.assign(parts)
+        begins = await consumer.beginning_offsets(parts)
+        await consumer.seek_to_beginning(*parts)
+        while any(consumer.highwater(tp) is None for tp in parts):
+            if time.monotonic() > deadline:
+                missing = [f"{tp.topic}[{tp.partition}]" for tp in parts if consumer.highwater(tp) is None]
+                raise RebuildError(f"no high watermark within {timeout_s}s for {', '.join(missing)}")
+            await consumer.getmany(timeout_ms=200, max_records=1)
+        return {tp: (int(begins[tp]), int(consumer.highwater(tp))) for tp in parts}
+    finally:
+        await consumer.stop()
+
+
+def replay_progress(target: Offsets, committed: Mapping[TopicPartition, int]) -> tuple[int, int, bool]:
+    """(events replayed, events to replay, caught up) of ``committed`` offsets against ``target``."""
+    replayed = total = 0
+    done = True
+    for tp, (begin, high) in target.items():
+        at = committed.get(tp, begin)
+        total += max(0, high - begin)
+        replayed += max(0, min(at, high) - begin)
+        if at < high:
+            done = False
+    return replayed, total, done
+
+
+class RebuildManager:
+    """Runs at most one rebuild at a time in this process and reports its progress."""
+
+    def __init__(self, settings: Settings, store: MessageStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._task: asyncio.Task[None] | None = None
+        self._runner: ConsumerRunner | None = None
+        self._target: Offsets = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._status: dict[str, Any] = {"state": "idle"}
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def status(self) -> dict[str, Any]:
+        st = dict(self._status)
+        runner = self._runner
+        if self.running and runner is not None:
+            self._observe(runner)
+            st["consumer"] = {
+                "state": runner.state.value,
+                "counts": vars(runner.counts).copy(),
+                "last_error": runner.last_error,
+            }
+        return st
+
+    async def start(self) -> dict[str, Any]:
+        if not self.settings.kafka_enabled:
+            raise RebuildError("KAFKA_ENABLED=false: there is no event log to replay")
+        if self.running:
+            raise RebuildBusyError(f"rebuild {self._status.get('id')} is already {self._status.get('state')}")
+        rebuild_id = uuid.uuid4().hex[:8]
+        self._target = {}
+        self._committed = {}
+        self._status = {
+            "id": rebuild_id,
+            "state": "starting",
+            "alias": self.store.alias,
+            "new_index": self.store.new_index_name(),
+            "old_indices": await self.store.alias_indices(),
+            "group": f"{self.settings.kafka_consumer_group}-rebuild-{rebuild_id}",
+            "topics": [spec.name for spec in self.settings.topic_specs()],
+            "phase": "replay",
+            "replayed": 0,
+            "total": None,
+            "progress": 0.0,
+            "started_at": time.time(),
+            "swapped_at": None,
+            "finished_at": None,
+            "rate_eps": None,
+            "documents": None,
+            "error": None,
+        }
+        self._task = asyncio.create_task(self._run(), name=f"rebuild:{rebuild_id}")
+        return self.status()
+
+    async def wait(self, timeout_s: float | None = None) -> dict[str, Any]:
+        task = self._task
+        if task is not None:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        return self.status()
+
+    async def close(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ------------------------------------------------------------------------------------------ the run
+    async def _run(self) -> None:
+        st = self._status
+        s = self.settings
+        new_index: str = st["new_index"]
+        swapped = False
+        started = time.monotonic()
+        deadline = started + s.rebuild_timeout_s
+        runner: ConsumerRunner | None = None
+        log.info("rebuild started", rebuild=st["id"], new_index=new_index, group=st["group"])
+        try:
+            st["state"] = "creating_index"
+            await self.store.create_index(new_index, refresh_interval="-1")
+            if s.kafka_auto_create_topics:
+                await ensure_topics(s, st["topics"])
+            st["state"] = "replaying"
+            self._target = await partition_offsets(s, st["topics"])
+            runner = ConsumerRunner(
+                name="search-indexer-rebuild",
+                settings=s,
+                topics=s.topic_specs(),
+                sink=MessageSink(self.store, index=new_index),
+                group_id=st["group"],
+                batch_size=s.rebuild_batch_size,
+                auto_offset_reset="earliest",
+            )
+            self._runner = runner
+            await runner.start()
+            await self._catch_up(runner, deadline)
+            replay_s = time.monotonic() - started
+            st["rate_eps"] = round(st["replayed"] / replay_s, 1) if replay_s > 0 else None
+
+            st["state"] = "swapping"
+            await self.store.set_refresh_interval(new_index, s.search_index_refresh_interval)
+            await self.store.refresh(new_index)
+            st["old_indices"] = await self.store.swap_alias(new_index)
+            swapped = True
+            st["swapped_at"] = time.time()
+
+            st["state"] = "catching_up"
+            st["phase"] = "catch_up"
+            self._target = await partition_offsets(s, st["topics"])
+            await self._catch_up(runner, deadline)
+
+            st["state"] = "cleaning_up"
+            await runner.close()
+            for old in st["old_indices"]:
+                await self.store.delete_index(old)
+            st["documents"] = await self.store.count(new_index)
+            st["state"] = "done"
+            m.REBUILDS.labels(outcome="done").inc()
+            log.info(
+                "rebuild done",
+                rebuild=st["id"],
+                new_index=new_index,
+                replayed=st["replayed"],
+                documents=st["documents"],
+                rate_eps=st["rate_eps"],
+            )
+        except BaseException as exc:
+            st["state"] = "failed"
+            st["error"] = (
+                "cancelled" if isinstance(exc, asyncio.CancelledError) else f"{type(exc).__name__}: {exc}"
+            )
+            m.REBUILDS.labels(outcome="failed").inc()
+            log.error("rebuild failed", rebuild=st["id"], error=st["error"], swapped=swapped)
+            if runner is not None:
+                with contextlib.suppress(Exception):
+                    await runner.close()
+            if not swapped:
+                with contextlib.suppress(Exception):
+                    await self.store.delete_index(new_index)
+            else:
+                st["error"] += f" (alias already on {new_index}; old index kept: {st['old_indices']})"
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            st["finished_at"] = time.time()
+            self._runner = None
+
+    def _observe(self, runner: ConsumerRunner) -> tuple[int, int, bool]:
+        for part in runner.status()["assignment"]:
+            committed = part.get("committed")
+            if committed is not None:
+                tp = TopicPartition(part["topic"], part["partition"])
+                self._committed[tp] = max(committed, self._committed.get(tp, 0))
+        replayed, total, done = replay_progress(self._target, self._committed)
+        st = self._status
+        st["replayed"], st["total"] = replayed, total
+        st["progress"] = round(replayed / total, 4) if total else 1.0
+        m.REBUILD_REPLAYED.set(replayed)
+        m.REBUILD_TOTAL.set(total)
+        return replayed, total, done
+
+    async def _catch_up(self, runner: ConsumerRunner, deadline: float) -> None:
+        while True:
+            _, _, done = self._observe(runner)
+            if done:
+                return
+            if runner.state in (State.STOPPED, State.DISABLED):
+                raise RebuildError(f"replay consumer {runner.state.value}: {runner.last_error}")
+            if time.monotonic() > deadline:
+                raise RebuildError(
+                    f"replay did not catch up within REBUILD_TIMEOUT_S={self.settings.rebuild_timeout_s}s "
+                    f"({self._status['replayed']}/{self._status['total']}); last error: {runner.last_error}"
+                )
+            await asyncio.sleep(0.2)
