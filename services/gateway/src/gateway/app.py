@@ -1,0 +1,193 @@
+"""The gateway app: ``create_app(settings)`` wires Kafka, the upstream clients and every router."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from platform_events import dlq_topic_for
+from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
+
+from gateway.api import admin, ops, publish, queries, services
+from gateway.config import GatewaySettings
+from gateway.control import ControlPlane
+from gateway.errors import ErrorBody, install_error_handlers
+from gateway.kafka import KafkaGateway
+from gateway.logs import log
+from gateway.middleware import BodyLimit, RequestLog
+from gateway.upstream import Upstreams
+
+DESCRIPTION = """
+The one public REST API of the platform. Apps publish events here; operators administer Kafka here;
+queries are forwarded to the service that owns the data.
+
+* **Seed-compatible paths** (tag `seed-compatible`) stay exactly as the seed documents use them.
+* **Admin endpoints** need `Authorization: Bearer <ADMIN_TOKEN>` (401 without it; 403 when the gateway has
+  no token configured — they are never open).
+* Every error is JSON: `{"error": code, "message": text, "field": failing field}`; an unreachable service
+  is a 503 naming it.
+"""
+
+TAGS = [
+    {"name": "seed-compatible", "description": "Paths of the seed documents, kept byte-for-byte"},
+    {"name": "publish", "description": "Publish platform events (validated with platform_events)"},
+    {"name": "queries", "description": "Read data, forwarded to the owning service"},
+    {"name": "services", "description": "Consumer status and control of every service"},
+    {"name": "topics", "description": "Kafka topics"},
+    {"name": "consumer groups", "description": "Groups, per-partition lag, offset reset"},
+    {"name": "messages", "description": "Browse a topic, produce a test message"},
+    {"name": "dlq", "description": "Dead letters: inspect and replay"},
+    {"name": "operations", "description": "Health, readiness, metrics"},
+]
+
+
+async def _ensure_topics(kafka: KafkaGateway, control: ControlPlane, settings: GatewaySettings) -> None:
+    """Create the platform topics (+ DLQs) and the control topic when missing; retry while Kafka is down."""
+    names = [spec.name for spec in settings.topics().values()]
+    names += [dlq_topic_for(n) for n in names]
+    delay = 0.5
+    while True:
+        try:
+            for name in names:
+                await kafka.ensure_topic(name, settings.kafka_topic_partitions)
+            await control.ensure_topic()
+            return
+        except Exception as exc:
+            log.warning("creating topics failed; retrying", error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def wide_logger(settings: GatewaySettings) -> WideLogger:
+    """Request wide events go to the platform's log topic (MongoDB fallback), like any other app's."""
+    config = WideLoggingConfig.from_env(
+        service="gateway",
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        log_topic=settings.kafka_log_topic,
+        enable_idempotence=settings.kafka_enable_idempotence,
+    )
+    return WideLogger(config)
+
+
+def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI with the real error shape everywhere: FastAPI's default 422 schema is replaced by
+    ``ErrorBody``; admin operations document 401/403, bodies 413, every operation 503."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault(
+            "ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        ref = {"$ref": "#/components/schemas/ErrorBody"}
+        error = {
+            "description": "Error (JSON naming the failing field)",
+            "content": {"application/json": {"schema": ref}},
+        }
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                responses = operation.setdefault("responses", {})
+                for code, response in list(responses.items()):
+                    content = response.get("content", {}).get("application/json", {})
+                    if "HTTPValidationError" in str(content.get("schema", {}).get("$ref", "")):
+                        responses[code] = {
+                            **error,
+                            "description": "Invalid input (the failing field is named)",
+                        }
+                if {"adminToken": []} in operation.get("security", []):
+                    responses.setdefault("401", {**error, "description": "Missing or wrong bearer token"})
+                    responses.setdefault("403", {**error, "description": "ADMIN_TOKEN not configured"})
+                if {"apiKey": []} in operation.get("security", []):
+                    responses.setdefault("401", {**error, "description": "API_KEY set and X-API-Key wrong"})
+                if "requestBody" in operation:
+                    responses.setdefault("413", {**error, "description": "Request body too large"})
+                    responses.setdefault("422", {**error, "description": "Invalid input"})
+                responses.setdefault(
+                    "503", {**error, "description": "Kafka or the owning service unavailable"}
+                )
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+def create_app(
+    settings: GatewaySettings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
+) -> FastAPI:
+    wide = wide_logger(settings) if settings.wide_logging_enabled else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kafka = KafkaGateway(settings)
+        upstreams = Upstreams(settings, transports)
+        control = ControlPlane(kafka, settings.kafka_control_topic)
+        app.state.kafka = kafka
+        app.state.upstreams = upstreams
+        app.state.control = control
+        await kafka.start()
+        if wide is not None:
+            await wide.start()
+        task = None
+        if settings.kafka_enabled and settings.kafka_auto_create_topics:
+            task = asyncio.create_task(_ensure_topics(kafka, control, settings), name="gateway:topics")
+        log.info(
+            "gateway started",
+            services=upstreams.urls,
+            bootstrap=settings.kafka_bootstrap_servers,
+            admin_enabled=settings.admin_token is not None,
+        )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await upstreams.close()
+            await kafka.close()
+            if wide is not None:
+                await wide.close()
+
+    app = FastAPI(
+        title="Platform gateway",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.openapi = error_documented_openapi(app)  # type: ignore[method-assign]
+    app.state.settings = settings
+    app.state.topics = settings.topics()
+    install_error_handlers(app)
+    for module in (ops, publish, services, queries, admin):
+        app.include_router(module.router)
+    origins = settings.cors_origins()
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials="*" not in origins,
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestLog, log_lines=wide is None)
+    if wide is not None:
+        app.add_middleware(WideEventMiddleware, logger=wide)
+    return app

@@ -1,0 +1,104 @@
+"""Gateway settings: Kafka (shared names from SPEC), upstream service URLs, security and limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer_runtime import ServiceSettings
+from platform_events import TOPICS, TopicSpec, validate_topic_name
+from pydantic import Field, SecretStr, field_validator
+
+#: The services whose consumers the gateway controls and whose APIs it proxies (name → settings field).
+SERVICES: dict[str, str] = {
+    "issue-ingestor": "issue_ingestor_url",
+    "log-sink": "log_sink_url",
+    "search-indexer": "search_indexer_url",
+    "notifier": "notifier_url",
+}
+
+
+# consumer_runtime ships no py.typed marker yet, so mypy sees its classes as Any.
+class GatewaySettings(ServiceSettings):
+    """Everything the gateway reads from the environment (``load_settings`` names a bad variable)."""
+
+    http_port: int = Field(8000, ge=1, le=65535)
+    kafka_consumer_group: str = "gateway"
+
+    # ---- security
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the admin endpoints (k8s Secret). Unset = admin endpoints refuse."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Optional X-API-Key required by the app-facing publish/query endpoints"
+    )
+    cors_allow_origins: str = Field("", description="Comma-separated origins allowed by CORS ('*' = any)")
+    max_request_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest accepted request body")
+
+    # ---- upstream services (in k8s: the Service names)
+    issue_ingestor_url: str = "http://127.0.0.1:8101"
+    log_sink_url: str = "http://127.0.0.1:8102"
+    search_indexer_url: str = "http://127.0.0.1:8103"
+    notifier_url: str = "http://127.0.0.1:8104"
+    upstream_timeout_s: float = Field(10.0, gt=0)
+    upstream_max_connections: int = Field(200, ge=1)
+
+    # ---- topics (SPEC names; the rest are gateway additions so a deployment/test can rename every topic)
+    kafka_topic_chatbot_issues: str = TOPICS["chatbot-issue-events"].name
+    kafka_log_topic: str = TOPICS["log-events"].name
+    kafka_topic_messages_created: str = TOPICS["platform.messages.created"].name
+    kafka_topic_messages_updated: str = TOPICS["platform.messages.updated"].name
+    kafka_topic_messages_deleted: str = TOPICS["platform.messages.deleted"].name
+    kafka_topic_notifications_sent: str = TOPICS["platform.notifications.sent"].name
+    kafka_topic_users_activity: str = TOPICS["platform.users.activity"].name
+    # KAFKA_CONTROL_TOPIC (consumer_runtime's setting, default platform.control): desired consumer states.
+
+    # ---- request logging: one wide event per request through libs/wide-logging (Kafka log-events)
+    wide_logging_enabled: bool = True
+
+    # ---- admin limits
+    browse_max_messages: int = Field(500, ge=1, le=10_000)
+    dlq_replay_max: int = Field(10_000, ge=1)
+    offset_reset_join_timeout_s: float = Field(
+        30.0, gt=0, description="evict_stale offset reset: how long to wait for the whole assignment"
+    )
+
+    @field_validator(
+        "kafka_topic_chatbot_issues",
+        "kafka_log_topic",
+        "kafka_topic_messages_created",
+        "kafka_topic_messages_updated",
+        "kafka_topic_messages_deleted",
+        "kafka_topic_notifications_sent",
+        "kafka_topic_users_activity",
+        "kafka_control_topic",
+    )
+    @classmethod
+    def _legal_topic(cls, value: str) -> str:
+        return validate_topic_name(value)
+
+    @field_validator("issue_ingestor_url", "log_sink_url", "search_indexer_url", "notifier_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    # ------------------------------------------------------------------ derived
+    def topics(self) -> dict[str, TopicSpec[Any]]:
+        """The registry keyed by default name, with the configured names applied."""
+        names = {
+            "chatbot-issue-events": self.kafka_topic_chatbot_issues,
+            "log-events": self.kafka_log_topic,
+            "platform.messages.created": self.kafka_topic_messages_created,
+            "platform.messages.updated": self.kafka_topic_messages_updated,
+            "platform.messages.deleted": self.kafka_topic_messages_deleted,
+            "platform.notifications.sent": self.kafka_topic_notifications_sent,
+            "platform.users.activity": self.kafka_topic_users_activity,
+        }
+        return {default: TOPICS[default].renamed(name) for default, name in names.items()}
+
+    def service_urls(self) -> dict[str, str]:
+        return {name: str(getattr(self, field)) for name, field in SERVICES.items()}
+
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_allow_origins.split(",") if o.strip()]

@@ -1,0 +1,170 @@
+"""Every error the gateway returns is JSON: ``{"error": code, "message": text, "field": path|null, ...}``.
+
+Upstream services that cannot be reached become 503 naming the service; Kafka unreachable becomes 503
+naming Kafka; anything unexpected becomes a 500 with a request id and no stack trace (the log has it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.logs import log
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error response."""
+
+    error: str = Field(description="Machine-readable error code", examples=["validation_error"])
+    message: str = Field(
+        description="What went wrong, for a human", examples=["processType: input should be …"]
+    )
+    field: str | None = Field(None, description="The failing field (dotted path) when one is at fault")
+    details: list[dict[str, Any]] | None = None
+    service: str | None = Field(None, description="Upstream service at fault (503)")
+
+
+class ApiError(Exception):
+    """Raise anywhere in a handler to answer ``status`` with an :class:`ErrorBody`."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        field: str | None = None,
+        details: Sequence[dict[str, Any]] | None = None,
+        service: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = ErrorBody(
+            error=error,
+            message=message,
+            field=field,
+            details=list(details) if details is not None else None,
+            service=service,
+        )
+        self.headers = headers
+
+
+def not_found(what: str, message: str) -> ApiError:
+    return ApiError(404, f"{what}_not_found", message)
+
+
+class UpstreamUnavailable(ApiError):
+    def __init__(self, service: str, reason: str) -> None:
+        super().__init__(
+            503, "upstream_unavailable", f"service {service} is unavailable: {reason}", service=service
+        )
+
+
+def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    parts = list(loc)
+    located = bool(parts) and parts[0] in ("body", "query", "path", "header", "cookie")
+    where = str(parts.pop(0)) if located else ""
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or where
+
+
+def _validation(exc: RequestValidationError) -> JSONResponse:
+    details = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            loc = list(err.get("loc", ()))
+            where = f" at position {loc[1]}" if len(loc) > 1 else ""
+            message = f"request body is not valid JSON ({ctx.get('error', 'decode error')}){where}"
+            return error_response(422, ErrorBody(error="invalid_json", message=message, field="body"))
+        msg = str(err.get("msg", "invalid"))
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        details.append(
+            {
+                "field": _field(err.get("loc", ())),
+                "location": str((err.get("loc") or ["?"])[0]),
+                "message": msg,
+            }
+        )
+    first = details[0] if details else {"field": None, "message": "invalid request"}
+    message = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:5])
+    body = ErrorBody(error="validation_error", message=message, field=first["field"] or None, details=details)
+    return error_response(422, body)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.body, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        try:
+            code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        except ValueError:
+            code = "error"
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, ErrorBody(error=code, message=message), headers)
+
+    @app.exception_handler(KafkaError)
+    async def _kafka(request: Request, exc: KafkaError) -> JSONResponse:
+        unavailable = isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
+        log.warning("kafka error", path=request.url.path, error=repr(exc))
+        body = ErrorBody(
+            error="kafka_unavailable" if unavailable else "kafka_error",
+            message=f"Kafka {'is unavailable' if unavailable else 'refused the request'}: "
+            f"{type(exc).__name__}: {exc}",
+            service="kafka",
+        )
+        return error_response(503 if unavailable else 502, body)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex[:12]
+        log.exception("unhandled error", path=request.url.path, request_id=request_id)
+        body = ErrorBody(
+            error="internal_error", message=f"internal error (request id {request_id}; see logs)"
+        )
+        return error_response(500, body)
+
+
+#: OpenAPI ``responses=`` entries for the errors most routes can answer.
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    texts = {
+        400: "Bad request",
+        401: "Missing or wrong bearer token",
+        403: "Admin endpoints disabled (ADMIN_TOKEN unset) or API key wrong",
+        404: "Not found",
+        409: "Conflict",
+        413: "Request body too large",
+        422: "Invalid input (the failing field is named)",
+        502: "Upstream answered with an error",
+        503: "Kafka or an upstream service is unavailable (named in the body)",
+    }
+    return {code: {"model": ErrorBody, "description": texts.get(code, "Error")} for code in codes}

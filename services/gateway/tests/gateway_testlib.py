@@ -1,0 +1,112 @@
+"""Helpers of the gateway tests (unique basename: every test folder shares one import namespace)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from consumer_runtime.testing import wait_until
+from fastapi import FastAPI
+from gateway.config import GatewaySettings
+
+ADMIN_TOKEN = "gateway-test-admin-token"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@dataclass
+class Served:
+    app: FastAPI
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    url: str
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 40)
+
+
+async def serve(app: FastAPI) -> Served:
+    """Run ``app`` (with its lifespan) under uvicorn on a free port of 127.0.0.1."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, access_log=False, timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started or task.done(), timeout=60, what="uvicorn started")
+    if task.done():
+        task.result()
+        raise RuntimeError("server exited at start-up")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return Served(app, server, task, f"http://127.0.0.1:{port}")
+
+
+@dataclass
+class Names:
+    """Topic names, groups and datastore names of this test session."""
+
+    prefix: str = field(default_factory=lambda: f"gwt-{uuid.uuid4().hex[:8]}")
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {
+            "kafka_topic_chatbot_issues": self.topic("issues"),
+            "kafka_log_topic": self.topic("logs"),
+            "kafka_topic_messages_created": self.topic("msg-created"),
+            "kafka_topic_messages_updated": self.topic("msg-updated"),
+            "kafka_topic_messages_deleted": self.topic("msg-deleted"),
+            "kafka_topic_notifications_sent": self.topic("ntf-sent"),
+            "kafka_topic_users_activity": self.topic("activity"),
+            "kafka_control_topic": self.topic("control"),
+        }
+
+    def group(self, service: str) -> str:
+        return f"{self.prefix}-{service}"
+
+    @property
+    def db(self) -> str:
+        return self.prefix.replace("-", "_")
+
+
+def gateway_settings(bootstrap: str, names: Names, **overrides: Any) -> GatewaySettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "kafka_enable_idempotence": False,
+        "kafka_session_timeout_ms": 6000,
+        "kafka_heartbeat_interval_ms": 1000,
+        "admin_token": ADMIN_TOKEN,
+        "log_json": False,
+        "wide_logging_enabled": False,
+        "upstream_timeout_s": 10.0,
+        **names.topics,
+        **overrides,
+    }
+    return GatewaySettings(**values)
+
+
+def closed_port_url() -> str:
+    """A URL where nothing listens (a port the OS just handed out and we released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class Stack:
+    gateway: Served
+    services: dict[str, Served]
+    client: httpx.AsyncClient
+    names: Names
+
+    def service_app(self, name: str) -> FastAPI:
+        return self.services[name].app

@@ -1,0 +1,82 @@
+"""Pure logic of the gateway (no servers): value rendering, assignment decoding, settings, errors."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from consumer_runtime import ConfigError, load_settings
+from gateway.auth import same
+from gateway.config import GatewaySettings
+from gateway.errors import ApiError, _field
+from gateway.kafka import decode_assignment, render_key, render_value
+from gateway.upstream import raise_for_upstream
+
+
+def test_render_value_json_text_base64_null() -> None:
+    assert render_value('{"a": "한글"}'.encode()) == ({"a": "한글"}, "json")
+    assert render_value("그냥 텍스트".encode()) == ("그냥 텍스트", "text")
+    assert render_value(b"\xff\x00") == ("/wA=", "base64")
+    assert render_value(None) == (None, "null")
+    assert render_key(b"\xff") == "base64:/w=="
+    assert render_key(None) is None
+
+
+def test_decode_assignment() -> None:
+    raw = ConsumerProtocolMemberAssignment(0, [("t", [2, 0])], b"").encode()
+    assert decode_assignment(raw) == [{"topic": "t", "partitions": [0, 2]}]
+    assert decode_assignment(b"") == []  # the local broker sends none
+    assert decode_assignment(b"\x00garbage") == []
+
+
+def test_settings_fail_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISSUE_INGESTOR_URL", "ftp://x")
+    with pytest.raises(ConfigError, match="ISSUE_INGESTOR_URL"):
+        load_settings(GatewaySettings)
+    monkeypatch.setenv("ISSUE_INGESTOR_URL", "http://issue-ingestor:8101/")
+    monkeypatch.setenv("KAFKA_TOPIC_CHATBOT_ISSUES", "bad topic")
+    with pytest.raises(ConfigError, match="KAFKA_TOPIC_CHATBOT_ISSUES"):
+        load_settings(GatewaySettings)
+    monkeypatch.setenv("KAFKA_TOPIC_CHATBOT_ISSUES", "factory-issues")
+    settings = load_settings(GatewaySettings)
+    assert settings.issue_ingestor_url == "http://issue-ingestor:8101"
+    assert settings.topics()["chatbot-issue-events"].name == "factory-issues"
+    assert settings.http_port == 8000
+    assert settings.admin_token is None
+
+
+def test_cors_origins_parsing() -> None:
+    assert GatewaySettings(cors_allow_origins=" https://a , https://b,").cors_origins() == [
+        "https://a",
+        "https://b",
+    ]
+
+
+def test_constant_time_compare() -> None:
+    assert same("토큰", "토큰")
+    assert not same("token", "token2")
+
+
+def test_field_paths() -> None:
+    assert _field(("body", "payload", "mentions", 0)) == "payload.mentions[0]"
+    assert _field(("query", "limit")) == "limit"
+    assert _field(("body",)) == "body"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected_status", "error"),
+    [
+        (404, 404, "not_found"),
+        (422, 422, "validation_error"),
+        (500, 502, "upstream_error"),
+        (503, 503, "upstream_unavailable"),
+    ],
+)
+def test_upstream_errors_are_mapped(status: int, expected_status: int, error: str) -> None:
+    response = httpx.Response(status, json={"detail": "issue 'X' not found"})
+    with pytest.raises(ApiError) as info:
+        raise_for_upstream("issue-ingestor", response)
+    assert info.value.status == expected_status
+    assert info.value.body.error == error
+    assert info.value.body.service == "issue-ingestor"
+    assert "issue 'X' not found" in info.value.body.message
