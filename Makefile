@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench deploy-check kind-up kind-down clean
+.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench deploy-check kind-up kind-down browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,7 +50,12 @@ run: infra-up ## start everything and print the gateway URL (Ctrl-C stops the se
 	@echo "gateway: http://localhost:8000  (OpenAPI at /docs; admin token in .devdata/admin-token)"
 	$(VENV)/bin/honcho -f Procfile -e .devdata/services.env start
 
-test: infra-up ## install, start what tests need, run the whole suite
+browser: ## Debian's chromium for the console's browser tests (Playwright drives it; no browser download)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium' (browser tests will be skipped)"; fi; }
+
+test: infra-up browser ## install, start what tests need, run the whole suite
 	$(VPY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
