@@ -107,8 +107,8 @@ def test_status_and_env_cli(capsys: pytest.CaptureFixture[str]) -> None:
     lines = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
     assert lines == service_env()
     assert set(lines) == {
-        "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKER", "KAFKA_ENABLE_IDEMPOTENCE", "DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD",
-        "MONGO_URL", "ELASTICSEARCH_URL",
+        "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKER", "KAFKA_ENABLE_IDEMPOTENCE",
+        "DB_HOST", "DB_NAME", "DB_USERNAME", "DB_PASSWORD", "MONGO_URL", "ELASTICSEARCH_URL",
     }  # fmt: skip
     assert lines["DB_HOST"] == "127.0.0.1:3306" or lines["DB_HOST"].startswith("127.0.0.1:")
 

@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from platform_events import dlq_topic_for
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
+from gateway import console
 from gateway.api import admin, ops, publish, queries, services
 from gateway.config import GatewaySettings
 from gateway.control import ControlPlane
@@ -177,6 +178,7 @@ def create_app(
     install_error_handlers(app)
     for module in (ops, publish, services, queries, admin):
         app.include_router(module.router)
+    console.install(app)  # /console (operator web UI) and /asyncapi.json
     origins = settings.cors_origins()
     if origins:
         app.add_middleware(

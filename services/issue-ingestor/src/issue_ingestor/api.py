@@ -86,7 +86,9 @@ def issues_router() -> APIRouter:
     async def list_issues(
         store: StoreDep,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        offset: Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip (bounded so the SQL stays valid)")] = 0,
+        offset: Annotated[
+            int, Query(ge=0, le=10_000_000, description="rows to skip (bounded so the SQL stays valid)")
+        ] = 0,
         process_type: Annotated[ProcessType | None, Query(alias="processType")] = None,
         mode_type: Annotated[ModeType | None, Query(alias="modeType")] = None,
         is_solved: Annotated[bool | None, Query(alias="isSolved")] = None,
