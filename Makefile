@@ -51,9 +51,11 @@ run: infra-up ## start everything and print the gateway URL (Ctrl-C stops the se
 	$(VENV)/bin/honcho -f Procfile -e .devdata/services.env start
 
 browser: ## Debian's chromium for the console's browser tests (Playwright drives it; no browser download)
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing: run 'sudo apt-get install chromium' (browser tests will be skipped)"; fi; }
+	@# fonts-nanum: Korean glyphs in the console screenshots
+	@{ command -v chromium >/dev/null && dpkg -s fonts-nanum >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null; \
+	  else echo "run: sudo apt-get install chromium fonts-nanum (needed by the console browser tests)"; exit 1; fi; }
 
 test: infra-up browser ## install, start what tests need, run the whole suite
 	$(VPY) -m pytest $(PYTEST_ARGS); rc=$$?; \

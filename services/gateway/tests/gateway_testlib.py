@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 from consumer_runtime.testing import wait_until
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from gateway.config import GatewaySettings
 
 ADMIN_TOKEN = "gateway-test-admin-token"
@@ -110,3 +111,14 @@ class Stack:
 
     def service_app(self, name: str) -> FastAPI:
         return self.services[name].app
+
+
+def walk_routes(items: list[Any], prefix: str = "") -> list[tuple[str, APIRoute]]:
+    """Every APIRoute, also inside included routers (FastAPI ≥0.16x keeps them as lazy includes)."""
+    out: list[tuple[str, APIRoute]] = []
+    for item in items:
+        if isinstance(item, APIRoute):
+            out.append((prefix + item.path, item))
+        elif hasattr(item, "original_router"):
+            out += walk_routes(list(item.original_router.routes), prefix + item.include_context.prefix)
+    return out

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from gateway.app import create_app
 from gateway.auth import require_admin
-from gateway_testlib import AUTH, Names, closed_port_url, gateway_settings
+from gateway_testlib import AUTH, Names, closed_port_url, gateway_settings, walk_routes
 
 pytestmark = pytest.mark.integration
 
@@ -61,20 +61,9 @@ PUBLIC = {
 PATH_VALUES = {"service": "notifier", "action": "pause", "topic": "x", "group_id": "g", "issue_id": "i"}
 
 
-def _walk(items: list[Any], prefix: str = "") -> list[tuple[str, APIRoute]]:
-    """Every APIRoute, also inside included routers (FastAPI ≥0.16x keeps them as lazy includes)."""
-    out: list[tuple[str, APIRoute]] = []
-    for item in items:
-        if isinstance(item, APIRoute):
-            out.append((prefix + item.path, item))
-        elif hasattr(item, "original_router"):
-            out += _walk(list(item.original_router.routes), prefix + item.include_context.prefix)
-    return out
-
-
 def routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
     out = []
-    for path, route in _walk(list(app.routes)):
+    for path, route in walk_routes(list(app.routes)):
         for method in sorted(route.methods - {"HEAD"}):
             out.append((method, path, route))
     assert len(out) > 40, "route enumeration found too few routes"

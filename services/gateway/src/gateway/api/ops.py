@@ -8,12 +8,20 @@ from typing import Any
 from consumer_runtime import run_checks
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from gateway.deps import KafkaDep, UpstreamsDep
 from gateway.errors import ApiError
+from gateway.logs import log
 
 router = APIRouter(tags=["operations"])
+
+READY = Gauge(
+    "gateway_dependency_ready",
+    "1 when the dependency (kafka or a service's /readyz) was ready at the last check "
+    "(/readyz, /health or a /metrics scrape)",
+    ["dependency"],
+)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -44,6 +52,8 @@ async def readiness(kafka: KafkaDep, upstreams: UpstreamsDep) -> tuple[int, dict
         asyncio.gather(*(_upstream_ready(upstreams, n) for n in upstreams.names)),
     )
     service_report = dict(zip(upstreams.names, services, strict=True))
+    for name, result in {**kafka_report, **service_report}.items():
+        READY.labels(name).set(1 if result == "ok" else 0)
     all_ok = kafka_ok and all(v == "ok" for v in services)
     status = "ready" if all_ok else ("degraded" if kafka_ok else "not ready")
     body = {"status": status, "service": "gateway", "checks": {**kafka_report, **service_report}}
@@ -66,6 +76,14 @@ async def health(kafka: KafkaDep, upstreams: UpstreamsDep) -> JSONResponse:
     return JSONResponse(body, status_code=code)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (a scrape also refreshes gateway_dependency_ready)",
+    response_class=Response,
+)
+async def metrics(kafka: KafkaDep, upstreams: UpstreamsDep) -> Response:
+    try:  # each check is bounded (3 s); the scrape answers even if they do not finish
+        await asyncio.wait_for(readiness(kafka, upstreams), 5.0)
+    except Exception as exc:
+        log.warning("readiness for metrics failed", error=repr(exc))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

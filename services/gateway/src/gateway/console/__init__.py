@@ -1,0 +1,31 @@
+"""The operator console (``/console``) and the AsyncAPI document (``/asyncapi.json``).
+
+The console is a server-rendered web UI (Jinja2 templates + vendored htmx, no CDN, no build step) mounted
+as a sub-application of the gateway. Its pages and forms call the same functions as ``/api/v1`` (service
+control, Kafka admin, DLQ replay, query forwarding), so it adds no second implementation of anything.
+Login: the admin token, kept in an HttpOnly, SameSite=Strict cookie.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from platform_events.asyncapi import asyncapi_document
+from starlette.requests import Request
+
+from gateway.console.app import create_console
+
+PREFIX = "/console"
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console at ``/console`` and serve ``/asyncapi.json`` next to ``/openapi.json``."""
+    app.mount(PREFIX, create_console(app), name="console")
+
+    async def asyncapi(request: Request) -> JSONResponse:
+        settings = request.app.state.settings
+        return JSONResponse(
+            asyncapi_document(request.app.state.topics, server=settings.kafka_bootstrap_servers)
+        )
+
+    app.add_route("/asyncapi.json", asyncapi, include_in_schema=False)
