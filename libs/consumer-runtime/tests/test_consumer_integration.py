@@ -272,3 +272,19 @@ async def test_disabled_consumer_does_not_start(kafka_bootstrap: str, kafka_name
     assert runner._task is None
     await runner.check_kafka()  # disabled is not a readiness failure
     await runner.close()
+
+
+async def test_overlapping_restarts_leave_one_loop(
+    make_runner: Any, kafka_bootstrap: str, kafka_names: KafkaNames
+) -> None:
+    """An operator's restart and the control topic's restart may arrive together: still one member."""
+    sink = RecordingSink()
+    runner = make_runner(sink)
+    await runner.start()
+    await wait_until(lambda: runner.status()["assignment"], what="assignment")
+    await asyncio.gather(runner.restart(), runner.restart(), runner.start())
+    loops = [t for t in asyncio.all_tasks() if t.get_name() == "consumer:test" and not t.done()]
+    assert len(loops) == 1
+    await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(10)])
+    await wait_until(lambda: len(sink.stored) == 10, timeout=40, what="stored after restarts")
+    assert {p["partition"] for p in runner.status()["assignment"]} == {0, 1, 2}

@@ -163,7 +163,8 @@ class ConsumerRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # flush (loop) vs flush (rebalance listener)
+        self._control = asyncio.Lock()  # start / stop / restart, one at a time
         self._buffer: list[ConsumerRecord[bytes, bytes]] = []
         self._buffer_since: float | None = None
         self._pending: _Batch | None = None
@@ -181,6 +182,21 @@ class ConsumerRunner:
 
     async def start(self) -> None:
         """Start the loop (idempotent). With KAFKA_ENABLED=false this does nothing."""
+        async with self._control:
+            self._start()
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Graceful stop: stop fetching, flush what is buffered, commit, leave the group."""
+        async with self._control:
+            await self._stop_loop(timeout_s)
+
+    async def restart(self) -> None:
+        # One control operation at a time: an operator's restart and the control topic's may overlap.
+        async with self._control:
+            await self._stop_loop(30.0)
+            self._start()
+
+    def _start(self) -> None:
         if not self.settings.kafka_enabled:
             self.state = State.DISABLED
             return
@@ -191,10 +207,10 @@ class ConsumerRunner:
         self.started_at = time.time()
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
-        """Graceful stop: stop fetching, flush what is buffered, commit, leave the group."""
+    async def _stop_loop(self, timeout_s: float) -> None:
         task = self._task
         if task is None or task.done():
+            self._task = None
             if self.state != State.DISABLED:
                 self.state = State.STOPPED
             return
@@ -209,10 +225,6 @@ class ConsumerRunner:
                 await task
         self._task = None
         self.state = State.STOPPED
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
 
     async def pause(self) -> None:
         """Keep the group membership but fetch nothing (operator pause)."""
