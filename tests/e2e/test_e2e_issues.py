@@ -155,8 +155,6 @@ async def test_stop_start_restart_lose_nothing(stack: Stack, gw: httpx.AsyncClie
     assert {i for i in got if i.startswith(f"STOP_{rid}")} == expected
 
 
-
-
 async def test_restart_under_load_loses_nothing(stack: Stack, gw: httpx.AsyncClient) -> None:
     topic = stack.names.topic("chatbot-issue-events")
     rid = stack.names.rid

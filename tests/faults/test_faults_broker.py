@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,11 +32,11 @@ async def _produce_range(stack: Stack, lo: int, hi: int) -> None:
 
 @pytest.mark.timeout(300)
 async def test_broker_restart_consumers_recover_by_themselves(
-    make_stack: Callable[..., Stack], tmp_path: object
+    make_stack: Callable[..., Stack], tmp_path: Path
 ) -> None:
     from devservers import start_private
 
-    broker = start_private("kafka")
+    broker = start_private("kafka", data_dir=tmp_path / "broker")
     try:
         ep = shared_endpoints(["mysql", "mongo", "elasticsearch"])
         ep.kafka = broker.address
