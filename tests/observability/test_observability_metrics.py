@@ -312,7 +312,7 @@ async def exposition(
     alias, mongo_dbs = f"{p}-messages", [f"{p}_logs".replace("-", "_"), f"{p}_ntf".replace("-", "_")]
     services = {
         "issue-ingestor": ("issue_ingestor", {**obs_mysql, "DB_POOL_SIZE": "2"}),
-        "log-sink": ("log_sink", {"MONGO_URL": mongo_url, "LOG_MONGO_DB": mongo_dbs[0]}),
+        "log-sink": ("log_sink", {"MONGO_URL": mongo_url, "LOG_MONGO_DB": mongo_dbs[0], "LOG_RETENTION_DAYS": "0"}),
         "search-indexer": (
             "search_indexer",
             {

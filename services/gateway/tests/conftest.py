@@ -151,6 +151,7 @@ async def stack(
                 kafka_log_topic=t["kafka_log_topic"],
                 mongo_url=mongo_url,
                 log_mongo_db=f"{names.db}_logs",
+                log_retention_days=0,  # fixed event times in the tests must never expire
             )
         ),
         "search-indexer": search_app(

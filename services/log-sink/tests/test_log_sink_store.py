@@ -16,7 +16,8 @@ from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+# Recent on purpose: the TTL index (retention 1 h in these tests) would delete older events at once.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
 def record(offset: int, body: dict[str, Any]) -> Record[Any]:
@@ -104,7 +105,7 @@ async def test_queries(mongo_url: str, fresh_db: str) -> None:
 
         items, cursor = await store.find(LogQuery(limit=5))
         assert [i["event_id"] for i in items] == ["same-ts", "e029", "e028", "e027", "e026"]
-        assert items[0]["timestamp"] == "2026-11-23T10:00:29Z"
+        assert items[0]["timestamp"] == (T0 + timedelta(seconds=29)).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert cursor is not None
 
         seen: list[str] = []
