@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 import subprocess
 import threading
 import urllib.request
@@ -249,6 +250,9 @@ def test_private_mongo_survives_kill_9(tmp_path: Path) -> None:
         client.db.c.insert_many([{"_id": f"e-{i}"} for i in range(100)])
         client.close()
         srv.kill()
+        deadline = time.monotonic() + 10  # the kernel may take a moment to drop the dead listener
+        while port_accepts(srv.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not port_accepts(srv.port)
         srv.start()
         client = pymongo.MongoClient(srv.address)
