@@ -10,9 +10,9 @@ import contextlib
 import json
 import os
 import socket
-import time
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
