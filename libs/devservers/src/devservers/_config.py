@@ -6,12 +6,19 @@ import os
 import shutil
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 HOST = "127.0.0.1"
 SERVER_NAMES: tuple[str, ...] = ("kafka", "mysql", "mongo", "elasticsearch")
+PRIVATE_ONLY: tuple[str, ...] = ("s3",)  # start_private only: never a shared dev server
+MEMORY_STORAGE = "memory://tansu/"
+# Tansu's s3:// engine reads these (object_store's AmazonS3Builder::from_env); moto accepts any credentials.
+S3_ACCESS_KEY = "devservers"
+S3_SECRET_KEY = "devservers"
+S3_REGION = "us-east-1"
 MARIADBD = Path("/usr/sbin/mariadbd")
 
 
@@ -35,6 +42,8 @@ SPECS: dict[str, Spec] = {
     "mysql": Spec("mysql", "MySQL", "DEV_MYSQL_PORT", 3306, "mariadbd", 60.0, False),
     "mongo": Spec("mongo", "MongoDB", "DEV_MONGO_PORT", 27017, "nx-27017", 15.0, True),
     "elasticsearch": Spec("elasticsearch", "Elasticsearch", "DEV_ES_PORT", 9200, "noida-db", 15.0, True),
+    # moto's standalone server: the S3 stand-in behind a durable private Kafka (private only, on a free port)
+    "s3": Spec("s3", "S3", "", 0, "moto_server", 5.0, True),
 }
 
 
@@ -42,7 +51,9 @@ def spec(name: str) -> Spec:
     try:
         return SPECS[name]
     except KeyError:
-        raise ValueError(f"unknown server {name!r}; known: {', '.join(SERVER_NAMES)}") from None
+        raise ValueError(
+            f"unknown server {name!r}; known: {', '.join((*SERVER_NAMES, *PRIVATE_ONLY))}"
+        ) from None
 
 
 def configured_port(name: str) -> int:
@@ -139,8 +150,51 @@ def nx27017_script() -> Path:
     return Path(found)
 
 
-def server_command(name: str, port: int, data_dir: Path, run_dir: Path) -> list[str]:
-    """The command line that runs `name` in the foreground on `port` (not for mysql)."""
+def moto_server_script() -> Path:
+    beside = Path(sys.executable).parent / "moto_server"
+    if beside.is_file():
+        return beside
+    found = shutil.which("moto_server")
+    if found is None:
+        raise DevServerError(
+            "moto_server not found (PyPI moto[server], in requirements/lock.txt: `make install`)"
+        )
+    return Path(found)
+
+
+def s3_bucket_for(kafka_port: int) -> str:
+    """The bucket a durable private Kafka on `kafka_port` keeps its data in (one per broker)."""
+    return f"tansu-{kafka_port}"
+
+
+def tansu_s3_env(endpoint: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a Tansu with `--storage-engine s3://...` against the S3 stand-in at `endpoint`.
+
+    Found by experiment (Tansu 0.6): without AWS_ENDPOINT it goes to AWS; without AWS_ALLOW_HTTP it refuses
+    the http:// endpoint; without credentials it asks the EC2 metadata service (169.254.169.254). The
+    region is optional (us-east-1 by default). Inherited AWS_* settings (profiles, session tokens, ...) are
+    dropped so they cannot point it elsewhere."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("AWS_")}
+    no_proxy = ",".join(x for x in (env.get("NO_PROXY", ""), HOST, "localhost") if x)
+    env.update(
+        {
+            "AWS_ENDPOINT": endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "AWS_DEFAULT_REGION": S3_REGION,
+            "NO_PROXY": no_proxy,  # never reach the local S3 through an HTTP proxy
+            "no_proxy": no_proxy,
+        }
+    )
+    return env
+
+
+def server_command(
+    name: str, port: int, data_dir: Path, run_dir: Path, *, storage: str = MEMORY_STORAGE
+) -> list[str]:
+    """The command line that runs `name` in the foreground on `port` (not for mysql). `storage`: Tansu's
+    storage engine URL (kafka only)."""
     if name == "kafka":
         url = f"tcp://{HOST}:{port}"
         return [
@@ -151,8 +205,10 @@ def server_command(name: str, port: int, data_dir: Path, run_dir: Path) -> list[
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            storage,
         ]
+    if name == "s3":
+        return [str(moto_server_script()), "-H", HOST, "-p", str(port)]
     if name == "mongo":
         return [
             str(nx27017_script()),

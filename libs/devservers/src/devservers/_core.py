@@ -20,16 +20,20 @@ from typing import TypedDict, TypeVar
 from ._config import (
     HOST,
     MARIADBD,
+    MEMORY_STORAGE,
+    PRIVATE_ONLY,
     SERVER_NAMES,
     DevServerError,
     configured_port,
     data_root,
+    s3_bucket_for,
     server_command,
     server_dir,
     spec,
+    tansu_s3_env,
     timeout_seconds,
 )
-from ._health import Health, check
+from ._health import Health, check, s3_create_bucket
 from ._process import (
     cmdline,
     free_port,
@@ -42,6 +46,7 @@ from ._process import (
     spawn,
     start_time,
     terminate,
+    wait_port_closed,
 )
 
 T = TypeVar("T")
@@ -96,6 +101,11 @@ class Endpoints:
     @property
     def elasticsearch_url(self) -> str:
         return f"http://{HOST}:{self._port('elasticsearch')}"
+
+    @property
+    def s3_url(self) -> str:
+        """Endpoint URL of a private S3 stand-in (moto)."""
+        return f"http://{HOST}:{self._port('s3')}"
 
 
 # ------------------------------------------------------------------------------------------------ state
@@ -177,6 +187,11 @@ def _validate(names: Iterable[str] | None) -> list[str]:
     out: list[str] = []
     for n in names:
         spec(n)  # raises on unknown names
+        if n in PRIVATE_ONLY:
+            raise ValueError(
+                f"{n!r} is not a shared dev server: use start_private({n!r}) or "
+                "start_private('kafka', storage='s3')"
+            )
         if n not in out:
             out.append(n)
     return out
@@ -212,14 +227,29 @@ def _wait_healthy(name: str, port: int, pid: int | None, log_file: str, deadline
 # ------------------------------------------------------------------------------------------------ start
 
 
-def _start_child(name: str, port: int, run_dir: Path, data_dir: Path) -> State:
-    """Start kafka/mongo/elasticsearch in the background, in its own session (it outlives us)."""
+def _start_child(
+    name: str,
+    port: int,
+    run_dir: Path,
+    data_dir: Path,
+    *,
+    storage: str = MEMORY_STORAGE,
+    env: dict[str, str] | None = None,
+    storage_detail: str = KAFKA_STORAGE,
+) -> State:
+    """Start kafka/mongo/elasticsearch/s3 in the background, in its own session (it outlives us)."""
     s = spec(name)
-    if name != "kafka":
+    if name not in ("kafka", "s3"):
         data_dir.mkdir(parents=True, exist_ok=True)
     log_file = run_dir / "server.log"
-    cmd = server_command(name, port, data_dir, run_dir)
-    proc = spawn(cmd, cwd=run_dir, log_file=log_file)
+    cmd = server_command(name, port, data_dir, run_dir, storage=storage)
+    proc = spawn(cmd, cwd=run_dir, log_file=log_file, env=env)
+    if name == "kafka":
+        recorded_data = storage_detail
+    elif name == "s3":
+        recorded_data = "in the memory of this moto process (nothing on disk)"
+    else:
+        recorded_data = str(data_dir)
     return State(
         name=name,
         port=port,
@@ -229,7 +259,7 @@ def _start_child(name: str, port: int, run_dir: Path, data_dir: Path) -> State:
         marker=s.marker,
         signal_group=s.signal_group,
         cmd=cmd,
-        data_dir=KAFKA_STORAGE if name == "kafka" else str(data_dir),
+        data_dir=recorded_data,
         log_file=str(log_file),
         started_at=_now(),
     )
@@ -413,9 +443,12 @@ def stop(names: Iterable[str] | None = None) -> dict[str, str]:
 
     results = _parallel(wanted, one)
     out = {n: (str(r) if not isinstance(r, BaseException) else f"error: {r}") for n, r in results.items()}
-    for record in sorted(_private_dir().glob("*.json")):
+    # a private S3 stand-in only ever serves a private Kafka: cleaned up with the kafka kind
+    kinds = {*wanted, *PRIVATE_ONLY} if "kafka" in wanted else set(wanted)
+    records = sorted(_private_dir().glob("*.json"), key=lambda r: (r.name.startswith("s3-"), r.name))
+    for record in records:  # brokers before the S3 they write to
         st = _load(record)
-        if st is not None and st.name in wanted and not st.owner_alive():  # leaked by a crashed test
+        if st is not None and st.name in kinds and not st.owner_alive():  # leaked by a crashed test
             out[f"{st.name} (private, port {st.port})"] = _stop_record(record, wait=5.0)
     return out
 
@@ -505,24 +538,61 @@ class PrivateServer:
     """A server of our own on its own port and data dir, for tests that kill or restart servers.
 
     Recorded under .devdata/private/ (so `devservers down` cleans up after a crashed test) and stopped
-    when the Python process exits. Use as a context manager, or call stop()."""
+    when the Python process exits. Use as a context manager (leaving it calls close()), or call
+    stop()/close().
 
-    def __init__(self, name: str, port: int, data_dir: Path, timeout: float) -> None:
+    A kafka with `storage` (a private "s3" server) runs Tansu with `--storage-engine s3://tansu-PORT/`
+    against it: topics, records and committed offsets survive stop()/kill() + start() of the broker for as
+    long as the S3 server runs. stop() stops the broker only; close() also stops an S3 server it owns."""
+
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        data_dir: Path,
+        timeout: float,
+        *,
+        storage: PrivateServer | None = None,
+        owns_storage: bool = False,
+    ) -> None:
         if name == "mysql":
             raise ValueError(
                 "start_private does not run MariaDB: create a database with ensure_mysql_database"
             )
         spec(name)
-        self.name = name
+        if storage is not None and (name != "kafka" or storage.name != "s3"):
+            raise ValueError(
+                f"only a kafka keeps its data in a private s3 server (not {name} in {storage.name})"
+            )
+        self.name: str = name
         self.port = port
         self.data_dir = data_dir
         self.log_file = data_dir / "server.log"
         self.timeout = timeout
+        self.storage = storage
+        self.owns_storage = owns_storage and storage is not None
         self._state: State | None = None
         self._record = _private_dir() / f"{name}-{port}.json"
 
     def __repr__(self) -> str:
-        return f"PrivateServer({self.name!r}, port={self.port}, pid={self.pid}, data_dir='{self.data_dir}')"
+        extra = f", storage={self.storage_url!r}" if self.name == "kafka" else ""
+        where = f"port={self.port}, pid={self.pid}, data_dir='{self.data_dir}'"
+        return f"PrivateServer({self.name!r}, {where}{extra})"
+
+    @property
+    def durable(self) -> bool:
+        """True for a kafka whose data lives in an S3 server (survives a broker restart)."""
+        return self.storage is not None
+
+    @property
+    def bucket(self) -> str | None:
+        """The S3 bucket a durable kafka keeps its data in."""
+        return s3_bucket_for(self.port) if self.storage is not None else None
+
+    @property
+    def storage_url(self) -> str:
+        """Tansu's --storage-engine (kafka): memory://tansu/ or s3://BUCKET/."""
+        return f"s3://{self.bucket}/" if self.storage is not None else MEMORY_STORAGE
 
     # addresses ---------------------------------------------------------------------------------------
     @property
@@ -534,7 +604,8 @@ class PrivateServer:
         """bootstrap "host:port" for kafka, URL for mongo/elasticsearch."""
         e = self.endpoints
         return {"kafka": lambda: e.kafka_bootstrap, "mongo": lambda: e.mongo_url,
-                "elasticsearch": lambda: e.elasticsearch_url}[self.name]()  # fmt: skip
+                "elasticsearch": lambda: e.elasticsearch_url,
+                "s3": lambda: e.s3_url}[self.name]()  # fmt: skip
 
     # lifecycle ---------------------------------------------------------------------------------------
     @property
@@ -553,7 +624,33 @@ class PrivateServer:
         if port_in_use(self.port):
             raise DevServerError(f"{self.name}: private port {self.port} is already in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        st = _start_child(self.name, self.port, self.data_dir, self.data_dir / "data")
+        env: dict[str, str] | None = None
+        detail = KAFKA_STORAGE
+        if self.storage is not None:
+            if not self.storage.running:
+                if not self.owns_storage:
+                    raise DevServerError(
+                        f"kafka: its S3 server ({self.storage.address}) is not running; start it first"
+                    )
+                self.storage.start()
+            bucket = s3_bucket_for(self.port)
+            try:
+                s3_create_bucket(self.storage.port, bucket)  # idempotent: kept across restarts
+            except OSError as e:
+                raise DevServerError(
+                    f"kafka: cannot create bucket {bucket} at {self.storage.address}: {e}"
+                ) from e
+            env = tansu_s3_env(self.storage.address)
+            detail = f"{self.storage_url} at {self.storage.address} (moto pid {self.storage.pid})"
+        st = _start_child(
+            self.name,
+            self.port,
+            self.data_dir,
+            self.data_dir / "data",
+            storage=self.storage_url if self.name == "kafka" else MEMORY_STORAGE,
+            env=env,
+            storage_detail=detail,
+        )
         st.owner_pid, st.owner_ticks = os.getpid(), start_time(os.getpid())
         self._state = st
         _save(self._record, st)
@@ -573,6 +670,7 @@ class PrivateServer:
             terminate(
                 st.pid, st.signal_group, timeout if timeout is not None else spec(self.name).stop_timeout
             )
+            wait_port_closed(self.port, 5.0)  # so start() on the same port right after does not refuse
         self._forget()
 
     def kill(self) -> None:
@@ -580,11 +678,18 @@ class PrivateServer:
         st = self._state
         if st is not None and st.pid is not None and st.ours_and_alive():
             kill_now(st.pid, st.signal_group)
+            wait_port_closed(self.port, 5.0)
         self._forget()
 
     def restart(self) -> PrivateServer:
         self.stop()
         return self.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """stop(), and stop the S3 server if this kafka owns it (its data is gone then). Idempotent."""
+        self.stop(timeout)
+        if self.storage is not None and self.owns_storage:
+            self.storage.stop(timeout)
 
     def _forget(self) -> None:
         self._record.unlink(missing_ok=True)
@@ -595,7 +700,7 @@ class PrivateServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 def start_private(
@@ -604,22 +709,41 @@ def start_private(
     data_dir: str | os.PathLike[str] | None = None,
     *,
     timeout: float | None = None,
+    storage: str | PrivateServer = "memory",
 ) -> PrivateServer:
-    """Start an extra kafka/mongo/elasticsearch on `port` (default: a free one) with its own `data_dir`
-    (default: .devdata/private/NAME-PORT/); returns once it answers. Never touches the shared servers."""
+    """Start an extra kafka/mongo/elasticsearch/s3 on `port` (default: a free one) with its own `data_dir`
+    (default: .devdata/private/NAME-PORT/); returns once it answers. Never touches the shared servers.
+
+    `storage` (kafka only): "memory" (default: everything is lost when the broker stops); "s3": a durable
+    broker backed by an S3 stand-in (moto) of its own, started on a free port and stopped by close() /
+    leaving the `with` block; or a running private "s3" server to share (not stopped with the broker)."""
     if port is None:
         port = free_port()
-    directory = Path(data_dir) if data_dir is not None else _private_dir() / f"{name}-{port}"
-    srv = PrivateServer(
-        name, port, directory.resolve(), timeout if timeout is not None else timeout_seconds()
-    )
-    return srv.start()
+    directory = (Path(data_dir) if data_dir is not None else _private_dir() / f"{name}-{port}").resolve()
+    limit = timeout if timeout is not None else timeout_seconds()
+    s3: PrivateServer | None = None
+    owns = False
+    if isinstance(storage, PrivateServer):
+        s3 = storage
+    elif storage == "s3":
+        if name != "kafka":
+            raise ValueError(f"storage='s3' is for kafka only, not {name}")
+        s3, owns = PrivateServer("s3", free_port(), directory / "s3", limit), True
+    elif storage != "memory":
+        raise ValueError(f"storage must be 'memory', 's3' or a private s3 server, not {storage!r}")
+    srv = PrivateServer(name, port, directory, limit, storage=s3, owns_storage=owns)
+    try:
+        return srv.start()
+    except BaseException:
+        if owns and s3 is not None:
+            s3.stop()
+        raise
 
 
 @atexit.register
 def _stop_private_servers() -> None:
     with _private_lock:
-        live = list(_private_live)
+        live = sorted(_private_live, key=lambda srv: srv.name == "s3")  # brokers before their S3
     for srv in live:
         with contextlib.suppress(Exception):
             srv.stop(timeout=5.0)

@@ -146,11 +146,34 @@ def check_elasticsearch(port: int, timeout: float = 3.0) -> Health:
     return Health(True, f"version {number}")
 
 
+def check_s3(port: int, timeout: float = 3.0) -> Health:
+    """ListBuckets (GET /): moto answers it unsigned."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{HOST}:{port}/", timeout=timeout) as resp:
+            body = resp.read().decode(errors="replace")
+    except Exception as e:
+        return Health(False, _error(e))
+    if "ListAllMyBucketsResult" not in body:
+        return Health(False, f"GET / is not an S3 ListBuckets answer: {body[:200]!r}")
+    return Health(True, f"S3 (moto), {body.count('<Bucket>')} buckets")
+
+
+def s3_create_bucket(port: int, bucket: str, timeout: float = 10.0) -> None:
+    """CreateBucket (PUT /BUCKET) on the local S3 stand-in; idempotent (moto, like S3 in us-east-1,
+    answers 200 for a bucket that already exists). moto needs no request signature."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(f"http://{HOST}:{port}/{bucket}", data=b"", method="PUT")
+    with opener.open(req, timeout=timeout) as resp:
+        resp.read()
+
+
 def check(name: str, port: int, timeout: float = 3.0) -> Health:
     checks: dict[str, Callable[[int, float], Health]] = {
         "kafka": check_kafka,
         "mysql": check_mysql,
         "mongo": check_mongo,
         "elasticsearch": check_elasticsearch,
+        "s3": check_s3,
     }
     return checks[name](port, timeout)

@@ -36,11 +36,34 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+_DEAD_STATES = ("Z", "X", "x")
+
+
+def _threads_alive(pid: int) -> bool:
+    """Some thread of PID still runs. A multi-threaded process whose main thread exited shows its leader
+    as a zombie while the other threads are still tearing down - and still holding its sockets open."""
+    try:
+        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+    except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+        return False
+    for tid in tasks:
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if raw[raw.rindex(")") + 2 :].split()[0] not in _DEAD_STATES:
+            return True
+    return False
+
+
 def is_alive(pid: int) -> bool:
-    """True if PID exists and is not a zombie."""
-    _reap(pid)
+    """True if PID exists and has not finished exiting (a zombie leader with live threads counts as alive:
+    its listening sockets close only when the last thread is gone)."""
+    _reap(pid)  # waitpid reaps a child only once its whole thread group has exited
     fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in ("Z", "X", "x")
+    if fields is None:
+        return False
+    return fields[0] not in _DEAD_STATES or _threads_alive(pid)
 
 
 def start_time(pid: int) -> int | None:
@@ -66,8 +89,11 @@ def owned(pid: int | None, marker: str, started: int | None) -> bool:
     return started is None or start_time(pid) == started
 
 
-def spawn(cmd: list[str], cwd: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    """Start `cmd` in its own session (survives us), stdout+stderr appended to `log_file`."""
+def spawn(
+    cmd: list[str], cwd: Path, log_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `cmd` in its own session (survives us), stdout+stderr appended to `log_file`. `env`: the
+    whole environment (default: ours)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     if log_file.exists() and log_file.stat().st_size > 0:
         log_file.replace(log_file.with_name(log_file.name + ".1"))
@@ -77,6 +103,7 @@ def spawn(cmd: list[str], cwd: Path, log_file: Path) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -145,6 +172,16 @@ def port_accepts(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def wait_port_closed(port: int, timeout: float, host: str = HOST) -> bool:
+    """Wait (bounded) until nothing accepts on host:port; True if it closed."""
+    deadline = time.monotonic() + timeout
+    while port_accepts(port, host, timeout=0.2):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def free_port(host: str = HOST) -> int:
