@@ -23,6 +23,7 @@ def test_defaults_and_platform_variables() -> None:
         "MONGO_URL": "mongodb://m:27017",
         "LOG_MONGO_DB": "applogs",
         "WIDE_LOG_QUEUE_SIZE": "7",
+        "WIDE_LOG_LINGER_MS": "20",
     }
     c = WideLoggingConfig.from_env(env, service="checkout")
     assert c.mq_enabled is False
@@ -32,6 +33,8 @@ def test_defaults_and_platform_variables() -> None:
     assert kwargs["acks"] == "all"
     assert kwargs["enable_idempotence"] is False
     assert kwargs["client_id"] == "wide-logging-checkout"
+    assert kwargs["linger_ms"] == 20
+    assert WideLoggingConfig.from_env({}).producer_kwargs()["linger_ms"] == 50
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,8 @@ def test_defaults_and_platform_variables() -> None:
         ({"KAFKA_LOG_TOPIC": "bad topic"}, "KAFKA_LOG_TOPIC"),
         ({"WIDE_LOG_QUEUE_SIZE": "lots"}, "WIDE_LOG_QUEUE_SIZE"),
         ({"WIDE_LOG_QUEUE_SIZE": "0"}, "WIDE_LOG_QUEUE_SIZE"),
+        ({"WIDE_LOG_LINGER_MS": "-1"}, "WIDE_LOG_LINGER_MS"),
+        ({"WIDE_LOG_LINGER_MS": "5000"}, "WIDE_LOG_LINGER_MS"),
         ({"MONGO_URL": "http://x"}, "MONGO_URL"),
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_MECHANISM"),
     ],

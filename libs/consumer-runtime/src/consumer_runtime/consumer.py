@@ -320,8 +320,18 @@ class ConsumerRunner:
         self._buffer.clear()
         self._buffer_since = None
         self._pending = None
-        with contextlib.suppress(Exception):
+        try:
             await consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka's Fetcher.close() re-raises the CancelledError of the fetch tasks it cancels when they
+            # were mid-retry (the broker is gone): aio-libs/aiokafka#647. Only a cancel of our own task
+            # counts.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            log.info("kafka client stopped while its fetches were retrying", consumer=self.name)
+        except Exception as exc:
+            log.info("kafka client did not stop cleanly", consumer=self.name, error=repr(exc))
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()

@@ -6,13 +6,11 @@ Header names follow Kafka Connect's ``errors.deadletterqueue.context.headers.ena
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-
+from consumer_runtime.kafka_clients import LazyProducer
 from consumer_runtime.settings import KafkaSettings
 
 HEADER_TOPIC = "dlq.original.topic"
@@ -64,32 +62,15 @@ class DeadLetterPublisher:
     """A lazily started acks=all producer; ``publish`` returns only once every letter is acknowledged."""
 
     def __init__(self, settings: KafkaSettings) -> None:
-        self._settings = settings
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
+        self._producer = LazyProducer(settings)
 
     async def start(self) -> None:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(**self._settings.producer_kwargs())
-                await producer.start()
-                self._producer = producer
+        await self._producer.start()
 
     async def publish(self, letters: Sequence[DeadLetter], *, group: str) -> None:
-        if not letters:
-            return
-        await self.start()
-        assert self._producer is not None
-        futures = [
-            await self._producer.send(
-                letter.dlq_topic, value=letter.value, key=letter.key, headers=letter.headers(group)
-            )
-            for letter in letters
-        ]
-        await asyncio.gather(*futures)
+        await self._producer.send_all(
+            [(letter.dlq_topic, letter.value, letter.key, letter.headers(group)) for letter in letters]
+        )
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._producer is not None:
-                producer, self._producer = self._producer, None
-                await producer.stop()
+        await self._producer.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import Any
 
 import structlog
@@ -31,16 +33,49 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(allow=("repeated",))],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(RepeatFilter(prefixes=("aiokafka", "kafka")))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.bind_contextvars(service=service)
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one record per (logger, message template, level) through every ``window_s`` seconds.
+
+    While a broker is down aiokafka logs the same "Unable connect to node ..." error every ~100 ms per client;
+    this keeps the first, drops the repeats, and adds ``repeated`` (how many were dropped) to the next one
+    that passes. Records of loggers outside ``prefixes`` are never touched."""
+
+    def __init__(self, prefixes: tuple[str, ...], window_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_s = window_s
+        self._seen: dict[tuple[str, str, int], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg), record.levelno)
+        now = time.monotonic()
+        with self._lock:
+            since, dropped = self._seen.get(key, (float("-inf"), 0))
+            if now - since < self.window_s:
+                self._seen[key] = (since, dropped + 1)
+                return False
+            if len(self._seen) > 1000:  # bounded: forget the old templates
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window_s}
+            self._seen[key] = (now, 0)
+        if dropped:
+            record.repeated = dropped
+        return True
 
 
 def get_logger(name: str | None = None) -> Any:

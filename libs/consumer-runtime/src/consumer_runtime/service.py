@@ -6,8 +6,8 @@ buffered, commits and leaves its group before the process exits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import uvicorn
@@ -52,6 +52,40 @@ async def running(
             await follower.stop()
         await runner.stop(timeout_s)
         await runner.close()
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def consumer_lifespan(
+    runner: ConsumerRunner,
+    timeout_s: float,
+    *,
+    startup: Hook | None = None,
+    shutdown: Hook | None = None,
+    control_key: str | None = None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The ``lifespan`` of a consumer service's FastAPI app.
+
+    At start ``startup()`` (open the datastore, start side tasks), then the consumer runs for the life of
+    the app (:func:`running`). At exit the consumer stops (flush, commit, leave the group; within
+    ``timeout_s``), then ``shutdown()`` closes what the service owns. ``shutdown()`` runs whatever happened
+    before it — also when ``startup()`` or the consumer's start failed — so it must tolerate closing
+    what was never opened.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            if startup is not None:
+                await startup()
+            async with running(runner, timeout_s, control_key=control_key):
+                yield
+        finally:
+            if shutdown is not None:
+                await shutdown()
+
+    return lifespan
 
 
 def serve(app: FastAPI, settings: ServiceSettings, **uvicorn_options: Any) -> None:

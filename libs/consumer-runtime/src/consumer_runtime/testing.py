@@ -1,8 +1,10 @@
-"""Helpers for tests of any service: unique names, producing, waiting until a condition holds."""
+"""Helpers for tests of any service: unique names, producing, waiting until a condition holds, clean-up."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -12,6 +14,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from consumer_runtime.settings import KafkaSettings
+
+#: default topic name → the environment variable that renames it (each service reads the ones it uses)
+TOPIC_ENV: dict[str, str] = {
+    "chatbot-issue-events": "KAFKA_TOPIC_CHATBOT_ISSUES",
+    "log-events": "KAFKA_LOG_TOPIC",
+    "platform.messages.created": "KAFKA_TOPIC_MESSAGES_CREATED",
+    "platform.messages.updated": "KAFKA_TOPIC_MESSAGES_UPDATED",
+    "platform.messages.deleted": "KAFKA_TOPIC_MESSAGES_DELETED",
+    "platform.notifications.sent": "KAFKA_TOPIC_NOTIFICATIONS_SENT",
+    "platform.users.activity": "KAFKA_TOPIC_USERS_ACTIVITY",
+}
+
+
+def topic_env(rename: Callable[[str], str]) -> dict[str, str]:
+    """The environment that gives every platform topic a name of a run's own: ``rename(default)``."""
+    return {var: rename(default) for default, var in TOPIC_ENV.items()}
 
 
 def unique(prefix: str) -> str:
@@ -167,3 +185,40 @@ async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:
         pass
     finally:
         await admin.close()
+
+
+_MYSQL_IDENT = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+async def drop_mysql_database_async(
+    host: str, port: int, name: str, user: str, *, admin_user: str = "root", admin_password: str = ""
+) -> None:
+    """Drop a test's own MySQL database and its user (``'user'@'%'`` and ``'user'@'localhost'``, as
+    ``devservers.ensure_mysql_database`` creates them); missing ones are fine. Needs ``asyncmy``."""
+    for kind, ident in (("database", name), ("user", user)):
+        if not _MYSQL_IDENT.match(ident):
+            raise ValueError(f"{kind} {ident!r}: use 1-64 letters, digits or underscores")
+    import asyncmy  # only the MySQL tests have it (the issue-ingestor's dependency)
+
+    conn = await asyncmy.connect(
+        host=host, port=port, user=admin_user, password=admin_password, autocommit=True
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            for host_part in ("%", "localhost"):
+                await cur.execute(f"DROP USER IF EXISTS '{user}'@'{host_part}'")
+    finally:
+        conn.close()
+
+
+def drop_mysql_database(
+    host: str, port: int, name: str, user: str, *, admin_user: str = "root", admin_password: str = ""
+) -> None:
+    """:func:`drop_mysql_database_async` from synchronous code, e.g. a session fixture's teardown: runs on
+    a helper thread's own event loop, so it is safe whether or not a loop runs in this thread."""
+    drop = drop_mysql_database_async(
+        host, port, name, user, admin_user=admin_user, admin_password=admin_password
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, drop).result()

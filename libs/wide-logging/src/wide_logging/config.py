@@ -51,6 +51,10 @@ class WideLoggingConfig:
     #: Retries after a failed publish (the issue asks for 3), with exponential backoff from this delay.
     publish_retries: int = 3
     retry_backoff_ms: int = 100
+    #: How long the producer waits to put more events into one produce request. At a few requests per
+    #: second every event would otherwise be a request of its own (~0.8 ms of CPU each against ~0.3 ms at
+    #: 50 ms, measured in the gateway's process); events reach Kafka at most this much later.
+    linger_ms: int = 50
     #: How long one publish attempt may take before it counts as failed.
     publish_timeout_ms: int = 5_000
     #: After a batch failed all its retries, skip Kafka for this long (events go to MongoDB directly).
@@ -80,6 +84,8 @@ class WideLoggingConfig:
         ):
             if value < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {value}")
+        if not 0 <= self.linger_ms <= 1_000:
+            raise ConfigError(f"WIDE_LOG_LINGER_MS: must be between 0 and 1000, got {self.linger_ms}")
         if self.publish_retries < 0 or self.retry_backoff_ms < 0 or self.breaker_open_ms < 0:
             raise ConfigError("WIDE_LOG_PUBLISH_RETRIES / _RETRY_BACKOFF_MS / _BREAKER_OPEN_MS must be >= 0")
         if not self.mongo_url.startswith(("mongodb://", "mongodb+srv://")):
@@ -136,6 +142,7 @@ class WideLoggingConfig:
         number("WIDE_LOG_PUBLISH_RETRIES", "publish_retries")
         number("WIDE_LOG_RETRY_BACKOFF_MS", "retry_backoff_ms")
         number("WIDE_LOG_PUBLISH_TIMEOUT_MS", "publish_timeout_ms")
+        number("WIDE_LOG_LINGER_MS", "linger_ms")
         number("WIDE_LOG_BREAKER_OPEN_MS", "breaker_open_ms")
         number("WIDE_LOG_CLOSE_TIMEOUT_S", "close_timeout_s", float)
         values.update(overrides)
@@ -151,7 +158,7 @@ class WideLoggingConfig:
             "security_protocol": self.security_protocol,
             "acks": "all",
             "enable_idempotence": self.enable_idempotence,
-            "linger_ms": 5,
+            "linger_ms": self.linger_ms,
             "request_timeout_ms": self.publish_timeout_ms,
             "retry_backoff_ms": 100,
             "client_id": f"wide-logging-{self.service}",
