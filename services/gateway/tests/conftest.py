@@ -4,8 +4,6 @@ deleted afterwards)."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,14 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from consumer_runtime.testing import delete_topics, fast_settings, wait_until
+from consumer_runtime.testing import delete_topics, drop_mysql_database, fast_settings, wait_until
 from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway_testlib import Names, Served, Stack, closed_port_url, gateway_settings, serve
+from gateway_testlib import ADMIN_TOKEN, Names, Served, Stack, closed_port_url, gateway_settings, serve
 
 
 @pytest.fixture(scope="session")
@@ -98,21 +96,7 @@ def ingestor_db(mysql_server: tuple[str, int], names: Names) -> Iterator[dict[st
         "db_username": db["user"],
         "db_password": db["password"],
     }
-
-    async def drop() -> None:
-        import asyncmy
-
-        conn = await asyncmy.connect(host=host, port=port, user="root", password="", autocommit=True)
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(f"DROP DATABASE IF EXISTS `{db['name']}`")
-                for host_part in ("%", "localhost"):
-                    await cur.execute(f"DROP USER IF EXISTS '{db['user']}'@'{host_part}'")
-        finally:
-            conn.close()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, drop()).result()
+    drop_mysql_database(host, port, db["name"], db["user"])
 
 
 @pytest.fixture(scope="session")
@@ -164,6 +148,7 @@ async def stack(
                 search_index_alias=alias,
                 search_index_replicas=0,
                 search_index_refresh_interval="1s",
+                admin_token=ADMIN_TOKEN,  # the gateway forwards the caller's bearer token to /admin/rebuild
             )
         ),
         "notifier": notifier_app(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -128,15 +127,13 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-def create_app(
-    settings: GatewaySettings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
-) -> FastAPI:
+def create_app(settings: GatewaySettings) -> FastAPI:
     wide = wide_logger(settings) if settings.wide_logging_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         kafka = KafkaGateway(settings)
-        upstreams = Upstreams(settings, transports)
+        upstreams = Upstreams(settings)
         control = ControlPlane(kafka, settings.kafka_control_topic)
         app.state.kafka = kafka
         app.state.upstreams = upstreams

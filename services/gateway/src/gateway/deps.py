@@ -13,27 +13,27 @@ from gateway.kafka import KafkaGateway
 from gateway.upstream import Upstreams
 
 
-def _settings(request: Request) -> GatewaySettings:
+async def _settings(request: Request) -> GatewaySettings:
     value: GatewaySettings = request.app.state.settings
     return value
 
 
-def _kafka(request: Request) -> KafkaGateway:
+async def _kafka(request: Request) -> KafkaGateway:
     value: KafkaGateway = request.app.state.kafka
     return value
 
 
-def _upstreams(request: Request) -> Upstreams:
+async def _upstreams(request: Request) -> Upstreams:
     value: Upstreams = request.app.state.upstreams
     return value
 
 
-def _control(request: Request) -> ControlPlane:
+async def _control(request: Request) -> ControlPlane:
     value: ControlPlane = request.app.state.control
     return value
 
 
-def _topics(request: Request) -> dict[str, TopicSpec[Any]]:
+async def _topics(request: Request) -> dict[str, TopicSpec[Any]]:
     value: dict[str, TopicSpec[Any]] = request.app.state.topics
     return value
 

@@ -28,6 +28,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from consumer_runtime.dlq import HEADER_TOPIC
+from consumer_runtime.kafka_clients import start_admin, start_producer
 
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError, not_found
@@ -129,28 +130,14 @@ class KafkaGateway:
         if self._producer is None:
             async with self._lock:
                 if self._producer is None:
-                    producer = AIOKafkaProducer(**self.settings.producer_kwargs())
-                    try:
-                        await producer.start()
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            await producer.stop()
-                        raise
-                    self._producer = producer
+                    self._producer = await start_producer(self.settings)
         return self._producer
 
     async def admin(self) -> AIOKafkaAdminClient:
         if self._admin is None:
             async with self._lock:
                 if self._admin is None:
-                    admin = AIOKafkaAdminClient(**self.settings.client_kwargs(), request_timeout_ms=10_000)
-                    try:
-                        await admin.start()
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            await admin.close()
-                        raise
-                    self._admin = admin
+                    self._admin = await start_admin(self.settings, request_timeout_ms=10_000)
         return self._admin
 
     @contextlib.asynccontextmanager

@@ -82,6 +82,9 @@ class RequestLog:
     def __init__(self, app: ASGIApp, *, log_lines: bool = True) -> None:
         self.app = app
         self.log_lines = log_lines
+        # Metric children by label values: ``labels()`` takes a lock and builds a key on every call.
+        self._counts: dict[tuple[str, str, int], Any] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,8 +106,14 @@ class RequestLog:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            REQUESTS.labels(method, template, str(status)).inc()
-            LATENCY.labels(method, template).observe(elapsed)
+            count = self._counts.get((method, template, status))
+            if count is None:
+                count = self._counts[(method, template, status)] = REQUESTS.labels(method, template, status)
+            count.inc()
+            latency = self._latencies.get((method, template))
+            if latency is None:
+                latency = self._latencies[(method, template)] = LATENCY.labels(method, template)
+            latency.observe(elapsed)
             if self.log_lines and template not in ("/healthz", "/readyz", "/metrics"):
                 log.info(
                     "request",

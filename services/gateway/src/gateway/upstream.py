@@ -2,18 +2,23 @@
 
 A service that cannot be reached (connection refused, DNS, timeout) is a 503 naming it; a 5xx from it is a
 502/503 naming it; its 4xx answers (not found, bad query) pass through with the gateway's error shape.
+
+The client is an ``aiohttp.ClientSession`` per service: on the forward path it costs a fraction of
+``httpx.AsyncClient``'s CPU per request (measured: benchmarks/bench_gateway.py, services/gateway/README.md).
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
+import aiohttp
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import Counter, Histogram
+from yarl import URL
 
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError, UpstreamUnavailable
@@ -27,46 +32,119 @@ UPSTREAM_SECONDS = Histogram(
 UPSTREAM_ERRORS = Counter("gateway_upstream_errors_total", "Upstream calls that failed", ["service", "kind"])
 
 _HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
+_HOP_RAW = frozenset(h.encode() for h in _HOP_HEADERS)
+_USER_AGENT = "platform-gateway"
+# Idle pooled connections are dropped before the services' own keep-alive (uvicorn: 5 s) closes them, so a
+# request is not sent on a connection the server is closing; a GET that still meets one is retried once.
+_KEEPALIVE_S = 4.0
+_RETRY_ONCE = frozenset({"GET", "HEAD"})
+_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=3.0, sock_connect=3.0, sock_read=None)
+
+
+class UpstreamAnswer(Protocol):
+    """What the error mapping reads of an upstream answer."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+class UpstreamResponse:
+    """A complete upstream answer: status, headers, body (read before the connection went back to the
+    pool)."""
+
+    __slots__ = ("content", "headers", "raw_headers", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: Mapping[str, str],
+        raw_headers: list[tuple[bytes, bytes]],
+        content: bytes,
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.raw_headers = raw_headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The decoded body; ``ValueError`` when it is not JSON."""
+        return jsonlib.loads(self.content)
 
 
 class Upstreams:
-    """One ``httpx.AsyncClient`` per upstream service (connection pooling, timeouts)."""
+    """One pooled client per upstream service (connection pooling, timeouts)."""
 
-    def __init__(
-        self, settings: GatewaySettings, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
-    ):
+    def __init__(self, settings: GatewaySettings) -> None:
         self.urls = settings.service_urls()
-        limits = httpx.Limits(
-            max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
-        )
-        timeout = httpx.Timeout(settings.upstream_timeout_s, connect=min(3.0, settings.upstream_timeout_s))
-        self.clients = {
-            name: httpx.AsyncClient(
-                base_url=url,
-                timeout=timeout,
-                limits=limits,
-                transport=(transports or {}).get(name),
-                headers={"user-agent": "platform-gateway"},
-            )
-            for name, url in self.urls.items()
-        }
+        self._limit = settings.upstream_max_connections
+        timeout_s = settings.upstream_timeout_s
+        self._timeout = self._client_timeout(timeout_s)
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {timeout_s: self._timeout}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}  # made on first use, inside the event loop
+        self._closed = False
+        self._seconds: dict[tuple[str, str], Any] = {}  # metric children, cached (labels() locks each time)
 
     @property
     def names(self) -> list[str]:
-        return list(self.clients)
+        return list(self.urls)
 
     async def close(self) -> None:
-        for client in self.clients.values():
-            await client.aclose()
+        self._closed = True
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
-    def client(self, service: str) -> httpx.AsyncClient:
-        try:
-            return self.clients[service]
-        except KeyError:
+    @staticmethod
+    def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+        """One timeout as httpx meant it: connect (≤ 3 s), pool wait and each read bounded, no total."""
+        return aiohttp.ClientTimeout(
+            total=None, connect=seconds, sock_connect=min(3.0, seconds), sock_read=seconds
+        )
+
+    def _session(self, service: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(service)
+        if session is None:
+            self._check(service)
+            if self._closed:
+                raise UpstreamUnavailable(service, "the gateway is shutting down")
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=0, keepalive_timeout=_KEEPALIVE_S
+            )
+            session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers={"user-agent": _USER_AGENT}
+            )
+            self._sessions[service] = session
+        return session
+
+    def _check(self, service: str) -> None:
+        if service not in self.urls:
             raise ApiError(
-                404, "service_not_found", f"unknown service {service!r}: known are {', '.join(self.clients)}"
-            ) from None
+                404, "service_not_found", f"unknown service {service!r}: known are {', '.join(self.urls)}"
+            )
+
+    def _observe(self, service: str, outcome: str, started: float) -> None:
+        child = self._seconds.get((service, outcome))
+        if child is None:
+            child = self._seconds[(service, outcome)] = UPSTREAM_SECONDS.labels(service, outcome)
+        child.observe(time.perf_counter() - started)
+
+    def _unreachable(self, service: str, exc: BaseException, started: float) -> UpstreamUnavailable:
+        if isinstance(exc, TimeoutError):
+            UPSTREAM_ERRORS.labels(service, "timeout").inc()
+            self._observe(service, "timeout", started)
+            return UpstreamUnavailable(service, f"timed out ({type(exc).__name__})")
+        UPSTREAM_ERRORS.labels(service, "connect").inc()
+        self._observe(service, "error", started)
+        return UpstreamUnavailable(service, f"cannot connect to {self.urls[service]} ({exc!s})")
 
     async def call(
         self,
@@ -78,27 +156,53 @@ class Upstreams:
         json: Any = None,
         timeout: float | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """Send one request; unreachable → :class:`UpstreamUnavailable` (503 naming the service)."""
-        client = self.client(service)
+        self._check(service)
         started = time.perf_counter()
         try:
-            kwargs: dict[str, Any] = {"params": params, "json": json, "headers": headers}
-            if timeout is not None:
-                kwargs["timeout"] = timeout
-            response = await client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            UPSTREAM_ERRORS.labels(service, "timeout").inc()
-            UPSTREAM_SECONDS.labels(service, "timeout").observe(time.perf_counter() - started)
-            raise UpstreamUnavailable(service, f"timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            UPSTREAM_ERRORS.labels(service, "connect").inc()
-            UPSTREAM_SECONDS.labels(service, "error").observe(time.perf_counter() - started)
-            raise UpstreamUnavailable(service, f"cannot connect to {self.urls[service]} ({exc!s})") from None
-        UPSTREAM_SECONDS.labels(service, str(response.status_code // 100) + "xx").observe(
-            time.perf_counter() - started
-        )
+            response = await self._call_aiohttp(service, method, path, params, json, timeout, headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unreachable(service, exc, started) from None
+        self._observe(service, f"{response.status_code // 100}xx", started)
         return response
+
+    async def _call_aiohttp(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        params: Any,
+        json: Any,
+        timeout: float | None,
+        headers: dict[str, str] | None,
+    ) -> UpstreamResponse:
+        session = self._session(service)
+        url = URL(self.urls[service] + path)  # the path arrives percent-encoded (``seg``); kept as is
+        client_timeout = self._timeout
+        if timeout is not None:
+            client_timeout = self._timeouts.get(timeout) or self._timeouts.setdefault(
+                timeout, self._client_timeout(timeout)
+            )
+        for attempt in (1, 2):
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    params=params or None,
+                    json=json,
+                    headers=headers,
+                    timeout=client_timeout,
+                ) as response:
+                    content = await response.read()
+                    return UpstreamResponse(
+                        response.status, response.headers, list(response.raw_headers), content
+                    )
+            except aiohttp.ServerDisconnectedError:
+                # A pooled connection the server closed while idle: safe to send a GET again, once.
+                if attempt == 2 or method not in _RETRY_ONCE:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def json(self, service: str, method: str, path: str, **kw: Any) -> Any:
         """Call and return the decoded JSON of a 2xx answer; other answers become gateway errors."""
@@ -123,52 +227,59 @@ class Upstreams:
         headers: dict[str, str] | None = None,
     ) -> Response:
         """Proxy to ``service`` and hand its 2xx answer back unchanged (status, JSON body)."""
-        if params is None and request is not None:
-            params = list(request.query_params.multi_items())
+        if params is None and request is not None and request.scope.get("query_string"):
+            params = request.query_params.multi_items()
         response = await self.call(service, method, path, params=params, json=json, headers=headers)
         raise_for_upstream(service, response)
-        passed = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS}
-        return Response(response.content, status_code=response.status_code, headers=passed)
+        out = Response(response.content, status_code=response.status_code)  # sets content-length
+        for name, value in response.raw_headers:
+            if (name := name.lower()) not in _HOP_RAW:
+                out.raw_headers.append((name, value))
+        return out
 
     async def stream(
         self, service: str, path: str, params: Any, request: Request, headers: dict[str, str] | None = None
     ) -> StreamingResponse:
         """Proxy a live (SSE) stream: headers, then every chunk as it arrives, until either side ends."""
-        client = self.client(service)
-        upstream = client.build_request(
-            "GET",
-            path,
-            params=params,
-            headers={"accept": "text/event-stream", **(headers or {})},
-            timeout=httpx.Timeout(None, connect=3.0),
-        )
+        self._check(service)
+        sent = {"accept": "text/event-stream", **(headers or {})}
+        started = time.perf_counter()
         try:
-            response = await client.send(upstream, stream=True)
-        except httpx.TransportError as exc:
-            UPSTREAM_ERRORS.labels(service, "connect").inc()
-            raise UpstreamUnavailable(service, f"cannot connect to {self.urls[service]} ({exc!s})") from None
-        if response.status_code >= 300:
-            await response.aread()
-            await response.aclose()
-            raise_for_upstream(service, response)
+            upstream = await self._session(service).get(
+                URL(self.urls[service] + path), params=params or None, headers=sent, timeout=_STREAM_TIMEOUT
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unreachable(service, exc, started) from None
+        if upstream.status >= 300:
+            try:
+                content = await upstream.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._unreachable(service, exc, started) from None
+            finally:
+                upstream.release()
+            raise_for_upstream(service, UpstreamResponse(upstream.status, upstream.headers, [], content))
 
         async def body() -> AsyncIterator[bytes]:
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in upstream.content.iter_any():
                     yield chunk
                     if await request.is_disconnected():
                         break
-            except httpx.TransportError:
+            except (TimeoutError, aiohttp.ClientError):
                 return
             finally:
-                await response.aclose()
+                upstream.close()  # an endless stream: drop the connection rather than drain it
 
-        headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-        media = response.headers.get("content-type", "text/event-stream")
-        return StreamingResponse(body(), status_code=response.status_code, media_type=media, headers=headers)
+        media = upstream.headers.get("content-type", "text/event-stream")
+        return _sse(body(), upstream.status, media)
 
 
-def raise_for_upstream(service: str, response: httpx.Response) -> None:
+def _sse(body: AsyncIterator[bytes], status: int, media: str) -> StreamingResponse:
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(body, status_code=status, media_type=media, headers=headers)
+
+
+def raise_for_upstream(service: str, response: UpstreamAnswer) -> None:
     """Turn a non-2xx upstream answer into the gateway's error (with the upstream's message)."""
     if response.status_code < 300:
         return
@@ -190,14 +301,14 @@ def raise_for_upstream(service: str, response: httpx.Response) -> None:
     raise ApiError(status, code, message, field=field, service=service)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(response: UpstreamAnswer) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
 
 
-def _upstream_message(response: httpx.Response) -> str:
+def _upstream_message(response: UpstreamAnswer) -> str:
     body = _json_or_none(response)
     if isinstance(body, dict):
         for key in ("message", "detail", "error"):

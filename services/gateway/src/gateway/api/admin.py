@@ -41,6 +41,8 @@ router = APIRouter()
 
 TopicName = Annotated[str, Path(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
 GroupId = Annotated[str, Path(min_length=1, max_length=255)]
+#: What an admin endpoint on one topic (browse, dead letters, replay) can answer besides its success.
+TOPIC_ADMIN_ERRORS = error_responses(401, 403, 404, 422, 503)
 
 # Topic configs accepted at creation (value checked by the pattern): the usual kafka-ui set.
 _NUM = r"-?[0-9]{1,19}"
@@ -441,7 +443,7 @@ class Produced(BaseModel):
     summary="Browse a topic (or one partition) from an offset or a timestamp; bounded count",
     dependencies=[Admin],
     response_model=MessagePage,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=TOPIC_ADMIN_ERRORS,
 )
 async def browse(
     kafka: KafkaDep,
@@ -641,7 +643,7 @@ async def list_dlq(kafka: KafkaDep) -> DlqList:
     summary="List dead letters with their error headers (topic: the DLQ or its original topic)",
     dependencies=[Admin],
     response_model=DeadLetterPage,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=TOPIC_ADMIN_ERRORS,
 )
 async def list_dead_letters(
     kafka: KafkaDep,
@@ -672,7 +674,7 @@ async def list_dead_letters(
     summary="Replay selected dead letters (or all) to their original topic, with their original key",
     dependencies=[Admin],
     response_model=ReplayResult,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=TOPIC_ADMIN_ERRORS,
 )
 async def replay(kafka: KafkaDep, settings: SettingsDep, topic: TopicName, body: ReplayIn) -> ReplayResult:
     dlq = _dlq_name(topic)

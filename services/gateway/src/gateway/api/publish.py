@@ -31,6 +31,8 @@ from gateway.deps import KafkaDep, TopicsDep
 from gateway.errors import ApiError, error_responses
 
 router = APIRouter(dependencies=[AppKey])
+#: What a publish endpoint can answer besides its success.
+PUBLISH_ERRORS = error_responses(401, 413, 422, 503)
 
 Content = Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
 
@@ -134,6 +136,14 @@ def build(model: type[EventModel], data: dict[str, Any], where: str = "") -> Any
         raise ApiError(422, "validation_error", f"{field}: {first['msg']}", field=field or None) from None
 
 
+def message_event(model: type[EventModel], event_type: str, payload: dict[str, Any]) -> Any:
+    """A new message event around ``payload`` (fresh event_id, now), validated like :func:`build`."""
+    return build(
+        model,
+        {"event_type": event_type, "event_id": new_event_id(), "timestamp": now_ms(), "payload": payload},
+    )
+
+
 async def publish(kafka: KafkaDep, spec: TopicSpec[Any], event: Any) -> Published:
     try:
         value = encode(event)
@@ -156,15 +166,7 @@ async def publish(kafka: KafkaDep, spec: TopicSpec[Any], event: Any) -> Publishe
 async def create_message(kafka: KafkaDep, topics: TopicsDep, body: NewMessage) -> CreatedMessage:
     payload = body.model_dump(mode="json")
     payload["message_id"] = body.message_id or f"msg_{uuid.uuid4().hex}"
-    event = build(
-        MessageCreatedEvent,
-        {
-            "event_type": "message.created",
-            "event_id": new_event_id(),
-            "timestamp": now_ms(),
-            "payload": payload,
-        },
-    )
+    event = message_event(MessageCreatedEvent, "message.created", payload)
     published = await publish(kafka, topics["platform.messages.created"], event)
     return CreatedMessage(
         **event.payload.model_dump(mode="json"),
@@ -181,7 +183,7 @@ async def create_message(kafka: KafkaDep, topics: TopicsDep, body: NewMessage) -
     tags=["seed-compatible"],
     summary="Create a message: publishes message.created keyed by channel_id (seed 003)",
     response_model=CreatedMessage,
-    responses=error_responses(401, 413, 422, 503),
+    responses=PUBLISH_ERRORS,
 )
 async def post_message(
     kafka: KafkaDep,
@@ -197,7 +199,7 @@ async def post_message(
     status_code=202,
     summary="Create a message (message.created, key channel_id)",
     response_model=CreatedMessage,
-    responses=error_responses(401, 413, 422, 503),
+    responses=PUBLISH_ERRORS,
 )
 async def post_message_v1(kafka: KafkaDep, topics: TopicsDep, body: NewMessage) -> CreatedMessage:
     return await create_message(kafka, topics, body)
@@ -209,7 +211,7 @@ async def post_message_v1(kafka: KafkaDep, topics: TopicsDep, body: NewMessage) 
     status_code=202,
     summary="Edit a message (message.updated with the new content)",
     response_model=Published,
-    responses=error_responses(401, 413, 422, 503),
+    responses=PUBLISH_ERRORS,
 )
 async def put_message(
     kafka: KafkaDep,
@@ -218,15 +220,7 @@ async def put_message(
     body: MessageEdit,
 ) -> Published:
     payload = {"message_id": message_id, **body.model_dump(mode="json", exclude_none=True)}
-    event = build(
-        MessageUpdatedEvent,
-        {
-            "event_type": "message.updated",
-            "event_id": new_event_id(),
-            "timestamp": now_ms(),
-            "payload": payload,
-        },
-    )
+    event = message_event(MessageUpdatedEvent, "message.updated", payload)
     return await publish(kafka, topics["platform.messages.updated"], event)
 
 
@@ -247,15 +241,7 @@ async def delete_message(
     ],
 ) -> Published:
     payload = {"message_id": message_id, "channel_id": channel_id}
-    event = build(
-        MessageDeletedEvent,
-        {
-            "event_type": "message.deleted",
-            "event_id": new_event_id(),
-            "timestamp": now_ms(),
-            "payload": payload,
-        },
-    )
+    event = message_event(MessageDeletedEvent, "message.deleted", payload)
     return await publish(kafka, topics["platform.messages.deleted"], event)
 
 
@@ -265,7 +251,7 @@ async def delete_message(
     status_code=202,
     summary="Publish a factory issue event to chatbot-issue-events (key = issue)",
     response_model=Published,
-    responses=error_responses(401, 413, 422, 503),
+    responses=PUBLISH_ERRORS,
 )
 async def publish_issue(
     kafka: KafkaDep,
@@ -292,7 +278,7 @@ async def publish_issue(
     status_code=202,
     summary="Publish a message event as-is (event_type selects platform.messages.created|updated|deleted)",
     response_model=Published,
-    responses=error_responses(401, 413, 422, 503),
+    responses=PUBLISH_ERRORS,
 )
 async def publish_message_event(
     kafka: KafkaDep,
@@ -315,7 +301,7 @@ async def publish_message_event(
     status_code=202,
     summary="Publish a user activity event (key = user_id); event_id and timestamp are generated if absent",
     response_model=Published,
-    responses=error_responses(401, 413, 422, 503),
+    responses=PUBLISH_ERRORS,
 )
 async def publish_activity(kafka: KafkaDep, topics: TopicsDep, body: ActivityIn) -> Published:
     event = build(

@@ -53,6 +53,12 @@ class ControlResult(BaseModel):
     error: str | None = None
 
 
+#: The 202 of a control call: the command is recorded, the service's immediate call failed.
+RECORDED: dict[int | str, dict[str, Any]] = {
+    202: {"model": ControlResult, "description": "Recorded; the service could not be reached now"}
+}
+
+
 async def service_status(upstreams: UpstreamsDep, name: str, desired: dict[str, Any] | None) -> ServiceStatus:
     url = upstreams.urls[name]
     try:
@@ -131,10 +137,7 @@ async def control_service(
     summary="pause / resume / stop / start / restart a service's consumer (every replica; survives restarts)",
     dependencies=[Admin],
     response_model=ControlResult,
-    responses={
-        202: {"model": ControlResult, "description": "Recorded; the service could not be reached now"},
-        **error_responses(401, 403, 404, 422, 503),
-    },
+    responses={**RECORDED, **error_responses(401, 403, 404, 422, 503)},
 )
 async def post_control(
     upstreams: UpstreamsDep,
@@ -169,10 +172,7 @@ def _seed_control_route(action: Action) -> None:
         summary=f"{action.capitalize()} the issue consumer (seed 000; admin token)",
         dependencies=[Admin],
         response_model=ControlResult,
-        responses={
-            202: {"model": ControlResult, "description": "Recorded; the service could not be reached now"},
-            **error_responses(401, 403, 503),
-        },
+        responses={**RECORDED, **error_responses(401, 403, 503)},
     )
 
 
