@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
-import asyncmy
 import pytest
+from consumer_runtime.testing import drop_mysql_database
 from devservers import ensure_mysql_database
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ingestor_testlib import ISSUE_DB_PASSWORD, MysqlDb, wipe
 from issue_ingestor.store import IssueStore
-
-
-async def _root(db: MysqlDb) -> Any:
-    return await asyncmy.connect(host=db.host, port=db.port, user="root", password="", autocommit=True)
 
 
 @pytest.fixture(scope="session")
@@ -32,19 +25,7 @@ def issue_db(mysql_server: tuple[str, int]) -> Iterator[MysqlDb]:
     db = MysqlDb(host, port, f"ii_test_{suffix}", f"ii_{suffix}")
     ensure_mysql_database(db.name, db.user, ISSUE_DB_PASSWORD, port=port)
     yield db
-
-    async def drop() -> None:
-        conn = await _root(db)
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(f"DROP DATABASE IF EXISTS `{db.name}`")
-                for host_part in ("%", "localhost"):
-                    await cur.execute(f"DROP USER IF EXISTS '{db.user}'@'{host_part}'")
-        finally:
-            conn.close()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # safe whether or not a loop runs here
-        pool.submit(asyncio.run, drop()).result()
+    drop_mysql_database(db.host, db.port, db.name, db.user)
 
 
 @pytest.fixture

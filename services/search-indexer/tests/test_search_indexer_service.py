@@ -22,6 +22,9 @@ from search_indexer_testlib import created, deleted, raw, updated
 
 pytestmark = pytest.mark.integration
 
+ADMIN_TOKEN = "indexer-test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 class Harness:
     def __init__(self, settings: Settings, client: httpx.AsyncClient, app: Any) -> None:
@@ -243,7 +246,7 @@ async def test_rebuild_by_replay_while_searching(
         updated(f"r{i}", f"재생 테스트 수정본 {i}", ts=n + i, channel=f"ch{i % 3}") for i in range(0, n, 4)
     ]
     events += [deleted(f"r{i}", ts=2 * n + i, channel=f"ch{i % 3}") for i in range(0, n, 10)]
-    async with make_service(rebuild_batch_size=50) as svc:
+    async with make_service(rebuild_batch_size=50, admin_token=ADMIN_TOKEN) as svc:
         await svc.send(*events)
         expected = _model(events)
 
@@ -269,9 +272,9 @@ async def test_rebuild_by_replay_while_searching(
                 await asyncio.sleep(0.01)
 
         task = asyncio.create_task(searcher())
-        started = await svc.http.post("/admin/rebuild")
+        started = await svc.http.post("/admin/rebuild", headers=ADMIN)
         assert started.status_code == 202, started.text
-        assert (await svc.http.post("/admin/rebuild")).status_code == 409  # one at a time
+        assert (await svc.http.post("/admin/rebuild", headers=ADMIN)).status_code == 409  # one at a time
         # live traffic during the rebuild
         extra = [created(f"x{i}", f"재생 중 새 메시지 {i}", ts=3 * n + i) for i in range(20)]
         extra.append(updated("r1", "재생 중 수정", ts=4 * n))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from asyncmy.errors import MySQLError
-from consumer_runtime import ConsumerRunner, get_logger, ops_router, running
+from consumer_runtime import ConsumerRunner, get_logger, ops_router
+from consumer_runtime.service import consumer_lifespan
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from platform_events import CHATBOT_ISSUES
@@ -32,23 +30,19 @@ def create_app(settings: Settings, *, store: IssueStore | None = None) -> FastAP
     store = store or IssueStore(settings)
     runner = build_runner(settings, store)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def open_store() -> None:
         try:
             await store.open()
         except Exception as exc:  # stay up and not ready; writes and /readyz retry the migration
             log.warning("mysql unavailable at start; will retry", error=repr(exc), db_host=settings.db_host)
-        try:
-            async with running(runner, timeout_s=settings.shutdown_timeout_s):
-                yield
-        finally:
-            await store.close()
 
     app = FastAPI(
         title="issue-ingestor",
         description="Factory issue events (chatbot-issue-events) → MySQL ChatbotIssue + chatbot sessions",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=consumer_lifespan(
+            runner, settings.shutdown_timeout_s, startup=open_store, shutdown=store.close
+        ),
     )
     app.state.settings = settings
     app.state.store = store

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from consumer_runtime import ConsumerRunner, ops_router, running
+from consumer_runtime import ConsumerRunner, ops_router
+from consumer_runtime.service import consumer_lifespan
 from fastapi import FastAPI
 from platform_events import LOG_EVENTS
 
@@ -25,20 +23,13 @@ def create_app(settings: Settings) -> FastAPI:
         sink=store,
     )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open()
-        try:
-            async with running(runner, settings.shutdown_timeout_s):
-                yield
-        finally:
-            await store.close()
-
     app = FastAPI(
         title="log-sink",
         description="Wide log events from Kafka `log-events` into MongoDB `wide_events`; queries over them.",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=consumer_lifespan(
+            runner, settings.shutdown_timeout_s, startup=store.open, shutdown=store.close
+        ),
     )
     app.state.store = store
     app.state.runner = runner

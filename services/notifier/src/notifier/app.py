@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from consumer_runtime import Check, ConsumerRunner, get_logger, ops_router, running
+from consumer_runtime import Check, ConsumerRunner, get_logger, ops_router
+from consumer_runtime.service import consumer_lifespan
 from fastapi import FastAPI
 from platform_events import MESSAGES_CREATED
 
@@ -44,28 +42,25 @@ def create_app(settings: Settings) -> FastAPI:
     if tail is not None:
         checks["live_tail"] = tail.check
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def startup() -> None:
         await store.open()
         if tail is not None:
             await tail.start()
-        try:
-            async with running(runner, settings.shutdown_timeout_s):
-                yield
-        finally:
-            hub.close()
-            if tail is not None:
-                await tail.stop()
-            await publisher.close()
-            await store.close()
-            log.info("notifier stopped")
+
+    async def shutdown() -> None:
+        hub.close()
+        if tail is not None:
+            await tail.stop()
+        await publisher.close()
+        await store.close()
+        log.info("notifier stopped")
 
     app = FastAPI(
         title="notifier",
         description="Mention notifications from platform.messages.created: stored once per (event, user) in "
         "MongoDB, published to platform.notifications.sent, listed and streamed live (SSE).",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=consumer_lifespan(runner, settings.shutdown_timeout_s, startup=startup, shutdown=shutdown),
     )
     app.state.settings = settings
     app.state.store = store

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaProducer
 from consumer_runtime import KafkaSettings
+from consumer_runtime.kafka_clients import LazyProducer
 from consumer_runtime.topics import ensure_topics
 from platform_events import NOTIFICATIONS_SENT, NotificationSentEvent, encode, encode_key
 
@@ -17,35 +16,23 @@ class NotificationPublisher:
     def __init__(self, settings: KafkaSettings, topic: str) -> None:
         self._settings = settings
         self.spec = NOTIFICATIONS_SENT.renamed(topic)
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
+        self._producer = LazyProducer(settings, before_start=self._ensure_topic)
 
     @property
     def topic(self) -> str:
         return self.spec.name
 
+    async def _ensure_topic(self) -> None:
+        if self._settings.kafka_auto_create_topics:
+            await ensure_topics(self._settings, [self.topic])
+
     async def start(self) -> None:
-        async with self._lock:
-            if self._producer is None:
-                if self._settings.kafka_auto_create_topics:
-                    await ensure_topics(self._settings, [self.topic])
-                producer = AIOKafkaProducer(**self._settings.producer_kwargs())
-                await producer.start()
-                self._producer = producer
+        await self._producer.start()
 
     async def publish(self, events: Sequence[NotificationSentEvent]) -> None:
-        if not events:
-            return
-        await self.start()
-        assert self._producer is not None
-        futures = [
-            await self._producer.send(self.topic, value=encode(event), key=encode_key(self.spec, event))
-            for event in events
-        ]
-        await asyncio.gather(*futures)
+        await self._producer.send_all(
+            [(self.topic, encode(event), encode_key(self.spec, event), None) for event in events]
+        )
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._producer is not None:
-                producer, self._producer = self._producer, None
-                await producer.stop()
+        await self._producer.close()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from platform_events import MAX_ID_CHARS
+from pydantic import SecretStr
 
 from search_indexer import handlers as h
 from search_indexer.rebuild import RebuildBusyError, RebuildError, RebuildManager
@@ -28,13 +29,23 @@ StoreDep = Annotated[MessageStore, Depends(_store)]
 RebuildDep = Annotated[RebuildManager, Depends(_rebuild)]
 
 
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="search-indexer"'}
+
+
 def _require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    token: str | None = request.app.state.settings.admin_token
-    if not token:
-        return
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not secrets.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(401, "admin token required (Authorization: Bearer <ADMIN_TOKEN>)")
+    """Admin endpoints are never open (like the gateway's): 403 while ``ADMIN_TOKEN`` is unset, else 401
+    unless ``Authorization: Bearer <ADMIN_TOKEN>`` matches (compared in constant time)."""
+    token: SecretStr | None = request.app.state.settings.admin_token
+    expected = token.get_secret_value() if token is not None else ""
+    if not expected:
+        raise HTTPException(
+            403, "admin endpoints are disabled: ADMIN_TOKEN is not configured on the search-indexer"
+        )
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise HTTPException(401, "admin endpoint: send 'Authorization: Bearer <ADMIN_TOKEN>'", _CHALLENGE)
+    if not secrets.compare_digest(given.strip().encode(), expected.encode()):
+        raise HTTPException(401, "admin token is not valid", _CHALLENGE)
 
 
 router = APIRouter()

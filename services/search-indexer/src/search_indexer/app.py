@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from consumer_runtime import ConsumerRunner, get_logger, ops_router, running
+from consumer_runtime import ConsumerRunner, get_logger, ops_router
+from consumer_runtime.service import consumer_lifespan
 from fastapi import FastAPI
 
 from search_indexer.api import router as api_router
@@ -48,22 +47,17 @@ def create_app(settings: Settings, *, store: MessageStore | None = None) -> Fast
     )
     rebuild = RebuildManager(settings, store)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await _ensure_alias(store)
-            async with running(runner, timeout_s=settings.shutdown_timeout_s):
-                try:
-                    yield
-                finally:
-                    await rebuild.close()
-        finally:
-            await store.close()
+    async def startup() -> None:
+        await _ensure_alias(store)
+
+    async def shutdown() -> None:
+        await rebuild.close()
+        await store.close()
 
     app = FastAPI(
         title="search-indexer",
         description="Indexes platform.messages.* into Elasticsearch; message search; rebuild by replay.",
-        lifespan=lifespan,
+        lifespan=consumer_lifespan(runner, settings.shutdown_timeout_s, startup=startup, shutdown=shutdown),
     )
     app.state.settings = settings
     app.state.store = store

@@ -13,7 +13,7 @@ from platform_events import (
     TopicSpec,
     validate_topic_name,
 )
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 
 class Settings(ServiceSettings):
@@ -45,8 +45,8 @@ class Settings(ServiceSettings):
 
     rebuild_batch_size: int = Field(1000, ge=1, le=100_000)
     rebuild_timeout_s: float = Field(3600.0, gt=0)
-    # When set, POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>".
-    admin_token: str | None = None
+    # POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>"; unset, it is refused (403).
+    admin_token: SecretStr | None = None
 
     @field_validator(
         "kafka_topic_messages_created", "kafka_topic_messages_updated", "kafka_topic_messages_deleted"
