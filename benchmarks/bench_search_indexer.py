@@ -35,6 +35,7 @@ from search_indexer.sink import MessageSink
 from search_indexer.store import MessageStore
 
 from benchmarks._common import Timer, rate, report
+from benchmarks._targets import Target, headline, targets, throughput_targets
 
 N = int(os.environ.get("BENCH_SI_EVENTS", "50000"))
 NAIVE_SAMPLE = int(os.environ.get("BENCH_SI_NAIVE", "2000"))
@@ -328,10 +329,27 @@ async def main() -> None:
             "c_naive_per_s": round(c),
             "a_over_b": round(a / b, 2),
             "a_over_c": round(a / c, 2),
-            "target_a_over_b>=0.7": a / b >= 0.7,
-            "target_a_over_c>=5": a / c >= 5,
             "p99_produce_to_searchable_s": round(lat["p99_s"], 3),
-            "target_p99<=2s": lat["p99_s"] <= 2.0,
+            "headline": headline(
+                service_eps=a,
+                raw_eps=b,
+                naive_eps=c,
+                p50_s=lat["p50_s"],
+                p99_s=lat["p99_s"],
+                latency_of=f"produce→searchable at {lat['actual_rate']:,.0f} ev/s",
+            ),
+            "targets": targets(
+                *throughput_targets(a, b, c, naive_goal=5, bulk="_bulk", single="one index call per event"),
+                Target(
+                    "p99 produce→searchable",
+                    lat["p99_s"],
+                    "<=",
+                    2.0,
+                    "s",
+                    why_missed="a batch's fill time + the index's 1 s refresh interval + noida-db's bulk "
+                    "latency under concurrent load on 2 cores",
+                ),
+            ),
             "rebuild_events_per_s": round(rebuild_rate),
             "rebuild_status_rate_eps": st["rate_eps"],
         }

@@ -14,10 +14,8 @@ import contextlib
 import json
 import os
 import platform
-import re
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,133 +39,89 @@ class Row:
     peak_rss_mb: float | None = None
     wall_s: float | None = None
     at: str = ""
+    failed: bool = False
     missed: list[str] = field(default_factory=list)
     met: list[str] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------------------------------ helpers
-def _rows_by_prefix(data: dict[str, Any], key: str, prefix: str) -> dict[str, Any]:
-    for row in data.get("rows", []):
-        label = str(row.get(key, ""))
-        if label.lower().startswith(prefix.lower()):
-            return dict(row)
-    return {}
-
-
+# ------------------------------------------------------------------------------------------------ results
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _secs(value: float | None, unit: str = "s") -> str:
+def _secs(value: float | None) -> str:
     if value is None:
         return ""
-    ms = value * {"s": 1000.0, "ms": 1.0, "us": 0.001}[unit]
-    return f"{ms / 1000:.2f} s" if ms >= 1000 else (f"{ms:.0f} ms" if ms >= 10 else f"{ms:.3g} ms")
+    ms = value * 1000.0
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    if ms >= 10:
+        return f"{ms:.0f} ms"
+    return f"{ms:.3g} ms" if ms >= 0.1 else f"{ms * 1000:.3g} µs"
 
 
-def _targets(summary: dict[str, Any], row: Row) -> None:
-    """Targets stated in the summary: boolean ``target_*`` keys, ``name (target >= x)`` keys and a
-    ``targets`` sentence of ``lhs >= x`` / ``lhs <= x unit`` clauses."""
-    for key, value in summary.items():
-        if "target" in key and isinstance(value, bool):
-            (row.met if value else row.missed).append(key.removeprefix("target_").replace("_", " "))
-        match = re.match(r"(.+?) \(target ([<>]=) ([0-9.]+)\)", key)
-        if match and _num(value) is not None:
-            name, op, bound = match.group(1), match.group(2), float(match.group(3))
-            ok = value >= bound if op == ">=" else value <= bound
-            (row.met if ok else row.missed).append(f"{name} = {value} ({op} {bound:g})")
-    sentence = summary.get("targets")
-    if isinstance(sentence, str):
-        for clause in sentence.split(";"):
-            match = re.match(r"\s*(.+?)\s*([<>]=)\s*([0-9.]+)\s*([a-z]*)\s*$", clause)
-            if not match:
-                continue
-            lhs, op, bound, unit = match.groups()
-            key = lhs.strip().replace(" ", "_") + (f"_{unit}" if unit else "")
-            value = _num(summary.get(key))
-            if value is None:
-                continue
-            ok = value >= float(bound) if op == ">=" else value <= float(bound)
-            (row.met if ok else row.missed).append(f"{clause.strip()} (measured {value:,.3g})")
+def _target_text(t: dict[str, Any]) -> str:
+    unit = f" {t['unit']}" if t.get("unit") else ""
+    text = f"{t['name']}: {t['measured']:,.3g}{unit} (target {t['op']} {t['goal']:g}{unit})"
+    if not t.get("met") and t.get("why_missed"):
+        text += f" — {t['why_missed']}"
+    return text
 
 
-# ------------------------------------------------------------------------------------------------ extractors
-def _issue_ingestor(d: dict[str, Any], row: Row) -> None:
-    s = d.get("summary", {})
-    row.service_eps, row.raw_eps, row.naive_eps = (
-        _num(s.get("a_events_per_s")), _num(s.get("b_events_per_s")), _num(s.get("c_events_per_s"))
-    )  # fmt: skip
-    row.p50, row.p99 = _secs(_num(s.get("latency_p50_s"))), _secs(_num(s.get("latency_p99_s")))
-    rate = _num(s.get("latency_rate_per_s"))
-    row.latency_what = f"produce→stored at {rate:,.0f} ev/s" if rate else "produce→stored"
-
-
-def _log_sink(d: dict[str, Any], row: Row) -> None:
-    row.service_eps = _num(_rows_by_prefix(d, "case", "a:").get("events_per_s"))
-    row.raw_eps = _num(_rows_by_prefix(d, "case", "b:").get("events_per_s"))
-    row.naive_eps = _num(_rows_by_prefix(d, "case", "c:").get("events_per_s"))
-    fin = _rows_by_prefix(d, "case", "d: finalize")
-    row.p50, row.p99 = _secs(_num(fin.get("p50_us")), "us"), _secs(_num(fin.get("p99_us")), "us")
-    row.latency_what = "finalize() call (request path)"
-
-
-def _notifier(d: dict[str, Any], row: Row) -> None:
-    s = d.get("summary", {})
-    row.service_eps = _num(_rows_by_prefix(d, "case", "service").get("notifications_per_s"))
-    row.raw_eps = _num(_rows_by_prefix(d, "case", "raw").get("notifications_per_s"))
-    row.naive_eps = _num(_rows_by_prefix(d, "case", "naive").get("notifications_per_s"))
-    row.p50, row.p99 = _secs(_num(s.get("live_p50_ms")), "ms"), _secs(_num(s.get("live_p99_ms")), "ms")
-    rate = _num(s.get("live_events_per_s"))
-    row.latency_what = f"produce→live SSE at {rate:,.0f} ev/s" if rate else "produce→live SSE"
-
-
-def _search_indexer(d: dict[str, Any], row: Row) -> None:
-    s = d.get("summary", {})
-    row.service_eps, row.raw_eps, row.naive_eps = (
-        _num(s.get("a_drain_per_s")), _num(s.get("b_raw_bulk_per_s")), _num(s.get("c_naive_per_s"))
-    )  # fmt: skip
-    note = str(_rows_by_prefix(d, "step", "(d)").get("note", ""))
-    p50, p99 = re.search(r"p50 ([0-9.]+)s", note), re.search(r"p99 ([0-9.]+)s", note)
-    row.p50 = _secs(float(p50.group(1))) if p50 else ""
-    row.p99 = _secs(float(p99.group(1))) if p99 else _secs(_num(s.get("p99_produce_to_searchable_s")))
-    row.latency_what = "produce→searchable"
-
-
-def _generic(d: dict[str, Any], row: Row) -> None:
-    rates = [
-        (k, _num(v)) for r in d.get("rows", []) for k, v in r.items() if k.endswith("_per_s") and _num(v)
-    ]
-    if rates:
-        row.service_eps = rates[0][1]
-
-
-EXTRACT: dict[str, Callable[[dict[str, Any], Row], None]] = {
-    "issue_ingestor": _issue_ingestor,
-    "log_sink": _log_sink,
-    "notifier": _notifier,
-    "search_indexer": _search_indexer,
-}
-
-
-def load_rows() -> list[Row]:
+def load_rows() -> tuple[list[Row], dict[str, Any]]:
+    """The report's rows, and the raw JSON per benchmark (for the sections of their own)."""
     runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
-    rows = []
+    rows, raw = [], {}
     for path in sorted(RESULTS.glob("*.json")):
         if path.name.startswith("_"):
             continue
         data = json.loads(path.read_text())
         name = data.get("benchmark", path.stem)
+        raw[name] = data
+        summary = data.get("summary", {})
+        head = summary.get("headline", {})
         row = Row(benchmark=name, at=str(data.get("at", "")))
-        EXTRACT.get(name, _generic)(data, row)
+        row.service_eps, row.raw_eps, row.naive_eps = (
+            _num(head.get("service_eps")), _num(head.get("raw_eps")), _num(head.get("naive_eps"))
+        )  # fmt: skip
+        row.p50, row.p99 = _secs(_num(head.get("p50_s"))), _secs(_num(head.get("p99_s")))
+        row.latency_what = str(head.get("latency_of", ""))
         if row.service_eps and row.raw_eps:
             row.ratio_raw = row.service_eps / row.raw_eps
         if row.service_eps and row.naive_eps:
             row.ratio_naive = row.service_eps / row.naive_eps
-        _targets(data.get("summary", {}), row)
+        stated = summary.get("targets", [])
+        for t in stated if isinstance(stated, list) else []:  # older results files: no structured targets
+            if isinstance(t, dict) and {"name", "measured", "op", "goal"} <= t.keys():
+                (row.met if t.get("met") else row.missed).append(_target_text(t))
         run = runs.get(f"bench_{name}") or runs.get(name) or {}
         row.peak_rss_mb, row.wall_s = _num(run.get("peak_rss_mb")), _num(run.get("seconds"))
+        row.failed = bool(run.get("rc"))
         rows.append(row)
-    return rows
+    return rows, raw
+
+
+def _overhead_section(data: dict[str, Any]) -> list[str]:
+    """A benchmark that measures a hop (the gateway) lists ``overhead`` rows: the same request direct and
+    through the hop, at each concurrency."""
+    items = data.get("summary", {}).get("overhead", [])
+    if not items:
+        return []
+    lines = [
+        f"### {data.get('benchmark')}: the same request direct and through it",
+        "",
+        "| request | concurrency | direct p50 | via p50 | overhead p50 | direct p99 | via p99 "
+        "| overhead p99 |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for o in items:
+        lines.append(
+            f"| {o['endpoint']} | {o['concurrency']} | {o['direct_p50_ms']:.2f} ms "
+            f"| {o['via_p50_ms']:.2f} ms "
+            f"| **{o['overhead_p50_ms']:+.2f} ms** | {o['direct_p99_ms']:.2f} ms | {o['via_p99_ms']:.2f} ms "
+            f"| {o['overhead_p99_ms']:+.2f} ms |"
+        )
+    return [*lines, ""]
 
 
 # ------------------------------------------------------------------------------------------------ servers
@@ -210,7 +164,7 @@ def _f(value: float | None, fmt: str = "{:,.0f}") -> str:
     return fmt.format(value) if value is not None else "–"
 
 
-def render(rows: list[Row], versions: dict[str, str]) -> str:
+def render(rows: list[Row], raw: dict[str, Any], versions: dict[str, str]) -> str:
     lines = [
         "# Benchmark report",
         "",
@@ -219,47 +173,54 @@ def render(rows: list[Row], versions: dict[str, str]) -> str:
         "",
         "Servers: " + "; ".join(f"**{k}** {v}" for k, v in versions.items()),
         "",
-        "| benchmark | service ev/s | raw bulk ev/s | naive ev/s | × raw | × naive | p50 | p99 "
+        "| benchmark | service /s | raw bulk /s | naive /s | × raw | × naive | p50 | p99 "
         "| latency of | peak RSS | wall |",
         "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|",
     ]
     for r in rows:
+        unit = raw[r.benchmark].get("summary", {}).get("headline", {}).get("unit", "events")
+        name = r.benchmark + (" (FAILED)" if r.failed else "") + ("" if unit == "events" else f" ({unit})")
         lines.append(
-            f"| {r.benchmark} | {_f(r.service_eps)} | {_f(r.raw_eps)} | {_f(r.naive_eps)} | "
+            f"| {name} | {_f(r.service_eps)} | {_f(r.raw_eps)} | {_f(r.naive_eps)} | "
             f"{_f(r.ratio_raw, '{:.2f}')} | {_f(r.ratio_naive, '{:.1f}')} | {r.p50 or '–'} "
             f"| {r.p99 or '–'} | {r.latency_what or '–'} | {_f(r.peak_rss_mb, '{:,.0f} MB')} "
             f"| {_f(r.wall_s, '{:,.0f} s')} |"
         )
     lines += [
         "",
-        "ev/s: events (notifier: notifications) per second. × raw = service ÷ raw bulk writes of the same "
-        "documents to the same server; × naive = service ÷ one write per event. Peak RSS: the benchmark's "
-        "process group (benchmark + any services it started), sampled every second by "
-        "`python -m benchmarks`.",
-        "",
-        "## Targets",
+        "Per second: events (notifier: notifications). × raw = the service's pipeline (consume, decode, "
+        "write, commit) ÷ raw bulk writes of the same documents to the same server; × naive = the service ÷ "
+        "one write per event. Peak RSS: the benchmark's process group (benchmark + any services it "
+        "started), sampled every second by `python -m benchmarks`; wall: the whole script, set-up included.",
         "",
     ]
+    for r in rows:
+        lines += _overhead_section(raw[r.benchmark])
+    lines += ["## Targets", ""]
     missed = [(r.benchmark, m) for r in rows for m in r.missed]
     met = [(r.benchmark, m) for r in rows for m in r.met]
     if missed:
-        lines += ["Missed:", ""] + [f"- **{b}**: {m}" for b, m in missed] + [""]
+        lines += ["Missed:", ""] + [f"- **{b}** {m}" for b, m in missed] + [""]
     else:
         lines += ["No stated target is missed.", ""]
     if met:
-        lines += ["Met:", ""] + [f"- {b}: {m}" for b, m in met] + [""]
-    stale = [r.benchmark for r in rows if not r.wall_s]
-    if stale:
-        lines += [f"Results not produced by this `make bench` run (older JSON): {', '.join(stale)}.", ""]
+        lines += ["Met:", ""] + [f"- {b} {m}" for b, m in met] + [""]
+    failed = [r.benchmark for r in rows if r.failed]
+    if failed:
+        lines += [f"Failed in this run (figures above are from an older run): {', '.join(failed)}.", ""]
+    unrecorded = [r.benchmark for r in rows if not r.wall_s]
+    if unrecorded:
+        names = ", ".join(unrecorded)
+        lines += [f"Run outside `make bench` (no wall time or peak RSS recorded): {names}.", ""]
     return "\n".join(lines)
 
 
 def main() -> int:
-    rows = load_rows()
+    rows, raw = load_rows()
     if not rows:
         print(f"no results in {RESULTS}")
         return 1
-    text = render(rows, server_versions())
+    text = render(rows, raw, server_versions())
     REPORT.write_text(text + "\n")
     print(text)
     print(f"\n-> {REPORT}")

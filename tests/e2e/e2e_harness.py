@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from consumer_runtime.testing import topic_env
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -42,17 +43,6 @@ SERVICES: dict[str, tuple[str, str | None]] = {
 #: exit codes of a graceful stop: uvicorn re-raises SIGTERM after its clean shutdown (-15)
 GRACEFUL = (0, -signal.SIGTERM)
 SINKS = ("issue-ingestor", "log-sink", "search-indexer", "notifier")
-
-#: default topic name → the env var that renames it (every service reads the ones it uses)
-TOPIC_ENV: dict[str, str] = {
-    "chatbot-issue-events": "KAFKA_TOPIC_CHATBOT_ISSUES",
-    "log-events": "KAFKA_LOG_TOPIC",
-    "platform.messages.created": "KAFKA_TOPIC_MESSAGES_CREATED",
-    "platform.messages.updated": "KAFKA_TOPIC_MESSAGES_UPDATED",
-    "platform.messages.deleted": "KAFKA_TOPIC_MESSAGES_DELETED",
-    "platform.notifications.sent": "KAFKA_TOPIC_NOTIFICATIONS_SENT",
-    "platform.users.activity": "KAFKA_TOPIC_USERS_ACTIVITY",
-}
 
 
 def free_port() -> int:
@@ -273,8 +263,7 @@ class Stack:
                 "NOTIFIER_URL": self.url("notifier"),
             }
         )
-        for default, var in TOPIC_ENV.items():
-            env[var] = n.topic(default)
+        env.update(topic_env(n.topic))
         group = SERVICES[name][1]
         if group is not None:
             env["KAFKA_CONSUMER_GROUP"] = n.group(name)

@@ -33,6 +33,12 @@ def fault_events(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
+def heavy(request: pytest.FixtureRequest) -> bool:
+    """True in ``make test-faults`` (``-m faults``): the slow variants run only there."""
+    return (request.config.option.markexpr or "").strip() == "faults"
+
+
+@pytest.fixture
 async def make_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Stack]]:
     """``make_stack(endpoints=None, **env)`` → a Stack with names of its own; all closed (and data dropped)
     at the end of the test."""

@@ -9,8 +9,6 @@ exist with their labels), then every /metrics is scraped. Everything is deleted 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -28,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from consumer_runtime.testing import delete_topics, produce, wait_until
+from consumer_runtime.testing import delete_topics, drop_mysql_database, produce, topic_env, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
@@ -249,23 +247,6 @@ async def _json(url: str) -> Any:
     return response.json() if response.status_code == 200 else None
 
 
-def _drop_mysql(host: str, port: int, db: str, user: str) -> None:
-    async def drop() -> None:
-        import asyncmy
-
-        conn = await asyncmy.connect(host=host, port=port, user="root", password="", autocommit=True)
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-                for host_part in ("%", "localhost"):
-                    await cur.execute(f"DROP USER IF EXISTS '{user}'@'{host_part}'")
-        finally:
-            conn.close()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, drop()).result()
-
-
 @pytest.fixture(scope="module")
 def obs_prefix() -> str:
     return f"obs-{uuid.uuid4().hex[:8]}"
@@ -279,7 +260,7 @@ def obs_mysql(mysql_server: tuple[str, int], obs_prefix: str) -> Iterator[dict[s
     db, user = obs_prefix.replace("-", "_"), obs_prefix.replace("-", "_")[-12:] + "_u"
     ensure_mysql_database(db, user, "obs-test-pw", port=port)
     yield {"DB_HOST": f"{host}:{port}", "DB_NAME": db, "DB_USERNAME": user, "DB_PASSWORD": "obs-test-pw"}
-    _drop_mysql(host, port, db, user)
+    drop_mysql_database(host, port, db, user)
 
 
 @pytest.fixture(scope="module")
@@ -292,15 +273,7 @@ async def exposition(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Exposition]:
     p = obs_prefix
-    topics = {
-        "KAFKA_TOPIC_CHATBOT_ISSUES": f"{p}-issues",
-        "KAFKA_LOG_TOPIC": f"{p}-logs",
-        "KAFKA_TOPIC_MESSAGES_CREATED": f"{p}-msg-created",
-        "KAFKA_TOPIC_MESSAGES_UPDATED": f"{p}-msg-updated",
-        "KAFKA_TOPIC_MESSAGES_DELETED": f"{p}-msg-deleted",
-        "KAFKA_TOPIC_NOTIFICATIONS_SENT": f"{p}-ntf-sent",
-        "KAFKA_TOPIC_USERS_ACTIVITY": f"{p}-activity",
-    }
+    topics = topic_env(lambda default: f"{p}-{default}")
     kafka = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "KAFKA_ENABLE_IDEMPOTENCE": "false",
@@ -312,7 +285,10 @@ async def exposition(
     alias, mongo_dbs = f"{p}-messages", [f"{p}_logs".replace("-", "_"), f"{p}_ntf".replace("-", "_")]
     services = {
         "issue-ingestor": ("issue_ingestor", {**obs_mysql, "DB_POOL_SIZE": "2"}),
-        "log-sink": ("log_sink", {"MONGO_URL": mongo_url, "LOG_MONGO_DB": mongo_dbs[0], "LOG_RETENTION_DAYS": "0"}),
+        "log-sink": (
+            "log_sink",
+            {"MONGO_URL": mongo_url, "LOG_MONGO_DB": mongo_dbs[0], "LOG_RETENTION_DAYS": "0"},
+        ),
         "search-indexer": (
             "search_indexer",
             {
@@ -336,7 +312,8 @@ async def exposition(
         async def topics_created() -> bool:
             listed = await _json(f"{gateway.url}/api/v1/topics")
             have = {t["name"] for t in (listed or {}).get("topics", [])}
-            return set(topics.values()) | {f"{p}-control", f"{p}-issues.dlq"} <= have
+            issues_dlq = f"{topics['KAFKA_TOPIC_CHATBOT_ISSUES']}.dlq"
+            return set(topics.values()) | {f"{p}-control", issues_dlq} <= have
 
         await wait_until(topics_created, timeout=60, interval=0.3, what="gateway up with its topics")
         for name, (module, extra) in services.items():
@@ -362,8 +339,12 @@ async def exposition(
             },
         }
         wide = {"event_id": f"evt_{p}", "timestamp": "2026-11-23T10:00:00Z", "service": "obs", "status": 200}
-        for topic, good in (("issues", issue), ("msg-created", message), ("logs", wide)):
-            await produce(kafka_bootstrap, f"{p}-{topic}", [json.dumps(good).encode(), b"{not json"])
+        for var, good in (
+            ("KAFKA_TOPIC_CHATBOT_ISSUES", issue),
+            ("KAFKA_TOPIC_MESSAGES_CREATED", message),
+            ("KAFKA_LOG_TOPIC", wide),
+        ):
+            await produce(kafka_bootstrap, topics[var], [json.dumps(good).encode(), b"{not json"])
 
         async def processed() -> bool:
             for proc in procs[1:]:

@@ -1,0 +1,95 @@
+"""The two things every benchmark hands the report in the same shape: its headline figures and its targets.
+
+    summary = {
+        "headline": headline(service_eps=a, raw_eps=b, naive_eps=c, p50_s=..., p99_s=..., latency_of="..."),
+        "targets": targets(
+            Target("× raw bulk", a / b, ">=", 0.7),
+            Target("p99 produce→stored", p99, "<=", 0.5, unit="s", why_missed="..."),
+        ),
+        ...
+    }
+
+``python -m benchmarks.report`` reads only these two keys (plus wall time and peak RSS from the runner), so a
+benchmark's other summary keys are free-form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: float
+    op: Literal[">=", "<="]
+    goal: float
+    unit: str = ""  # "", "s", "ms", "µs"
+    why_missed: str = ""  # what limits the figure when the target is missed (shown only then)
+
+    @property
+    def met(self) -> bool:
+        return self.measured >= self.goal if self.op == ">=" else self.measured <= self.goal
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "met": self.met}
+
+
+def targets(*items: Target) -> list[dict[str, Any]]:
+    return [t.as_dict() for t in items]
+
+
+def throughput_targets(
+    service: float, raw: float, naive: float, *, naive_goal: float, bulk: str, single: str
+) -> list[Target]:
+    """The two throughput targets every sink shares: ≥ 0.7× the server's raw bulk rate, and ``naive_goal``×
+    the one-write-per-event rate (a miss explained by :func:`naive_ceiling`)."""
+    return [
+        Target("× raw bulk", service / raw, ">=", 0.7),
+        Target(
+            "× naive",
+            service / naive,
+            ">=",
+            naive_goal,
+            why_missed=naive_ceiling(service, raw, naive, naive_goal, bulk, single),
+        ),
+    ]
+
+
+def naive_ceiling(service: float, raw: float, naive: float, goal: float, bulk: str, single: str) -> str:
+    """Why "× naive" misses: how far the server's own bulk rate is above its one-at-a-time rate."""
+    ratio = raw / naive
+    if ratio < goal:
+        return (
+            f"raw {bulk} is itself only {ratio:.1f}× {single} on this server, so no client reaches "
+            f"{goal:g}× here (the service runs at {service / raw:.2f}× raw)"
+        )
+    return (
+        f"raw {bulk} is {ratio:.1f}× {single} on this server: {goal:g}× naive would need "
+        f"{goal / ratio:.2f}× raw bulk, the service runs at {service / raw:.2f}× (consume, decode, commit "
+        "and the server share 2 cores)"
+    )
+
+
+def headline(
+    *,
+    service_eps: float | None = None,
+    raw_eps: float | None = None,
+    naive_eps: float | None = None,
+    p50_s: float | None = None,
+    p99_s: float | None = None,
+    latency_of: str = "",
+    unit: str = "events",
+) -> dict[str, Any]:
+    """Throughput of the service's own pipeline, of raw bulk writes of the same documents to the same server
+    and of one write per event (all per second, in ``unit``), and the latency percentiles (seconds)."""
+    return {
+        "service_eps": service_eps,
+        "raw_eps": raw_eps,
+        "naive_eps": naive_eps,
+        "p50_s": p50_s,
+        "p99_s": p99_s,
+        "latency_of": latency_of,
+        "unit": unit,
+    }

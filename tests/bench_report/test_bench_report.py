@@ -1,0 +1,109 @@
+"""The benchmark report's pure logic: targets judged from what was measured, and the table built from the
+results files (written here into a temporary results directory, not benchmarks/results/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import report
+from benchmarks._targets import Target, headline, targets
+
+
+def test_target_met_follows_its_operator() -> None:
+    assert Target("× raw", 0.75, ">=", 0.7).met
+    assert not Target("× naive", 7.1, ">=", 10).met
+    assert Target("p99", 0.4, "<=", 0.5, "s").met
+    assert not Target("p99", 0.6, "<=", 0.5, "s").met
+    assert targets(Target("x", 2, ">=", 1))[0]["met"] is True
+
+
+def _write(results: Path, name: str, summary: dict[str, object]) -> None:
+    (results / f"{name}.json").write_text(json.dumps({"benchmark": name, "summary": summary}))
+
+
+def test_report_table_targets_and_overhead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "RUNS", tmp_path / "_runs.json")
+    (tmp_path / "_runs.json").write_text(
+        json.dumps({"bench_sink": {"rc": 0, "seconds": 12.0, "peak_rss_mb": 99.5}, "bench_hop": {"rc": 1}})
+    )
+    _write(
+        tmp_path,
+        "sink",
+        {
+            "headline": headline(
+                service_eps=9000,
+                raw_eps=10000,
+                naive_eps=1000,
+                p50_s=0.1,
+                p99_s=2.5,
+                latency_of="produce→stored",
+            ),
+            "targets": targets(
+                Target("× raw bulk", 0.9, ">=", 0.7),
+                Target("p99", 2.5, "<=", 2.0, "s", why_missed="the refresh interval"),
+            ),
+        },
+    )
+    _write(
+        tmp_path,
+        "hop",
+        {
+            "overhead": [
+                {
+                    "endpoint": "GET x",
+                    "concurrency": 1,
+                    "direct_p50_ms": 1.0,
+                    "via_p50_ms": 2.5,
+                    "overhead_p50_ms": 1.5,
+                    "direct_p99_ms": 3.0,
+                    "via_p99_ms": 5.0,
+                    "overhead_p99_ms": 2.0,
+                }
+            ],
+            "targets": targets(Target("GET x overhead p50", 1.5, "<=", 2.0, "ms")),
+        },
+    )
+    rows, raw = report.load_rows()
+    text = report.render(rows, raw, {"kafka": "test"})
+
+    sink_line = next(line for line in text.splitlines() if line.startswith("| sink "))
+    cells = [c.strip() for c in sink_line.strip("|").split("|")]
+    assert cells[1:6] == ["9,000", "10,000", "1,000", "0.90", "9.0"]
+    assert cells[6:8] == ["100 ms", "2.50 s"]
+    assert cells[9:] == ["100 MB", "12 s"]
+    assert "| hop (FAILED) |" in text
+    assert "| GET x | 1 | 1.00 ms | 2.50 ms | **+1.50 ms** |" in text
+    missed = text.split("Missed:")[1].split("Met:")[0]
+    assert "**sink** p99: 2.5 s (target <= 2 s) — the refresh interval" in missed
+    met = text.split("Met:")[1]
+    assert "sink × raw bulk: 0.9 (target >= 0.7)" in met
+    assert "hop GET x overhead p50: 1.5 ms (target <= 2 ms)" in met
+    assert "Failed in this run" in text
+
+
+def test_naive_ceiling_names_the_limit() -> None:
+    from benchmarks._targets import naive_ceiling
+
+    below = naive_ceiling(3500, 4300, 1000, 10, "insert_many", "insert_one per event")
+    assert "only 4.3× insert_one per event" in below
+    assert "no client reaches 10×" in below
+    above = naive_ceiling(10800, 14300, 1300, 10, "executemany", "INSERT+COMMIT per event")
+    assert "11.0× INSERT+COMMIT per event" in above
+    assert "need 0.91× raw bulk" in above
+    assert "runs at 0.76×" in above
+
+
+def test_throughput_targets_judge_both_ratios() -> None:
+    from benchmarks._targets import throughput_targets
+
+    raw, naive = throughput_targets(7000, 10000, 1000, naive_goal=5, bulk="_bulk", single="one call")
+    assert (raw.name, raw.met) == ("× raw bulk", True)
+    assert (naive.name, naive.measured, naive.met) == ("× naive", 7.0, True)
+    raw, naive = throughput_targets(3000, 10000, 1000, naive_goal=5, bulk="_bulk", single="one call")
+    assert not raw.met
+    assert not naive.met
+    assert "10.0× one call" in naive.why_missed
