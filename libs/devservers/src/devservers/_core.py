@@ -426,6 +426,7 @@ def _stop_record(state_path: Path, wait: float | None = None) -> str:
         state_path.unlink(missing_ok=True)
         return f"stale record removed (pid {st.pid} is gone)"
     how = terminate(st.pid, st.signal_group, wait if wait is not None else spec(st.name).stop_timeout)
+    wait_port_closed(st.port, 5.0)  # a `make infra-up` right after must not find the port still taken
     state_path.unlink(missing_ok=True)
     return f"{how} pid {st.pid} (port {st.port})"
 
