@@ -84,6 +84,8 @@ def gateway_settings(bootstrap: str, names: Names, **overrides: Any) -> GatewayS
         "kafka_enable_idempotence": False,
         "kafka_session_timeout_ms": 6000,
         "kafka_heartbeat_interval_ms": 1000,
+        # 2x the session timeout: time enough for a stale member to expire; a live one holds on anyway
+        "offset_reset_join_timeout_s": 12.0,
         "admin_token": ADMIN_TOKEN,
         "log_json": False,
         "wide_logging_enabled": False,
