@@ -140,26 +140,23 @@ def noida_binary() -> Path:
     return p
 
 
-def nx27017_script() -> Path:
-    beside = Path(sys.executable).parent / "nx-27017"
+def _venv_script(name: str, package: str) -> Path:
+    """A console script of this environment (beside the interpreter), else on PATH."""
+    beside = Path(sys.executable).parent / name
     if beside.is_file():
         return beside
-    found = shutil.which("nx-27017")
+    found = shutil.which(name)
     if found is None:
-        raise DevServerError("nx-27017 not found (PyPI nx-27017: run `make install`)")
+        raise DevServerError(f"{name} not found (PyPI {package}, in requirements/lock.txt: `make install`)")
     return Path(found)
+
+
+def nx27017_script() -> Path:
+    return _venv_script("nx-27017", "nx-27017")
 
 
 def moto_server_script() -> Path:
-    beside = Path(sys.executable).parent / "moto_server"
-    if beside.is_file():
-        return beside
-    found = shutil.which("moto_server")
-    if found is None:
-        raise DevServerError(
-            "moto_server not found (PyPI moto[server], in requirements/lock.txt: `make install`)"
-        )
-    return Path(found)
+    return _venv_script("moto_server", "moto[server]")
 
 
 def s3_bucket_for(kafka_port: int) -> str:
