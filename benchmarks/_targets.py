@@ -41,12 +41,20 @@ def targets(*items: Target) -> list[dict[str, Any]]:
 
 
 def throughput_targets(
-    service: float, raw: float, naive: float, *, naive_goal: float, bulk: str, single: str
+    service: float,
+    raw: float,
+    naive: float,
+    *,
+    naive_goal: float,
+    bulk: str,
+    single: str,
+    raw_gap: str = "",
 ) -> list[Target]:
-    """The two throughput targets every sink shares: ≥ 0.7× the server's raw bulk rate, and ``naive_goal``×
-    the one-write-per-event rate (a miss explained by :func:`naive_ceiling`)."""
+    """The two throughput targets every sink shares: ≥ 0.7× the server's raw bulk rate (``raw_gap``: what
+    the service does per batch that the raw case does not), and ``naive_goal``× the one-write-per-event rate
+    (a miss explained by :func:`naive_ceiling`)."""
     return [
-        Target("× raw bulk", service / raw, ">=", 0.7),
+        Target("× raw bulk", service / raw, ">=", 0.7, why_missed=raw_gap),
         Target(
             "× naive",
             service / naive,
