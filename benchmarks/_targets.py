@@ -27,13 +27,23 @@ class Target:
     goal: float
     unit: str = ""  # "", "s", "ms", "µs"
     why_missed: str = ""  # what limits the figure when the target is missed (shown only then)
+    # (lowest, highest) of the figure over the run's rounds, when it was measured in rounds: a target the
+    # rounds disagree on (some meet it, some miss it) is not decided by the run, whatever the overall figure
+    spread: tuple[float, float] | None = None
+
+    def _meets(self, value: float) -> bool:
+        return value >= self.goal if self.op == ">=" else value <= self.goal
 
     @property
     def met(self) -> bool:
-        return self.measured >= self.goal if self.op == ">=" else self.measured <= self.goal
+        return self._meets(self.measured)
+
+    @property
+    def decided(self) -> bool:
+        return self.spread is None or self._meets(self.spread[0]) == self._meets(self.spread[1])
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "met": self.met}
+        return {**asdict(self), "met": self.met, "decided": self.decided}
 
 
 def targets(*items: Target) -> list[dict[str, Any]]:

@@ -404,7 +404,7 @@ async def compare(
     concurrency: int,
     total: int,
     answering: dict[str, Server],
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
+) -> tuple[list[dict[str, Any]], dict[str, float], list[float]]:
     """Direct and gateway in alternating rounds (drift — GC, ES merges, other load — hits both alike).
 
     ``server_cpu_ms_per_req``: CPU time of the process answering (the owning service when direct, the
@@ -413,13 +413,18 @@ async def compare(
     elapsed = {"direct": 0.0, "gateway": 0.0}
     cpu = {"direct": 0.0, "gateway": 0.0}
     errors: dict[str, list[str]] = {"direct": [], "gateway": []}
+    round_overheads: list[float] = []  # p50 gateway - p50 direct, per round
     for _ in range(ROUNDS):
+        round_p50: dict[str, float] = {}
         for via, (base, paths) in (("direct", direct), ("gateway", gateway)):
             cpu_before = answering[via].cpu_seconds()
             with Timer() as t:
-                results[via] += await measure(base, paths, max(1, total // ROUNDS), concurrency, errors[via])
+                lat = await measure(base, paths, max(1, total // ROUNDS), concurrency, errors[via])
+            results[via] += lat
+            round_p50[via] = pct(lat, 50)
             elapsed[via] += t.seconds
             cpu[via] += answering[via].cpu_seconds() - cpu_before
+        round_overheads.append(round_p50["gateway"] - round_p50["direct"])
     for via, problems in errors.items():
         if problems:
             say(f"{name} c={concurrency} {via}: {len(problems)} failed requests, first: {problems[0]}")
@@ -447,7 +452,7 @@ async def compare(
         f"p50 {rows[1]['p50_ms']:.2f} p99 {rows[1]['p99_ms']:.2f} ms | overhead p50 {overhead['p50']:.2f} ms"
         f" | gateway CPU {rows[1]['server_cpu_ms_per_req']:.2f} ms/request"
     )
-    return rows, overhead
+    return rows, overhead, round_overheads
 
 
 def why_missed(concurrency: int, cpu_ms: float, direct_p50_ms: float) -> str:
@@ -504,7 +509,9 @@ async def main() -> int:
                     f"{concurrency}, {ROUNDS} alternating rounds"
                 )
                 answering = {"direct": owner, "gateway": stack.servers["gateway"]}
-                case_rows, overhead = await compare(name, direct, gateway, concurrency, total, answering)
+                case_rows, overhead, per_round = await compare(
+                    name, direct, gateway, concurrency, total, answering
+                )
                 rows += case_rows
                 direct_row, via_row = case_rows
                 cpu_ms = via_row["server_cpu_ms_per_req"]
@@ -518,6 +525,7 @@ async def main() -> int:
                         "direct_p50_ms": direct_row["p50_ms"],
                         "via_p50_ms": via_row["p50_ms"],
                         "overhead_p50_ms": overhead["p50"],
+                        "overhead_p50_rounds_ms": [round(x, 3) for x in per_round],
                         "direct_p99_ms": direct_row["p99_ms"],
                         "via_p99_ms": via_row["p99_ms"],
                         "overhead_p99_ms": overhead["p99"],
@@ -532,6 +540,7 @@ async def main() -> int:
                         TARGET_MS,
                         "ms",
                         why_missed=why_missed(concurrency, cpu_ms, direct_row["p50_ms"]),
+                        spread=(round(min(per_round), 2), round(max(per_round), 2)),
                     )
                 )
         issue_c50 = next(r for r in rows if r["concurrency"] == CONCURRENCY and r["via"] == "gateway")
@@ -545,7 +554,9 @@ async def main() -> int:
         summary["overhead"] = overhead_rows
         summary["targets"] = targets(*goals)
         summary["target_result"] = "; ".join(
-            f"{t.name} {t.measured:.2f} ms {'MET' if t.met else 'MISSED'} (<= {t.goal:g} ms)" for t in goals
+            f"{t.name} {t.measured:.2f} ms "
+            f"{('MET' if t.met else 'MISSED') if t.decided else 'NOT DECIDED'} (<= {t.goal:g} ms)"
+            for t in goals
         )
         summary["cpus"] = os.cpu_count()
         report("gateway", rows, summary=summary)

@@ -20,6 +20,16 @@ def test_target_met_follows_its_operator() -> None:
     assert targets(Target("x", 2, ">=", 1))[0]["met"] is True
 
 
+def test_rounds_that_disagree_leave_a_target_undecided() -> None:
+    assert Target("p50", 1.5, "<=", 2.0, spread=(1.0, 1.9)).decided
+    assert Target("p50", 2.5, "<=", 2.0, spread=(2.1, 3.0)).decided
+    undecided = Target("p50", 1.5, "<=", 2.0, spread=(1.0, 2.4))
+    assert undecided.met
+    assert not undecided.decided
+    assert Target("p50", 1.5, "<=", 2.0).decided  # not measured in rounds
+    assert targets(undecided)[0]["decided"] is False
+
+
 def _write(results: Path, name: str, summary: dict[str, object]) -> None:
     (results / f"{name}.json").write_text(json.dumps({"benchmark": name, "summary": summary}))
 
@@ -62,9 +72,13 @@ def test_report_table_targets_and_overhead(tmp_path: Path, monkeypatch: pytest.M
                     "direct_p99_ms": 3.0,
                     "via_p99_ms": 5.0,
                     "overhead_p99_ms": 2.0,
+                    "overhead_p50_rounds_ms": [1.2, 1.9, 1.4],
                 }
             ],
-            "targets": targets(Target("GET x overhead p50", 1.5, "<=", 2.0, "ms")),
+            "targets": targets(
+                Target("GET x overhead p50", 1.5, "<=", 2.0, "ms", spread=(1.2, 1.9)),
+                Target("GET y overhead p50", 1.8, "<=", 2.0, "ms", why_missed="2 cores", spread=(0.4, 3.1)),
+            ),
         },
     )
     rows, raw = report.load_rows()
@@ -76,10 +90,17 @@ def test_report_table_targets_and_overhead(tmp_path: Path, monkeypatch: pytest.M
     assert cells[6:8] == ["100 ms", "2.50 s"]
     assert cells[9:] == ["100 MB", "12 s"]
     assert "| hop (FAILED) |" in text
-    assert "| GET x | 1 | 1.00 ms | 2.50 ms | **+1.50 ms** |" in text
-    missed = text.split("Missed:")[1].split("Met:")[0]
+    assert "| GET x | 1 | 1.00 ms | 2.50 ms | **+1.50 ms** | +1.20 … +1.90 ms |" in text
+    missed = text.split("Missed:")[1].split("Not decided")[0]
     assert "**sink** p99: 2.5 s (target <= 2 s) — the refresh interval" in missed
+    undecided = text.split("Not decided by this run")[1].split("Met:")[0]
+    # 1.8 ms is under the target, but some rounds were over it: neither met nor missed
+    assert "**hop** GET y overhead p50: 1.8 ms (target <= 2 ms); its rounds ranged 0.4…3.1 ms — 2 cores" in (
+        undecided
+    )
     met = text.split("Met:")[1]
+    assert "GET y" not in met
+    assert "GET y" not in missed
     assert "sink × raw bulk: 0.9 (target >= 0.7)" in met
     assert "hop GET x overhead p50: 1.5 ms (target <= 2 ms)" in met
     assert "Failed in this run" in text
