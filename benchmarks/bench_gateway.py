@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from consumer_runtime.testing import drop_mysql_database_async, topic_env
+from consumer_runtime.testing import topic_env
 
 from benchmarks._common import Timer, rate, report
 from benchmarks._targets import Target, headline, targets
@@ -264,6 +264,7 @@ class Stack:
     async def cleanup(self) -> None:
         """Best effort, every step on its own: a leftover is named, never turned into a failed run."""
         from aiokafka.admin import AIOKafkaAdminClient
+        from devservers import drop_mysql_database_async
 
         ep, prefix = self.ep, self.prefix
         try:
@@ -278,7 +279,7 @@ class Stack:
         except Exception as exc:
             say(f"cleanup: topics {prefix}* not deleted: {exc!r}")
         try:
-            await drop_mysql_database_async(ep.mysql_host, ep.mysql_port, self.db, self.user)
+            await drop_mysql_database_async(self.db, self.user, port=ep.mysql_port)
         except Exception as exc:
             say(f"cleanup: database {self.db} / user {self.user} not dropped: {exc!r}")
         try:

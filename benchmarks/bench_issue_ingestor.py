@@ -109,9 +109,9 @@ def produce_at_rate(
 
 async def main() -> None:
     from asgi_lifespan import LifespanManager
-    from consumer_runtime.testing import delete_topics, drop_mysql_database_async, wait_until
+    from consumer_runtime.testing import delete_topics, wait_until
     from consumer_runtime.topics import ensure_topics
-    from devservers import ensure, ensure_mysql_database_async
+    from devservers import drop_mysql_database_async, ensure, ensure_mysql_database_async
     from issue_ingestor.app import create_app
     from issue_ingestor.config import Settings
     from issue_ingestor.handlers import IssueRow, make_version
@@ -333,7 +333,7 @@ async def main() -> None:
     finally:
         await admin.close()
         await delete_topics(ep.kafka_bootstrap, [topic, f"{topic}.dlq", lat_topic, f"{lat_topic}.dlq"])
-        await drop_mysql_database_async(ep.mysql_host, ep.mysql_port, db_name, user)
+        await drop_mysql_database_async(db_name, user, port=ep.mysql_port)
 
 
 if __name__ == "__main__":

@@ -199,20 +199,13 @@ async def _clean_up(
     mongo_dbs: set[str],
     aliases: set[str],
 ) -> None:
-    import asyncmy
     from consumer_runtime.testing import delete_topics
+    from devservers import drop_mysql_database_async
     from pymongo import AsyncMongoClient
 
     await delete_topics(bootstrap, sorted(topics))
-    conn = await asyncmy.connect(host=mysql_server[0], port=mysql_server[1], user="root", password="")
-    try:
-        async with conn.cursor() as cur:
-            for db, user in databases:
-                await cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-                for host in ("%", "localhost"):
-                    await cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
-    finally:
-        conn.close()
+    for db, user in databases:
+        await drop_mysql_database_async(db, user, port=mysql_server[1])
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
     try:
         for name in mongo_dbs:

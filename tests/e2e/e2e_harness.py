@@ -447,23 +447,15 @@ async def delete_kafka_names(bootstrap: str, marker: str) -> None:
 
 
 async def drop_mysql(ep: Endpoints, names: Names) -> None:
-    import asyncmy
+    from devservers import drop_mysql_database_async
 
-    conn = await asyncmy.connect(
-        host=ep.mysql_host,
+    await drop_mysql_database_async(
+        names.mysql_db,
+        names.mysql_user,
         port=ep.mysql_port,
-        user=ep.mysql_admin_user,
-        password=ep.mysql_admin_password,
-        connect_timeout=5,
+        admin_user=ep.mysql_admin_user,
+        admin_password=ep.mysql_admin_password,
     )
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(f"DROP DATABASE IF EXISTS `{names.mysql_db}`")
-            for host in ("%", "localhost"):
-                await cur.execute(f"DROP USER IF EXISTS '{names.mysql_user}'@'{host}'")
-        await conn.commit()
-    finally:
-        conn.close()
 
 
 async def drop_indexes(es_url: str, alias: str) -> None:

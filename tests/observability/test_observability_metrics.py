@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from consumer_runtime.testing import delete_topics, drop_mysql_database, produce, topic_env, wait_until
+from consumer_runtime.testing import delete_topics, produce, topic_env, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
@@ -254,13 +254,13 @@ def obs_prefix() -> str:
 
 @pytest.fixture(scope="module")
 def obs_mysql(mysql_server: tuple[str, int], obs_prefix: str) -> Iterator[dict[str, str]]:
-    from devservers import ensure_mysql_database
+    from devservers import drop_mysql_database, ensure_mysql_database
 
     host, port = mysql_server
     db, user = obs_prefix.replace("-", "_"), obs_prefix.replace("-", "_")[-12:] + "_u"
     ensure_mysql_database(db, user, "obs-test-pw", port=port)
     yield {"DB_HOST": f"{host}:{port}", "DB_NAME": db, "DB_USERNAME": user, "DB_PASSWORD": "obs-test-pw"}
-    drop_mysql_database(host, port, db, user)
+    drop_mysql_database(db, user, port=port)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from devservers import (
     DevServerError,
     Endpoints,
     check,
+    drop_mysql_database,
+    drop_mysql_database_async,
     ensure,
     ensure_mysql_database,
     ensure_mysql_database_async,
@@ -138,11 +140,19 @@ async def test_ensure_mysql_database_is_idempotent() -> None:
             assert (await cur.fetchone())[0] == "한국어😀"
     finally:
         conn.close()
+    await drop_mysql_database_async("devservers_t", "devservers_t")
+    drop_mysql_database("devservers_t", "devservers_t")  # again: nothing left to drop is fine
     root = await asyncmy.connect(host=ep.mysql_host, port=ep.mysql_port, user="root", password="")
-    async with root.cursor() as cur:
-        await cur.execute("DROP DATABASE devservers_t")
-        await cur.execute("DROP USER 'devservers_t'@'%', 'devservers_t'@'localhost'")
-    root.close()
+    try:
+        async with root.cursor() as cur:
+            await cur.execute(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'devservers_t'"
+            )
+            assert (await cur.fetchone())[0] == 0
+            await cur.execute("SELECT COUNT(*) FROM mysql.user WHERE User = 'devservers_t'")
+            assert (await cur.fetchone())[0] == 0
+    finally:
+        root.close()
 
 
 # ------------------------------------------------------------------------------- our own data dir

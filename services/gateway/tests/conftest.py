@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from consumer_runtime.testing import delete_topics, drop_mysql_database, fast_settings, wait_until
+from consumer_runtime.testing import delete_topics, fast_settings, wait_until
 from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.config import GatewaySettings
@@ -85,7 +85,7 @@ def _service_kafka(bootstrap: str, names: Names, service: str) -> dict[str, Any]
 
 @pytest.fixture(scope="session")
 def ingestor_db(mysql_server: tuple[str, int], names: Names) -> Iterator[dict[str, Any]]:
-    from devservers import ensure_mysql_database
+    from devservers import drop_mysql_database, ensure_mysql_database
 
     host, port = mysql_server
     db = {"name": f"{names.db}_ii", "user": f"{names.db[-12:]}_ii", "password": "gw-test-pw"}
@@ -96,7 +96,7 @@ def ingestor_db(mysql_server: tuple[str, int], names: Names) -> Iterator[dict[st
         "db_username": db["user"],
         "db_password": db["password"],
     }
-    drop_mysql_database(host, port, db["name"], db["user"])
+    drop_mysql_database(db["name"], db["user"], port=port)
 
 
 @pytest.fixture(scope="session")

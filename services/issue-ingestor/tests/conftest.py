@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from consumer_runtime.testing import drop_mysql_database
-from devservers import ensure_mysql_database
+from devservers import drop_mysql_database, ensure_mysql_database
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -25,7 +24,7 @@ def issue_db(mysql_server: tuple[str, int]) -> Iterator[MysqlDb]:
     db = MysqlDb(host, port, f"ii_test_{suffix}", f"ii_{suffix}")
     ensure_mysql_database(db.name, db.user, ISSUE_DB_PASSWORD, port=port)
     yield db
-    drop_mysql_database(db.host, db.port, db.name, db.user)
+    drop_mysql_database(db.name, db.user, port=db.port)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -185,40 +183,3 @@ async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:
         pass
     finally:
         await admin.close()
-
-
-_MYSQL_IDENT = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-
-
-async def drop_mysql_database_async(
-    host: str, port: int, name: str, user: str, *, admin_user: str = "root", admin_password: str = ""
-) -> None:
-    """Drop a test's own MySQL database and its user (``'user'@'%'`` and ``'user'@'localhost'``, as
-    ``devservers.ensure_mysql_database`` creates them); missing ones are fine. Needs ``asyncmy``."""
-    for kind, ident in (("database", name), ("user", user)):
-        if not _MYSQL_IDENT.match(ident):
-            raise ValueError(f"{kind} {ident!r}: use 1-64 letters, digits or underscores")
-    import asyncmy  # only the MySQL tests have it (the issue-ingestor's dependency)
-
-    conn = await asyncmy.connect(
-        host=host, port=port, user=admin_user, password=admin_password, autocommit=True
-    )
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            for host_part in ("%", "localhost"):
-                await cur.execute(f"DROP USER IF EXISTS '{user}'@'{host_part}'")
-    finally:
-        conn.close()
-
-
-def drop_mysql_database(
-    host: str, port: int, name: str, user: str, *, admin_user: str = "root", admin_password: str = ""
-) -> None:
-    """:func:`drop_mysql_database_async` from synchronous code, e.g. a session fixture's teardown: runs on
-    a helper thread's own event loop, so it is safe whether or not a loop runs in this thread."""
-    drop = drop_mysql_database_async(
-        host, port, name, user, admin_user=admin_user, admin_password=admin_password
-    )
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, drop).result()

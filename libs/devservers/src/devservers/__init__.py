@@ -20,7 +20,12 @@ from ._core import (
     stop,
 )
 from ._health import Health, check
-from ._mysql import ensure_mysql_database, ensure_mysql_database_async
+from ._mysql import (
+    drop_mysql_database,
+    drop_mysql_database_async,
+    ensure_mysql_database,
+    ensure_mysql_database_async,
+)
 
 __all__ = [
     "SERVER_NAMES",
@@ -31,6 +36,8 @@ __all__ = [
     "ServerStatus",
     "check",
     "data_root",
+    "drop_mysql_database",
+    "drop_mysql_database_async",
     "ensure",
     "ensure_mysql_database",
     "ensure_mysql_database_async",

@@ -91,3 +91,49 @@ def ensure_mysql_database(
             name, user, password, port=port, admin_user=admin_user, admin_password=admin_password
         )
     )
+
+
+async def drop_mysql_database_async(
+    name: str,
+    user: str,
+    *,
+    port: int | None = None,
+    admin_user: str = "root",
+    admin_password: str = "",
+) -> None:
+    """Drop database `name` and `user` (both host rows `ensure_mysql_database_async` creates), e.g. at the end
+    of a test; what does not exist is fine."""
+    import asyncmy
+
+    _check_ident("database", name)
+    _check_ident("user", user)
+    port = port if port is not None else current_port("mysql")
+    conn = await asyncio.wait_for(
+        asyncmy.connect(
+            host=HOST, port=port, user=admin_user, password=admin_password, connect_timeout=5, autocommit=True
+        ),
+        10,
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            for host in _USER_HOSTS:
+                await cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+    finally:
+        conn.close()
+
+
+def drop_mysql_database(
+    name: str,
+    user: str,
+    *,
+    port: int | None = None,
+    admin_user: str = "root",
+    admin_password: str = "",
+) -> None:
+    """Sync version of `drop_mysql_database_async` (safe to call while an event loop runs)."""
+    run_sync(
+        lambda: drop_mysql_database_async(
+            name, user, port=port, admin_user=admin_user, admin_password=admin_password
+        )
+    )
