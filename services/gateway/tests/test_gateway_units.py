@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+
 import pytest
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from consumer_runtime import ConfigError, load_settings
@@ -10,7 +11,7 @@ from gateway.auth import same
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError, _field
 from gateway.kafka import decode_assignment, render_key, render_value
-from gateway.upstream import raise_for_upstream
+from gateway.upstream import UpstreamResponse, raise_for_upstream
 
 
 def test_render_value_json_text_base64_null() -> None:
@@ -73,7 +74,7 @@ def test_field_paths() -> None:
     ],
 )
 def test_upstream_errors_are_mapped(status: int, expected_status: int, error: str) -> None:
-    response = httpx.Response(status, json={"detail": "issue 'X' not found"})
+    response = UpstreamResponse(status, [], json.dumps({"detail": "issue 'X' not found"}).encode())
     with pytest.raises(ApiError) as info:
         raise_for_upstream("issue-ingestor", response)
     assert info.value.status == expected_status

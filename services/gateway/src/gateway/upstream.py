@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json as jsonlib
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from fastapi import Request
@@ -41,33 +41,14 @@ _RETRY_ONCE = frozenset({"GET", "HEAD"})
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=3.0, sock_connect=3.0, sock_read=None)
 
 
-class UpstreamAnswer(Protocol):
-    """What the error mapping reads of an upstream answer."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def text(self) -> str: ...
-
-    def json(self) -> Any: ...
-
-
 class UpstreamResponse:
     """A complete upstream answer: status, headers, body (read before the connection went back to the
     pool)."""
 
-    __slots__ = ("content", "headers", "raw_headers", "status_code")
+    __slots__ = ("content", "raw_headers", "status_code")
 
-    def __init__(
-        self,
-        status_code: int,
-        headers: Mapping[str, str],
-        raw_headers: list[tuple[bytes, bytes]],
-        content: bytes,
-    ) -> None:
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], content: bytes) -> None:
         self.status_code = status_code
-        self.headers = headers
         self.raw_headers = raw_headers
         self.content = content
 
@@ -110,10 +91,16 @@ class Upstreams:
             total=None, connect=seconds, sock_connect=min(3.0, seconds), sock_read=seconds
         )
 
+    def _timeout_of(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = self._client_timeout(seconds)
+        return timeout
+
     def _session(self, service: str) -> aiohttp.ClientSession:
+        """The service's session (callers checked the name with :meth:`_check`)."""
         session = self._sessions.get(service)
         if session is None:
-            self._check(service)
             if self._closed:
                 raise UpstreamUnavailable(service, "the gateway is shutting down")
             connector = aiohttp.TCPConnector(
@@ -161,13 +148,13 @@ class Upstreams:
         self._check(service)
         started = time.perf_counter()
         try:
-            response = await self._call_aiohttp(service, method, path, params, json, timeout, headers)
+            response = await self._send(service, method, path, params, json, timeout, headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(service, exc, started) from None
         self._observe(service, f"{response.status_code // 100}xx", started)
         return response
 
-    async def _call_aiohttp(
+    async def _send(
         self,
         service: str,
         method: str,
@@ -179,11 +166,7 @@ class Upstreams:
     ) -> UpstreamResponse:
         session = self._session(service)
         url = URL(self.urls[service] + path)  # the path arrives percent-encoded (``seg``); kept as is
-        client_timeout = self._timeout
-        if timeout is not None:
-            client_timeout = self._timeouts.get(timeout) or self._timeouts.setdefault(
-                timeout, self._client_timeout(timeout)
-            )
+        client_timeout = self._timeout if timeout is None else self._timeout_of(timeout)
         for attempt in (1, 2):
             try:
                 async with session.request(
@@ -195,9 +178,7 @@ class Upstreams:
                     timeout=client_timeout,
                 ) as response:
                     content = await response.read()
-                    return UpstreamResponse(
-                        response.status, response.headers, list(response.raw_headers), content
-                    )
+                    return UpstreamResponse(response.status, list(response.raw_headers), content)
             except aiohttp.ServerDisconnectedError:
                 # A pooled connection the server closed while idle: safe to send a GET again, once.
                 if attempt == 2 or method not in _RETRY_ONCE:
@@ -257,7 +238,7 @@ class Upstreams:
                 raise self._unreachable(service, exc, started) from None
             finally:
                 upstream.release()
-            raise_for_upstream(service, UpstreamResponse(upstream.status, upstream.headers, [], content))
+            raise_for_upstream(service, UpstreamResponse(upstream.status, [], content))
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -270,16 +251,15 @@ class Upstreams:
             finally:
                 upstream.close()  # an endless stream: drop the connection rather than drain it
 
-        media = upstream.headers.get("content-type", "text/event-stream")
-        return _sse(body(), upstream.status, media)
+        return StreamingResponse(
+            body(),
+            status_code=upstream.status,
+            media_type=upstream.headers.get("content-type", "text/event-stream"),
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
 
 
-def _sse(body: AsyncIterator[bytes], status: int, media: str) -> StreamingResponse:
-    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-    return StreamingResponse(body, status_code=status, media_type=media, headers=headers)
-
-
-def raise_for_upstream(service: str, response: UpstreamAnswer) -> None:
+def raise_for_upstream(service: str, response: UpstreamResponse) -> None:
     """Turn a non-2xx upstream answer into the gateway's error (with the upstream's message)."""
     if response.status_code < 300:
         return
@@ -301,14 +281,14 @@ def raise_for_upstream(service: str, response: UpstreamAnswer) -> None:
     raise ApiError(status, code, message, field=field, service=service)
 
 
-def _json_or_none(response: UpstreamAnswer) -> Any:
+def _json_or_none(response: UpstreamResponse) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
 
 
-def _upstream_message(response: UpstreamAnswer) -> str:
+def _upstream_message(response: UpstreamResponse) -> str:
     body = _json_or_none(response)
     if isinstance(body, dict):
         for key in ("message", "detail", "error"):
