@@ -7,7 +7,7 @@ import json
 import pytest
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from consumer_runtime import ConfigError, load_settings
-from gateway.auth import same
+from consumer_runtime.auth import same_secret
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError, _field
 from gateway.kafka import decode_assignment, render_key, render_value
@@ -54,8 +54,8 @@ def test_cors_origins_parsing() -> None:
 
 
 def test_constant_time_compare() -> None:
-    assert same("토큰", "토큰")
-    assert not same("token", "token2")
+    assert same_secret("토큰", "토큰")
+    assert not same_secret("token", "token2")
 
 
 def test_field_paths() -> None:

@@ -1,14 +1,14 @@
 """Admin bearer token and the optional API key of the app-facing endpoints.
 
 Admin endpoints are never open: with ``ADMIN_TOKEN`` unset they answer 403 saying so. Tokens are compared
-in constant time (``hmac.compare_digest``) on bytes.
+in constant time (``consumer_runtime.auth``, shared with the services' own admin endpoints).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
+from consumer_runtime.auth import admin_refusal, same_secret
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -28,30 +28,21 @@ def settings_of(request: Request) -> GatewaySettings:
     return settings
 
 
-def same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
 async def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    expected = settings_of(request).admin_token
-    if expected is None or not expected.get_secret_value():
-        raise ApiError(
-            403,
-            "admin_disabled",
-            "admin endpoints are disabled: ADMIN_TOKEN is not configured on the gateway",
-        )
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(
-            401,
-            "unauthorized",
-            "admin endpoint: send 'Authorization: Bearer <ADMIN_TOKEN>'",
-            headers=_CHALLENGE,
-        )
-    if not same(credentials.credentials, expected.get_secret_value()):
-        raise ApiError(401, "unauthorized", "admin token is not valid", headers=_CHALLENGE)
+    refusal = admin_refusal(
+        settings_of(request).admin_token,
+        credentials.scheme if credentials is not None else None,
+        credentials.credentials if credentials is not None else None,
+        service="gateway",
+    )
+    if refusal is not None:
+        status, message = refusal
+        if status == 403:
+            raise ApiError(403, "admin_disabled", message)
+        raise ApiError(status, "unauthorized", message, headers=_CHALLENGE)
 
 
 async def require_api_key(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> None:
@@ -59,7 +50,7 @@ async def require_api_key(request: Request, key: Annotated[str | None, Depends(a
     expected = settings_of(request).api_key
     if expected is None or not expected.get_secret_value():
         return
-    if key is None or not same(key, expected.get_secret_value()):
+    if key is None or not same_secret(key, expected.get_secret_value()):
         raise ApiError(401, "unauthorized", "send a valid 'X-API-Key' header", headers=_CHALLENGE)
 
 

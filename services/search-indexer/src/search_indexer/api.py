@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Annotated, Any
 
+from consumer_runtime.auth import admin_refusal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from platform_events import MAX_ID_CHARS
-from pydantic import SecretStr
 
 from search_indexer import handlers as h
 from search_indexer.rebuild import RebuildBusyError, RebuildError, RebuildManager
@@ -34,18 +33,17 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="search-indexer"'}
 
 def _require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """Admin endpoints are never open (like the gateway's): 403 while ``ADMIN_TOKEN`` is unset, else 401
-    unless ``Authorization: Bearer <ADMIN_TOKEN>`` matches (compared in constant time)."""
-    token: SecretStr | None = request.app.state.settings.admin_token
-    expected = token.get_secret_value() if token is not None else ""
-    if not expected:
-        raise HTTPException(
-            403, "admin endpoints are disabled: ADMIN_TOKEN is not configured on the search-indexer"
-        )
+    unless ``Authorization: Bearer <ADMIN_TOKEN>`` matches."""
     scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer":
-        raise HTTPException(401, "admin endpoint: send 'Authorization: Bearer <ADMIN_TOKEN>'", _CHALLENGE)
-    if not secrets.compare_digest(given.strip().encode(), expected.encode()):
-        raise HTTPException(401, "admin token is not valid", _CHALLENGE)
+    refusal = admin_refusal(
+        request.app.state.settings.admin_token,
+        scheme,
+        given.strip() if authorization is not None else None,
+        service="search-indexer",
+    )
+    if refusal is not None:
+        status, message = refusal
+        raise HTTPException(status, message, None if status == 403 else _CHALLENGE)
 
 
 router = APIRouter()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from consumer_runtime.auth import same_secret
 from fastapi import Request
 
-from gateway.auth import same
 from gateway.config import GatewaySettings
 
 COOKIE = "gw_console"
@@ -42,7 +42,7 @@ def token_valid(request: Request, token: str | None) -> bool:
     expected = gateway_settings(request).admin_token
     if expected is None or not expected.get_secret_value() or not token:
         return False
-    return same(token, expected.get_secret_value())
+    return same_secret(token, expected.get_secret_value())
 
 
 def same_origin(request: Request) -> bool:
