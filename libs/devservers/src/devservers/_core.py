@@ -648,7 +648,7 @@ class PrivateServer:
             self.port,
             self.data_dir,
             self.data_dir / "data",
-            storage=self.storage_url if self.name == "kafka" else MEMORY_STORAGE,
+            storage=self.storage_url,  # memory unless a kafka with an s3 server
             env=env,
             storage_detail=detail,
         )

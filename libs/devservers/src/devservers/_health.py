@@ -24,6 +24,9 @@ class Health:
     detail: str  # version/cluster info when ok, the error otherwise
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local servers: never via a proxy
+
+
 def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, even if this thread already runs an event loop."""
     try:
@@ -136,9 +139,8 @@ def check_mongo(port: int, timeout: float = 3.0) -> Health:
 
 
 def check_elasticsearch(port: int, timeout: float = 3.0) -> Health:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP proxy
     try:
-        with opener.open(f"http://{HOST}:{port}/", timeout=timeout) as resp:
+        with _DIRECT.open(f"http://{HOST}:{port}/", timeout=timeout) as resp:
             body = json.loads(resp.read().decode())
         number = body["version"]["number"]
     except Exception as e:
@@ -148,9 +150,8 @@ def check_elasticsearch(port: int, timeout: float = 3.0) -> Health:
 
 def check_s3(port: int, timeout: float = 3.0) -> Health:
     """ListBuckets (GET /): moto answers it unsigned."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(f"http://{HOST}:{port}/", timeout=timeout) as resp:
+        with _DIRECT.open(f"http://{HOST}:{port}/", timeout=timeout) as resp:
             body = resp.read().decode(errors="replace")
     except Exception as e:
         return Health(False, _error(e))
@@ -162,9 +163,8 @@ def check_s3(port: int, timeout: float = 3.0) -> Health:
 def s3_create_bucket(port: int, bucket: str, timeout: float = 10.0) -> None:
     """CreateBucket (PUT /BUCKET) on the local S3 stand-in; idempotent (moto, like S3 in us-east-1,
     answers 200 for a bucket that already exists). moto needs no request signature."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     req = urllib.request.Request(f"http://{HOST}:{port}/{bucket}", data=b"", method="PUT")
-    with opener.open(req, timeout=timeout) as resp:
+    with _DIRECT.open(req, timeout=timeout) as resp:
         resp.read()
 
 
