@@ -36,7 +36,7 @@ TOPIC_SINK = {"chatbot-issue-events": "issue-ingestor", "log-events": "log-sink"
 
 async def _produce_range(stack: Stack, lo: int, hi: int) -> None:
     for topic in sorted(set(SINK_TOPIC.values())):
-        sink = {"chatbot-issue-events": "issue-ingestor", "log-events": "log-sink"}.get(topic, "notifier")
+        sink = TOPIC_SINK.get(topic, "notifier")
         await produce(stack.ep.kafka, stack.names.topic(topic), [event_for(sink, i) for i in range(lo, hi)])
 
 
