@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from consumer_runtime.testing import topic_env
 
-from benchmarks._common import Timer, rate, report
+from benchmarks._common import Timer, pct, rate, report
 from benchmarks._targets import Target, headline, targets
 
 CONCURRENCY = int(os.environ.get("BENCH_GW_CONCURRENCY", "50"))
@@ -60,11 +60,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def tail(path: Path, lines: int = 25) -> str:

@@ -32,7 +32,7 @@ from platform_events import LOG_EVENTS, decode
 from pymongo import AsyncMongoClient
 from wide_logging import WIDE_EVENTS, WideLogger, WideLoggingConfig, ensure_indexes, to_document
 
-from benchmarks._common import Timer, rate, report
+from benchmarks._common import Timer, pct, rate, report
 from benchmarks._targets import Target, headline, targets, throughput_targets
 
 N = int(os.environ.get("BENCH_LOG_SINK_N", "100000"))
@@ -66,11 +66,6 @@ def wide_event(i: int, run: str) -> dict[str, Any]:
 async def poll(done: Callable[[], bool], interval: float) -> None:
     while not done():  # noqa: ASYNC110 - polling a counter of the runner under measurement
         await asyncio.sleep(interval)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def produce_all(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes]) -> None:
@@ -184,7 +179,7 @@ async def main() -> None:
             ("d: finalize()", finalize_us, LATENCY_N),
             ("d: direct insert_one", direct_us, DIRECT_N),
         ):
-            rows.append({"case": name, "events": n, "p50_us": pct(lat, 0.50), "p99_us": pct(lat, 0.99),
+            rows.append({"case": name, "events": n, "p50_us": pct(lat, 50), "p99_us": pct(lat, 99),
                          "mean_us": statistics.fmean(lat)})  # fmt: skip
 
         a, b = rate(N, sink_s), rate(N, raw_s)
@@ -193,8 +188,8 @@ async def main() -> None:
                 service_eps=a,
                 raw_eps=b,
                 naive_eps=naive_rate,
-                p50_s=pct(finalize_us, 0.50) / 1e6,
-                p99_s=pct(finalize_us, 0.99) / 1e6,
+                p50_s=pct(finalize_us, 50) / 1e6,
+                p99_s=pct(finalize_us, 99) / 1e6,
                 latency_of="finalize() on the request path",
             ),
             "targets": targets(
@@ -203,12 +198,12 @@ async def main() -> None:
                 ),
                 Target(
                     "direct insert_one p99 ÷ finalize() p99",
-                    pct(direct_us, 0.99) / pct(finalize_us, 0.99),
+                    pct(direct_us, 99) / pct(finalize_us, 99),
                     ">=",
                     20,
                 ),
             ),
-            "direct_p50_over_finalize_p50": round(pct(direct_us, 0.5) / pct(finalize_us, 0.5), 1),
+            "direct_p50_over_finalize_p50": round(pct(direct_us, 50) / pct(finalize_us, 50), 1),
             "finalize_counters": {
                 "published": counters.published,
                 "fallback": counters.fallback,

@@ -128,3 +128,13 @@ def test_throughput_targets_judge_both_ratios() -> None:
     assert not raw.met
     assert not naive.met
     assert "10.0× one call" in naive.why_missed
+
+
+def test_pct_is_nearest_rank_on_0_to_100() -> None:
+    from benchmarks._common import pct
+
+    values = [float(v) for v in range(1, 101)]  # 1..100, shuffled order must not matter
+    assert pct(values[::-1], 50) == 51.0
+    assert pct(values, 99) == 99.0
+    assert pct(values, 100) == 100.0
+    assert pct([7.0], 99) == 7.0
