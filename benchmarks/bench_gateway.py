@@ -20,7 +20,6 @@ import contextlib
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 import httpx
 from consumer_runtime.testing import topic_env
+from devservers import free_port
 
 from benchmarks._common import Timer, pct, rate, report
 from benchmarks._targets import Target, headline, targets
@@ -54,12 +54,6 @@ STARTED = time.monotonic()
 def say(message: str) -> None:
     """Progress line (the runner streams it through)."""
     print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tail(path: Path, lines: int = 25) -> str:

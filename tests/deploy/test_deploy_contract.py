@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from devservers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +35,6 @@ START_DEADLINE_S = 75.0
 #: keys whose values name something on the shared servers: made unique per run (value + suffix)
 TOPIC_KEY = re.compile(r"^KAFKA_(TOPIC_(?!PARTITIONS$|REPLICATION$).+|LOG_TOPIC|CONTROL_TOPIC)$")
 MONGO_DB_KEYS = ("LOG_MONGO_DB", "NOTIFIER_MONGO_DB")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -111,7 +105,7 @@ async def stack(
     suffix = uuid.uuid4().hex[:8]
     logs = tmp_path_factory.mktemp("contract")
     contracts = {s: _pod_contract(dv, objs, s) for s in SERVICES}
-    local_ports = {s: _free_port() for s in SERVICES}
+    local_ports = {s: free_port() for s in SERVICES}
     mongo, es = urlsplit(mongo_url), urlsplit(elasticsearch_url)
     hosts = {
         "kafka:9092": kafka_bootstrap,

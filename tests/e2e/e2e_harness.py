@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import httpx
 from consumer_runtime.testing import topic_env
+from devservers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -43,13 +43,6 @@ SERVICES: dict[str, tuple[str, str | None]] = {
 #: exit codes of a graceful stop: uvicorn re-raises SIGTERM after its clean shutdown (-15)
 GRACEFUL = (0, -signal.SIGTERM)
 SINKS = ("issue-ingestor", "log-sink", "search-indexer", "notifier")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # Variables of the developer's shell that must not leak into a test stack (they would point it elsewhere).

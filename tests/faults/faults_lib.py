@@ -164,7 +164,7 @@ class PrivateMariaDB:
     MARIADBD = "/usr/sbin/mariadbd"
 
     def __init__(self, directory: Path) -> None:
-        from e2e_harness import free_port
+        from devservers import free_port
 
         self.dir = directory
         self.port = free_port()

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,6 +26,7 @@ import httpx
 import pytest
 import yaml
 from consumer_runtime.testing import delete_topics, produce, topic_env, wait_until
+from devservers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
@@ -207,13 +207,6 @@ class Proc:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _start(name: str, module: str, env: dict[str, str], logs: Path, port: int) -> Proc:
     log = logs / f"{name}.log"
     full = {**os.environ, **env, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "LOG_JSON": "false"}
@@ -302,7 +295,7 @@ async def exposition(
     logs = tmp_path_factory.mktemp("observability-logs")
     procs: list[Proc] = []
     try:
-        ports = {name: _free_port() for name in ["gateway", *services]}
+        ports = {name: free_port() for name in ["gateway", *services]}
         urls = {f"{n.replace('-', '_').upper()}_URL": f"http://127.0.0.1:{ports[n]}" for n in services}
         # the gateway first: it creates the topics (+ DLQs, control topic) the services subscribe to
         gateway_env = {**kafka, **topics, **urls, "ADMIN_TOKEN": "obs-token", "WIDE_LOGGING_ENABLED": "false"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +14,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumer_runtime.testing import KafkaNames, fast_settings, produce, wait_until
 from consumer_runtime.topics import ensure_topics
+from devservers import free_port
 
 pytestmark = pytest.mark.integration
 
 APP = Path(__file__).with_name("sigterm_app.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_sigterm_flushes_buffer_and_commits(

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +18,7 @@ from asgi_lifespan import LifespanManager
 from consumer_runtime import ConsumerRunner, decode_headers
 from consumer_runtime.testing import KafkaNames, produce, read_all, wait_until
 from consumer_runtime.topics import ensure_topics
+from devservers import free_port
 from log_sink.app import create_app
 from log_sink.config import Settings
 from log_sink.store import WideEventStore
@@ -249,17 +249,11 @@ async def test_adapter_to_sink_stores_every_event_once(
     assert await store.count() == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_sigterm_flushes_pending_batch(
     kafka_bootstrap: str, kafka_names: KafkaNames, fresh_db: str, mongo_url: str, mongo: AsyncMongoClient[Any]
 ) -> None:
     """The real process: events wait for a 10-minute timer; SIGTERM stores and commits them before exit."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,

@@ -26,6 +26,7 @@ from ._mysql import (
     ensure_mysql_database,
     ensure_mysql_database_async,
 )
+from ._process import free_port
 
 __all__ = [
     "SERVER_NAMES",
@@ -41,6 +42,7 @@ __all__ = [
     "ensure",
     "ensure_mysql_database",
     "ensure_mysql_database_async",
+    "free_port",
     "service_env",
     "start_private",
     "status",
