@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 from ._config import HOST, DevServerError
 from ._core import current_port
@@ -19,6 +20,20 @@ _CHARSET = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
 def _check_ident(kind: str, value: str) -> None:
     if not _IDENT.match(value):
         raise ValueError(f"{kind} {value!r}: use 1-64 letters, digits or underscores")
+
+
+async def _admin_connection(port: int, admin_user: str, admin_password: str) -> Any:
+    import asyncmy
+
+    try:
+        return await asyncio.wait_for(
+            asyncmy.connect(
+                host=HOST, port=port, user=admin_user, password=admin_password, connect_timeout=5
+            ),
+            10,
+        )
+    except Exception as e:
+        raise DevServerError(f"mysql: cannot log in as {admin_user} on {HOST}:{port}: {e}") from e
 
 
 async def ensure_mysql_database_async(
@@ -39,15 +54,7 @@ async def ensure_mysql_database_async(
     _check_ident("database", name)
     _check_ident("user", user)
     port = port if port is not None else current_port("mysql")
-    try:
-        conn = await asyncio.wait_for(
-            asyncmy.connect(
-                host=HOST, port=port, user=admin_user, password=admin_password, connect_timeout=5
-            ),
-            10,
-        )
-    except Exception as e:
-        raise DevServerError(f"mysql: cannot log in as {admin_user} on {HOST}:{port}: {e}") from e
+    conn = await _admin_connection(port, admin_user, admin_password)
     try:
         async with conn.cursor() as cur:
             # look before creating: "IF NOT EXISTS" on an existing object makes asyncmy log a warning
@@ -103,19 +110,13 @@ async def drop_mysql_database_async(
 ) -> None:
     """Drop database `name` and `user` (both host rows `ensure_mysql_database_async` creates), e.g. at the end
     of a test; what does not exist is fine."""
-    import asyncmy
-
     _check_ident("database", name)
     _check_ident("user", user)
-    port = port if port is not None else current_port("mysql")
-    conn = await asyncio.wait_for(
-        asyncmy.connect(
-            host=HOST, port=port, user=admin_user, password=admin_password, connect_timeout=5, autocommit=True
-        ),
-        10,
+    conn = await _admin_connection(
+        port if port is not None else current_port("mysql"), admin_user, admin_password
     )
     try:
-        async with conn.cursor() as cur:
+        async with conn.cursor() as cur:  # DROP statements commit implicitly
             await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
             for host in _USER_HOSTS:
                 await cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
