@@ -124,6 +124,7 @@ class ConsumerRunner:
         dead_letters: DeadLetterPort | None = None,
         consumer_factory: ConsumerFactory | None = None,
         revoke_timeout_s: float | None = None,
+        reconnect_backoff_s: tuple[float, float] = (0.5, 10.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not topics:
@@ -146,6 +147,7 @@ class ConsumerRunner:
             if revoke_timeout_s is not None
             else max(1.0, settings.kafka_session_timeout_ms / 2000)
         )
+        self.reconnect_backoff_s = reconnect_backoff_s
         self._clock = clock
 
         # lifecycle and operator state
@@ -365,7 +367,8 @@ class ConsumerRunner:
             except Exception as exc:  # the broker went away, or something unexpected: reconnect with backoff
                 attempt += 1
                 self._note_error(exc, stage="kafka")
-                delay = backoff_delay(attempt, initial_s=0.5, max_s=10.0)
+                initial_s, max_s = self.reconnect_backoff_s
+                delay = backoff_delay(attempt, initial_s=initial_s, max_s=max_s)
                 log.warning(
                     "consumer loop failed; reconnecting",
                     consumer=self.name,
