@@ -4,9 +4,10 @@
 :class:`~consumer_runtime.runner.ConsumerPort` on it with aiokafka's semantics where the runner relies on
 them: an eager rebalance revokes everything, then assigns the cluster's target assignment with positions
 reset to the committed offsets and nothing paused; paused partitions return no records; a commit after the
-group moved on fails with ``CommitFailedError``; a broker outage fails every call. A rebalance normally runs
-inside ``getmany`` (as aiokafka's coordinator does between fetches); :meth:`FakeCluster.rebalance_concurrently`
-runs one as a separate task instead, to model a rebalance that lands while a write is in flight.
+group moved on fails with ``CommitFailedError``; a broker outage fails every call. A rebalance normally
+runs inside ``getmany`` (as aiokafka's coordinator does between fetches);
+:meth:`FakeCluster.rebalance_concurrently` runs one as a separate task instead, to model a rebalance that
+lands while a write is in flight.
 :class:`FakeSink` is an idempotent store keyed by event id that can be told to fail, and
 :class:`FakeDeadLetters` records dead letters.
 """
