@@ -12,8 +12,7 @@ from gateway.deps import KafkaDep, SettingsDep, TopicsDep
 from gateway.errors import error_responses
 from gateway.ops import browse as messages
 from gateway.ops import topics as ops
-from gateway.ops.browse import MessagePage, Produced, ProduceIn
-from gateway.ops.groups import MAX_TIMESTAMP_MS
+from gateway.ops.browse import MAX_TIMESTAMP_MS, MessagePage, Produced, ProduceIn
 from gateway.ops.topics import TopicCreate, TopicDetail, TopicList
 
 router = APIRouter()

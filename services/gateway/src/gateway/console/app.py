@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from starlette.datastructures import State
 
 from gateway.api.params import GroupId, TopicName
+from gateway.api.query_models import MAX_ID, MAX_ISSUE_OFFSET, MAX_SEARCH_TEXT
 from gateway.console.auth import (
     COOKIE,
     MAX_AGE_S,
@@ -58,7 +59,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 ISSUES, SEARCH, NOTIFIER = "issue-ingestor", "search-indexer", "notifier"
 
-UserId = Annotated[str, PathParam(min_length=1, max_length=128)]
+UserId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -432,7 +433,7 @@ async def issues_page(
     process_type: Annotated[str, Query(alias="processType", max_length=32)] = "",
     mode_type: Annotated[str, Query(alias="modeType", max_length=32)] = "",
     is_solved: Annotated[str, Query(alias="isSolved", max_length=5)] = "",
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ISSUE_OFFSET)] = 0,
 ) -> Response:
     params: dict[str, Any] = {"limit": 50, "offset": offset}
     for name, value in (("processType", process_type), ("modeType", mode_type), ("isSolved", is_solved)):
@@ -473,8 +474,8 @@ async def _search(request: Request, q: str, channel_id: str, author_id: str, sor
     return await gw(request).upstreams.json(SEARCH, "GET", "/messages/search", params=params)
 
 
-SearchText = Annotated[str, Query(max_length=1000)]
-SearchId = Annotated[str, Query(max_length=128)]
+SearchText = Annotated[str, Query(max_length=MAX_SEARCH_TEXT)]
+SearchId = Annotated[str, Query(max_length=MAX_ID)]
 SortOrder = Annotated[str, Query(pattern=r"^(|relevance|newest|oldest)$")]
 
 
@@ -505,7 +506,9 @@ async def search_results(
 
 # ------------------------------------------------------------------------------------------ notifications
 @router.get("/notifications", response_class=HTMLResponse)
-async def notifications_page(request: Request, user: Annotated[str, Query(max_length=128)] = "") -> Response:
+async def notifications_page(
+    request: Request, user: Annotated[str, Query(max_length=MAX_ID)] = ""
+) -> Response:
     page = None
     if user:
         page = await gw(request).upstreams.json(

@@ -13,6 +13,9 @@ from gateway.kafka import KafkaGateway
 from gateway.ops.errors import Invalid, NotFound
 from gateway.ops.topics import Topics
 
+#: The latest record timestamp (epoch ms) accepted anywhere: 9999-12-31T23:59:59.999Z.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+
 
 class BrowsedMessage(BaseModel):
     topic: str

@@ -9,11 +9,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from gateway.kafka import KafkaGateway
 from gateway.logs import log
+from gateway.ops.browse import MAX_TIMESTAMP_MS
 from gateway.ops.errors import Conflict, Invalid, NotFound
 from gateway.ops.topics import TOPIC_MAX, TOPIC_PATTERN
-
-#: The latest epoch-ms timestamp accepted (9999-12-31T23:59:59.999Z).
-MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 
 class GroupSummary(BaseModel):
