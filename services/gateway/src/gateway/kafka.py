@@ -1,4 +1,6 @@
-"""Everything the gateway does with Kafka: publish, administer topics and groups, browse, DLQ.
+"""The gateway's Kafka clients and the reads and writes :mod:`gateway.ops` builds on: publish, topic and
+group metadata, offsets (time search included), group commits, bounded reads. Refusals are
+:mod:`gateway.ops.errors` (an unknown topic or group, a group with live members, no fetch answer).
 
 One durable producer (acks=all, compression, batching, retries) and one admin client live for the whole
 process; readers (consumers without a group) are created per request and closed at once.
@@ -98,7 +100,7 @@ def decode_assignment(raw: bytes | None) -> list[dict[str, Any]]:
 
 
 class KafkaGateway:
-    """The gateway's Kafka clients and the operations built on them."""
+    """The gateway's Kafka clients and the Kafka requests the operations are built on."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings

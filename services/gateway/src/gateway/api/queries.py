@@ -10,7 +10,6 @@ validated by the owner too); an owner that is down is a 503 naming it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -40,7 +39,6 @@ NOTIFIER = "notifier"
 IssueId = Annotated[str, Path(min_length=1, max_length=191, examples=["PRESS_001_20250806_001"])]
 Id = Annotated[str, Path(min_length=1, max_length=MAX_ID)]
 READ = error_responses(404, 422, 502, 503)
-WRITE = {"dependencies": [Admin], "responses": error_responses(401, 403, 404, 503)}
 
 
 def seg(value: str) -> str:
@@ -131,186 +129,105 @@ async def put_preferences(upstreams: UpstreamsDep, user_id: Id, body: MutedChann
 
 
 # ============================================================================================ the table
-@dataclass(frozen=True, slots=True)
-class Alias:
-    """One path of an operation: its route name (the operationId's stem), tag and summary."""
+Handler = Callable[..., Awaitable[Response]]
+SEED = "seed-compatible"
 
-    name: str
-    path: str
-    summary: str
-    tag: str = "queries"
-
-
-def seed(name: str, path: str, summary: str) -> Alias:
-    """A path of the seed documents, kept as they use it."""
-    return Alias(name, path, summary, "seed-compatible")
-
-
-@dataclass(frozen=True, slots=True)
-class Proxy:
-    method: str
-    handler: Callable[..., Awaitable[Response]]
-    aliases: tuple[Alias, ...]
-    options: dict[str, Any] = field(default_factory=lambda: {"responses": READ})
-
-
-ROUTES: tuple[Proxy, ...] = (
-    Proxy(
-        "GET",
-        list_issues,
-        (
-            seed("seed_list_issues", "/api/kafka/issues", "ChatbotIssue list (seed 000): ?limit=&offset="),
-            Alias("list_issues", "/api/v1/issues", "Issues, newest event first, with filters"),
-        ),
-    ),
-    Proxy(
-        "GET",
-        get_issue,
-        (
-            seed("seed_get_issue", "/api/kafka/issues/{issue_id}", "One ChatbotIssue (seed 000)"),
-            Alias("get_issue", "/api/v1/issues/{issue_id}", "One issue"),
-        ),
-    ),
-    Proxy(
+#: Every path of every query operation: (method, path, handler, summary). A seed path (outside /api/v1,
+#: spelt as the seed documents use it) shares the handler, and so the documented parameters, of its twin.
+ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
+    ("GET", "/api/kafka/issues", list_issues, "ChatbotIssue list (seed 000): ?limit=&offset="),
+    ("GET", "/api/kafka/issues/{issue_id}", get_issue, "One ChatbotIssue (seed 000)"),
+    (
         "DELETE",
+        "/api/kafka/issues/{issue_id}",
         delete_issue,
-        (
-            seed(
-                "seed_delete_issue",
-                "/api/kafka/issues/{issue_id}",
-                "Delete a ChatbotIssue and its sessions (seed 000; admin token)",
-            ),
-            Alias(
-                "delete_issue", "/api/v1/issues/{issue_id}", "Delete an issue and its sessions (admin token)"
-            ),
-        ),
-        WRITE,
+        "Delete a ChatbotIssue and its sessions (seed 000; admin token)",
     ),
-    Proxy(
+    ("GET", "/api/v1/issues", list_issues, "Issues, newest event first, with filters"),
+    ("GET", "/api/v1/issues/{issue_id}", get_issue, "One issue"),
+    ("DELETE", "/api/v1/issues/{issue_id}", delete_issue, "Delete an issue and its sessions (admin token)"),
+    (
         "GET",
+        "/api/v1/issues/{issue_id}/sessions",
         list_sessions,
-        (
-            Alias(
-                "list_sessions",
-                "/api/v1/issues/{issue_id}/sessions",
-                "Chatbot sessions of an issue (opened by its first event, closed by isSolved=true)",
-            ),
-        ),
+        "Chatbot sessions of an issue (opened by its first event, closed by isSolved=true)",
     ),
-    Proxy(
-        "GET",
-        search,
-        (
-            seed("seed_search", "/messages/search", "Full-text search of messages (seed 003): ?q="),
-            Alias("search", "/api/v1/search/messages", "Search messages with filters"),
-        ),
-    ),
-    Proxy(
-        "GET", get_message, (Alias("get_message", "/api/v1/messages/{message_id}", "One indexed message"),)
-    ),
-    Proxy(
+    ("GET", "/messages/search", search, "Full-text search of messages (seed 003): ?q="),
+    ("GET", "/api/v1/search/messages", search, "Search messages with filters"),
+    ("GET", "/api/v1/messages/{message_id}", get_message, "One indexed message"),
+    (
         "POST",
+        "/api/v1/search/rebuild",
         start_rebuild,
-        (
-            Alias(
-                "start_rebuild",
-                "/api/v1/search/rebuild",
-                "Rebuild the search index from Kafka into a new index, then switch the alias (admin token)",
-            ),
-        ),
-        {"status_code": 202, "dependencies": [Admin], "responses": error_responses(401, 403, 409, 503)},
+        "Rebuild the search index from Kafka into a new index, then switch the alias (admin token)",
     ),
-    Proxy(
+    ("GET", "/api/v1/search/rebuild", rebuild_status, "Progress of the current/last rebuild"),
+    ("GET", "/api/v1/logs", query_logs, "Wide log events, newest first"),
+    ("GET", "/api/v1/logs/{event_id}", get_log, "One wide event by event_id"),
+    (
         "GET",
-        rebuild_status,
-        (Alias("rebuild_status", "/api/v1/search/rebuild", "Progress of the current/last rebuild"),),
-        {},
-    ),
-    Proxy("GET", query_logs, (Alias("query_logs", "/api/v1/logs", "Wide log events, newest first"),)),
-    Proxy("GET", get_log, (Alias("get_log", "/api/v1/logs/{event_id}", "One wide event by event_id"),)),
-    Proxy(
-        "GET",
+        "/api/v1/notifications/{user_id}",
         list_notifications,
-        (
-            Alias(
-                "list_notifications",
-                "/api/v1/notifications/{user_id}",
-                "A user's notifications (status=unread|all)",
-            ),
-        ),
+        "A user's notifications (status=unread|all)",
     ),
-    Proxy(
+    (
         "POST",
+        "/api/v1/notifications/{user_id}/read",
         mark_read,
-        (
-            Alias(
-                "mark_read",
-                "/api/v1/notifications/{user_id}/read",
-                "Mark notifications read: the given ids, or all",
-            ),
-        ),
+        "Mark notifications read: the given ids, or all",
     ),
-    Proxy(
+    (
         "POST",
+        "/api/v1/notifications/{user_id}/{notification_id}/read",
         mark_one_read,
-        (
-            Alias(
-                "mark_one_read",
-                "/api/v1/notifications/{user_id}/{notification_id}/read",
-                "Mark one notification read (idempotent)",
-            ),
-        ),
+        "Mark one notification read (idempotent)",
     ),
-    Proxy(
+    (
         "GET",
+        "/api/v1/notifications/{user_id}/stream",
         stream,
-        (
-            Alias(
-                "stream",
-                "/api/v1/notifications/{user_id}/stream",
-                "Live notifications (Server-Sent Events, proxied); resume with Last-Event-ID",
-            ),
-        ),
-        {
-            "response_class": StreamingResponse,
-            "responses": {200: {"content": {"text/event-stream": {}}}, **error_responses(422, 503)},
-        },
+        "Live notifications (Server-Sent Events, proxied); resume with Last-Event-ID",
     ),
-    Proxy(
+    (
         "GET",
+        "/api/v1/notifications/{user_id}/preferences",
         get_preferences,
-        (
-            Alias(
-                "get_preferences",
-                "/api/v1/notifications/{user_id}/preferences",
-                "A user's notification preferences (muted channels)",
-            ),
-        ),
+        "A user's notification preferences (muted channels)",
     ),
-    Proxy(
+    (
         "PUT",
+        "/api/v1/notifications/{user_id}/preferences",
         put_preferences,
-        (
-            Alias(
-                "put_preferences",
-                "/api/v1/notifications/{user_id}/preferences",
-                "Replace a user's muted channels",
-            ),
-        ),
+        "Replace a user's muted channels",
     ),
 )
 
-for _proxy in ROUTES:
-    for _alias in _proxy.aliases:
-        router.add_api_route(
-            _alias.path,
-            _proxy.handler,
-            methods=[_proxy.method],
-            name=_alias.name,
-            tags=[_alias.tag],
-            summary=_alias.summary,
-            **_proxy.options,
-        )
+#: Route options of an operation other than a plain read (``READ`` errors documented).
+OPTIONS: dict[Handler, dict[str, Any]] = {
+    delete_issue: {"dependencies": [Admin], "responses": error_responses(401, 403, 404, 503)},
+    start_rebuild: {
+        "status_code": 202,
+        "dependencies": [Admin],
+        "responses": error_responses(401, 403, 409, 503),
+    },
+    rebuild_status: {},
+    stream: {
+        "response_class": StreamingResponse,
+        "responses": {200: {"content": {"text/event-stream": {}}}, **error_responses(422, 503)},
+    },
+}
+
+for _method, _path, _handler, _summary in ROUTES:
+    _seed = not _path.startswith("/api/v1/")
+    router.add_api_route(
+        _path,
+        _handler,
+        methods=[_method],
+        name=f"seed_{_handler.__name__}" if _seed else _handler.__name__,
+        tags=[SEED if _seed else "queries"],
+        summary=_summary,
+        **OPTIONS.get(_handler, {"responses": READ}),
+    )
 
 
 __all__: list[Any] = ["router"]
