@@ -14,7 +14,7 @@ from platform_events import dlq_topic_for
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
-from gateway.api import admin, ops, publish, queries, services
+from gateway.api import dlq, groups, health, publish, queries, services, topics
 from gateway.config import GatewaySettings
 from gateway.control import ControlPlane
 from gateway.errors import ErrorBody, install_error_handlers
@@ -173,7 +173,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)
-    for module in (ops, publish, services, queries, admin):
+    for module in (health, publish, services, queries, topics, groups, dlq):
         app.include_router(module.router)
     console.install(app)  # /console (operator web UI) and /asyncapi.json
     origins = settings.cors_origins()
