@@ -33,6 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
 OVERLAYS = ("kind", "cloud")
+#: Optional components and the overlay each is rendered on by the checks (dev-infra is part of overlays/kind).
+COMPONENTS: dict[str, str] = {
+    "external-secrets": "cloud",
+}
+#: JSON schemas of the custom resources the components use, vendored (deploy/schemas/crds/README.md).
+CRD_SCHEMAS = ROOT / "deploy" / "schemas" / "crds"
+#: The Secrets overlays/cloud references by name and expects to exist before it is applied: one
+#: <secret name>.env.example each, listing its keys (the `kubectl create secret --from-env-file` route).
+CLOUD_SECRETS = K8S / "overlays" / "cloud" / "secrets"
 SCHEMA_VERSIONS = ("1.30", "1.37")  # oldest and newest Kubernetes minor we promise to apply to
 NAMESPACE = "platform"
 PART_OF = "app.kubernetes.io/part-of"
@@ -82,24 +91,33 @@ def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProces
 
 # ----------------------------------------------------------------------------------------------- render
 @functools.cache
-def _render_cached(overlay: str) -> str:
+def _render_cached(overlay: str, components: tuple[str, ...] = ()) -> str:
+    """Renders a copy of deploy/k8s as it is in git: no local (git-ignored) secret file is needed."""
     with tempfile.TemporaryDirectory(prefix="deploy-render-") as tmp:
         tree = Path(tmp) / "k8s"
         shutil.copytree(K8S, tree)
-        # overlays/cloud reads git-ignored secrets/*.env; render it with the committed examples
-        for example in (tree / "overlays" / "cloud" / "secrets").glob("*.env.example"):
-            target = example.with_suffix("")
-            if not target.exists():
-                shutil.copyfile(example, target)
-        done = _run([tool("kubectl"), "kustomize", str(tree / "overlays" / overlay)])
+        target = tree / "overlays" / overlay
+        if components:
+            # the overlay with optional components added, as `components:` in its kustomization would do
+            target = tree / "deploy-check"
+            target.mkdir()
+            listed = "".join(f"  - ../components/{c}\n" for c in components)
+            (target / "kustomization.yaml").write_text(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                f"namespace: {NAMESPACE}\nresources:\n  - ../overlays/{overlay}\ncomponents:\n{listed}"
+            )
+        done = _run([tool("kubectl"), "kustomize", str(target)])
     if done.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize overlays/{overlay} failed:\n{done.stderr}")
+        what = f"overlays/{overlay}" + "".join(f" + components/{c}" for c in components)
+        raise RuntimeError(f"kubectl kustomize {what} failed:\n{done.stderr}")
     return done.stdout
 
 
-def render(overlay: str) -> Objects:
-    """The objects of ``deploy/k8s/overlays/<overlay>`` as kubectl would apply them (fresh copies)."""
-    return [doc for doc in yaml.safe_load_all(_render_cached(overlay)) if doc]
+def render(overlay: str, components: Iterable[str] = ()) -> Objects:
+    """The objects of ``deploy/k8s/overlays/<overlay>`` (plus optional components) as kubectl would apply
+    them (fresh copies)."""
+    rendered = _render_cached(overlay, tuple(components))
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
 def render_path(path: Path) -> Objects:
@@ -159,10 +177,42 @@ def _validator(version: str, kind: str, api_version: str) -> Any:
     try:
         schema = kv.schema_contents(f"{folder}/{file}", version)
     except FileNotFoundError:
-        return None
+        return _crd_validator(kind, api_version)
     definitions = kv.schema_contents(f"{folder}/_definitions.json", version)
     registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
     return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def _strict(schema: Any) -> Any:
+    """additionalProperties: false on every object schema that lists its properties and does not keep
+    unknown fields (what kubeconform's -strict does to CRD schemas): a misspelt field fails."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@functools.cache
+def _crd_validator(kind: str, api_version: str) -> Any:
+    """A custom resource's vendored schema (deploy/schemas/crds/<group>/<kind>_<version>.json), strict."""
+    import jsonschema
+
+    if "/" not in api_version:
+        return None
+    group, version = api_version.split("/")
+    file = CRD_SCHEMAS / group / f"{kind.lower()}_{version}.json"
+    if not file.is_file():
+        return None
+    schema = _strict(json.loads(file.read_text(encoding="utf-8")))
+    return jsonschema.Draft202012Validator(schema)
 
 
 def schema_errors(objs: Objects, versions: Iterable[str] = SCHEMA_VERSIONS) -> list[str]:
@@ -172,7 +222,10 @@ def schema_errors(objs: Objects, versions: Iterable[str] = SCHEMA_VERSIONS) -> l
         for obj in objs:
             validator = _validator(version, obj.get("kind", ""), obj.get("apiVersion", ""))
             if validator is None:
-                errors.append(f"{ident(obj)}: no schema for {obj.get('apiVersion')} in Kubernetes {version}")
+                errors.append(
+                    f"{ident(obj)}: no schema for {obj.get('apiVersion')} in Kubernetes {version} "
+                    "nor in deploy/schemas/crds"
+                )
                 continue
             for err in validator.iter_errors(obj):
                 where = "/".join(str(p) for p in err.absolute_path)
@@ -588,14 +641,97 @@ def env_key_errors(objs: Objects, known: Callable[[str], set[str]]) -> list[str]
     return errors
 
 
+def cloud_secret_contract() -> dict[str, set[str]]:
+    """Secret name -> keys, for every Secret overlays/cloud expects to be created out of band."""
+    return {
+        f.name.removesuffix(".env.example"): set(env_file(f))
+        for f in sorted(CLOUD_SECRETS.glob("*.env.example"))
+    }
+
+
+def _secret_stub(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "annotations": {"deploy-check/out-of-band": "true"},
+        },
+        "stringData": data,
+    }
+
+
+def out_of_band_secrets(objs: Objects) -> Objects:
+    """The Secrets a cloud cluster holds before the apply, for the cross-reference checks (never applied):
+    what the rendered ExternalSecrets will create, or else what `kubectl create secret --from-env-file`
+    makes from the overlays/cloud/secrets/*.env.example copies."""
+    external = find(objs, "ExternalSecret")
+    if external:
+        return [
+            _secret_stub(
+                es["spec"].get("target", {}).get("name", es["metadata"]["name"]),
+                {d["secretKey"]: "<from the secret store>" for d in es["spec"].get("data", [])},
+            )
+            for es in external
+        ]
+    return [
+        _secret_stub(name, env_file(CLOUD_SECRETS / f"{name}.env.example"))
+        for name in cloud_secret_contract()
+    ]
+
+
+def with_out_of_band(objs: Objects, overlay: str) -> Objects:
+    """``objs`` plus the Secrets the overlay expects to find in the cluster (cloud only)."""
+    return [*objs, *out_of_band_secrets(objs)] if overlay == "cloud" else objs
+
+
+def secret_contract_errors(objs: Objects) -> list[str]:
+    """The rendered ExternalSecrets create exactly the Secrets (and keys) of the cloud contract."""
+    errors: list[str] = []
+    made = {s["metadata"]["name"]: set(_data(s)) for s in out_of_band_secrets(objs)}
+    for name, keys in cloud_secret_contract().items():
+        if name not in made:
+            errors.append(
+                f"no ExternalSecret creates Secret {name!r} (overlays/cloud/secrets/{name}.env.example)"
+            )
+        elif made[name] != keys:
+            errors.append(
+                f"ExternalSecret for {name!r} gives keys {sorted(made[name])}, expected {sorted(keys)}"
+            )
+    for name in sorted(made.keys() - cloud_secret_contract().keys()):
+        errors.append(f"ExternalSecret creates {name!r}, which is not in overlays/cloud/secrets/")
+    return errors
+
+
+def generated_secret_errors(objs: Objects) -> list[str]:
+    """overlays/cloud renders from a clean checkout: it must generate no Secret (they would need local files)."""
+    return [
+        f"{ident(s)}: overlays/cloud must not carry Secrets; reference them by name"
+        for s in find(objs, "Secret")
+    ]
+
+
 def check_overlay(overlay: str, objs: Objects | None = None) -> list[str]:
     objs = render(overlay) if objs is None else objs
+    cross = with_out_of_band(objs, overlay)
     return [
         *schema_errors(objs),
-        *reference_errors(objs),
-        *policy_errors(objs),
-        *network_errors(objs, overlay),
+        *reference_errors(cross),
+        *policy_errors(cross),
+        *network_errors(cross, overlay),
+        *(generated_secret_errors(objs) if overlay == "cloud" else []),
     ]
+
+
+def check_component(component: str, objs: Objects | None = None) -> list[str]:
+    """The component on its overlay passes every overlay check, plus the component's own."""
+    overlay = COMPONENTS[component]
+    objs = render(overlay, [component]) if objs is None else objs
+    errors = check_overlay(overlay, objs)
+    if component == "external-secrets":
+        errors += secret_contract_errors(objs)
+    return errors
 
 
 # ----------------------------------------------------------------------------------------------- compose
@@ -689,6 +825,13 @@ def main() -> int:
     for overlay in OVERLAYS:
         found = check_overlay(overlay)
         print(f"overlays/{overlay}: {len(render(overlay))} objects, {len(found)} problems")
+        problems += found
+    for component, overlay in COMPONENTS.items():
+        found = check_component(component)
+        print(
+            f"components/{component} (on overlays/{overlay}): {len(render(overlay, [component]))} objects, "
+            f"{len(found)} problems"
+        )
         problems += found
     found = check_compose()
     print(f"compose: {len(found)} problems")

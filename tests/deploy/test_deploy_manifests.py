@@ -25,6 +25,71 @@ def test_deploy_overlay_has_no_problems(dv: ModuleType, rendered: dict[str, Any]
     assert dv.check_overlay(overlay, objs) == []
 
 
+def _tracked_copy(tmp_path: Path, folder: str = "deploy/k8s") -> Path:
+    """The files of ``folder`` that git tracks, copied as a fresh clone would have them (no ignored files)."""
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", folder],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed, f"git lists no file under {folder}"
+    for name in listed:
+        if (ROOT / name).is_file():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / name, tmp_path / name)
+    return tmp_path / folder
+
+
+@pytest.mark.parametrize("overlay", ["kind", "cloud"])
+def test_deploy_overlay_renders_from_a_clean_checkout(dv: ModuleType, tmp_path: Path, overlay: str) -> None:
+    """No git-ignored file (overlays/cloud/secrets/*.env) is needed: Secrets are referenced by name."""
+    objs = dv.render_path(_tracked_copy(tmp_path) / "overlays" / overlay)
+    assert {d["metadata"]["name"] for d in dv.platform_deployments(objs)} == set(SERVICES)
+    if overlay == "cloud":
+        assert dv.find(objs, "Secret") == []
+
+
+def test_deploy_cloud_secrets_are_referenced_by_name_and_listed_in_the_contract(
+    dv: ModuleType, rendered: dict[str, Any]
+) -> None:
+    cloud = rendered["cloud"]
+    referenced = {
+        src["secretRef"]["name"]
+        for d in dv.platform_deployments(cloud)
+        for src in dv.pod_spec(d)["containers"][0].get("envFrom", [])
+        if "secretRef" in src
+    }
+    assert referenced == set(dv.cloud_secret_contract())
+    # without the contract's Secrets the references dangle: the check sees it
+    errors = dv.reference_errors(cloud)
+    assert any("Secret 'kafka-sasl' does not exist" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("component", ["external-secrets"])
+def test_deploy_component_has_no_problems(dv: ModuleType, component: str) -> None:
+    assert dv.check_component(component) == []
+
+
+def test_deploy_external_secrets_cover_the_contract_and_schemas_are_strict(dv: ModuleType) -> None:
+    import copy
+
+    objs = copy.deepcopy(dv.render("cloud", ["external-secrets"]))
+    assert {e["spec"]["target"]["name"] for e in dv.find(objs, "ExternalSecret")} == set(
+        dv.cloud_secret_contract()
+    )
+    sasl = dv.one(objs, "ExternalSecret", "kafka-sasl")
+    sasl["spec"]["data"].pop()  # KAFKA_SASL_PASSWORD no longer synced
+    sasl["spec"]["refreshInterval_"] = "1h"  # a misspelt field of the custom resource
+    errors = dv.check_component("external-secrets", objs)
+    assert any("ExternalSecret for 'kafka-sasl' gives keys" in e for e in errors), errors
+    assert any("ExternalSecret/kafka-sasl" in e and "refreshInterval_" in e for e in errors), errors
+
+
 def test_deploy_base_renders_and_validates(dv: ModuleType) -> None:
     objs = dv.render_path(ROOT / "deploy" / "k8s" / "base")
     assert dv.schema_errors(objs) == []
@@ -46,16 +111,23 @@ def test_deploy_secrets_never_in_configmaps(dv: ModuleType, rendered: dict[str, 
     for objs in rendered.values():
         for cm in dv.find(objs, "ConfigMap"):
             assert not [k for k in cm.get("data", {}) if re.search(r"PASSWORD|TOKEN|SECRET|API_KEY", k)]
-        secret_keys = {k for s in dv.find(objs, "Secret") for k in s.get("data", {})}
-        assert {"ADMIN_TOKEN", "DB_PASSWORD", "MONGO_URL"} <= secret_keys
-    cloud_secrets = {k for s in dv.find(rendered["cloud"], "Secret") for k in s.get("data", {})}
-    assert {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} <= cloud_secrets
+    kind_secret_keys = {k for s in dv.find(rendered["kind"], "Secret") for k in s.get("data", {})}
+    assert {"ADMIN_TOKEN", "DB_PASSWORD", "MONGO_URL"} <= kind_secret_keys
+    cloud_secret_keys = set().union(*dv.cloud_secret_contract().values())
+    assert {
+        "ADMIN_TOKEN",
+        "DB_PASSWORD",
+        "MONGO_URL",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+    } <= cloud_secret_keys
+    assert "ELASTICSEARCH_API_KEY" in cloud_secret_keys
 
 
 def test_deploy_cloud_uses_sasl_ssl_and_replaces_every_dev_secret(
     dv: ModuleType, rendered: dict[str, Any]
 ) -> None:
-    cloud, kind = rendered["cloud"], rendered["kind"]
+    cloud, kind = dv.with_out_of_band(rendered["cloud"], "cloud"), rendered["kind"]
     for d in dv.platform_deployments(cloud):
         env = dv.container_env(cloud, d)
         assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
@@ -152,7 +224,7 @@ def test_deploy_every_variable_is_one_a_service_reads(
 ) -> None:
     """A renamed or misspelt variable (KAFKA_BOOTSTRAP_SERVER, DB_PASS...) would be silently ignored by
     pydantic-settings; here it fails, checked against each service's own settings class."""
-    assert dv.env_key_errors(rendered[overlay], _known_env) == []
+    assert dv.env_key_errors(dv.with_out_of_band(rendered[overlay], overlay), _known_env) == []
 
 
 # --------------------------------------------------------------------------- the checks bite
