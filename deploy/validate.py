@@ -705,7 +705,7 @@ def secret_contract_errors(objs: Objects) -> list[str]:
 
 
 def generated_secret_errors(objs: Objects) -> list[str]:
-    """overlays/cloud renders from a clean checkout: it must generate no Secret (they would need local files)."""
+    """overlays/cloud renders from a clean checkout: it generates no Secret (that would need local files)."""
     return [
         f"{ident(s)}: overlays/cloud must not carry Secrets; reference them by name"
         for s in find(objs, "Secret")
