@@ -36,6 +36,7 @@ OVERLAYS = ("kind", "cloud")
 #: Optional components and the overlay each is rendered on by the checks (dev-infra is part of overlays/kind).
 COMPONENTS: dict[str, str] = {
     "external-secrets": "cloud",
+    "keda": "cloud",
 }
 #: JSON schemas of the custom resources the components use, vendored (deploy/schemas/crds/README.md).
 CRD_SCHEMAS = ROOT / "deploy" / "schemas" / "crds"
@@ -410,6 +411,9 @@ def reference_errors(objs: Objects) -> list[str]:
         ref = hpa["spec"]["scaleTargetRef"]
         if (ref["kind"], ref["name"]) not in names:
             errors.append(f"{ident(hpa)}: scaleTargetRef {ref['kind']}/{ref['name']} does not exist")
+    for ta in find(objs, "TriggerAuthentication"):
+        for ref in ta["spec"].get("secretTargetRef", []):
+            need("Secret", ref["name"], ident(ta), ref["key"])
     for ing in find(objs, "Ingress"):
         for rule in ing["spec"].get("rules", []):
             for path in rule.get("http", {}).get("paths", []):
@@ -432,11 +436,66 @@ def _image_pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and tag not in ("", "latest") and any(ch.isdigit() for ch in tag)
 
 
+SPREAD_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+
+
+def _spread_errors(d: dict[str, Any]) -> list[str]:
+    """Replicas spread over zones and nodes, each constraint counting only this service's pods."""
+    errors: list[str] = []
+    labels = pod_labels(d)
+    constraints = {c["topologyKey"]: c for c in pod_spec(d).get("topologySpreadConstraints", [])}
+    for key in SPREAD_KEYS:
+        c = constraints.get(key)
+        if c is None:
+            errors.append(f"{ident(d)}: no topologySpreadConstraint on {key}")
+            continue
+        if not _selects(c.get("labelSelector", {}), labels):
+            errors.append(f"{ident(d)}: the {key} spread constraint does not select its own pods")
+        own = set(c.get("matchLabelKeys", [])) | set(c.get("labelSelector", {}).get("matchLabels", {}))
+        if NAME not in own:
+            errors.append(f"{ident(d)}: the {key} spread constraint counts other services' pods too")
+    return errors
+
+
+def _scaled_object_errors(
+    objs: Objects, so: dict[str, Any], env: dict[str, str], partitions: int
+) -> list[str]:
+    """A KEDA ScaledObject scales on this consumer's own group, at its broker, up to the partition count."""
+    errors: list[str] = []
+    where = ident(so)
+    if so["spec"].get("maxReplicaCount", 100) > partitions:
+        errors.append(
+            f"{where}: maxReplicaCount {so['spec'].get('maxReplicaCount', 100)} > {partitions} partitions: "
+            "the extra consumers of the group would sit idle"
+        )
+    if so["spec"].get("minReplicaCount", 0) < 1:
+        errors.append(f"{where}: minReplicaCount must be >= 1 (the service also answers its read API)")
+    for trigger in so["spec"].get("triggers", []):
+        meta = trigger.get("metadata", {})
+        if trigger.get("type") != "kafka":
+            errors.append(f"{where}: trigger {trigger.get('type')!r} is not a kafka lag trigger")
+            continue
+        if meta.get("consumerGroup") != env.get("KAFKA_CONSUMER_GROUP"):
+            errors.append(
+                f"{where}: trigger group {meta.get('consumerGroup')!r} is not the service's "
+                f"KAFKA_CONSUMER_GROUP {env.get('KAFKA_CONSUMER_GROUP')!r}"
+            )
+        if meta.get("bootstrapServers") != env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            errors.append(
+                f"{where}: trigger bootstrapServers differ from the service's KAFKA_BOOTSTRAP_SERVERS"
+            )
+        auth = trigger.get("authenticationRef", {}).get("name")
+        if auth and not find(objs, "TriggerAuthentication", auth):
+            errors.append(f"{where}: TriggerAuthentication {auth!r} does not exist")
+    return errors
+
+
 def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS") -> list[str]:
     """What every pod must have: probes, limits, hardening, graceful stop, metrics, pinned images."""
     errors: list[str] = []
     served = probe_paths()
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in find(objs, "HorizontalPodAutoscaler")}
+    scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in find(objs, "ScaledObject")}
     pdb_targets = [p["spec"]["selector"] for p in find(objs, "PodDisruptionBudget")]
     for w in workloads(objs):
         owner, spec = ident(w), pod_spec(w)
@@ -510,6 +569,11 @@ def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS")
                 f"{owner}: terminationGracePeriodSeconds {grace} < preStop {PRESTOP_SECONDS} s + "
                 f"SHUTDOWN_TIMEOUT_S {shutdown} s + 5 s margin: the consumer could be killed mid-flush"
             )
+        if d["metadata"]["name"] in hpa_targets | set(scaled) and "replicas" in d["spec"]:
+            errors.append(
+                f"{owner}: sets replicas while an autoscaler owns it (every apply would scale it back)"
+            )
+        errors += _spread_errors(d)
         if not any(_selects(sel, pod_labels(d)) for sel in pdb_targets):
             errors.append(f"{owner}: no PodDisruptionBudget covers it")
         if env.get("KAFKA_CONSUMER_GROUP") and d["metadata"]["name"] not in PUBLIC_SERVICES:
@@ -521,6 +585,9 @@ def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS")
                 )
             if d["metadata"]["name"] in hpa_targets:
                 errors.append(f"{owner}: a consumer must not be autoscaled past its partition count")
+            so = scaled.get(d["metadata"]["name"])
+            if so is not None:
+                errors += _scaled_object_errors(objs, so, env, partitions)
         for secret_word in ("PASSWORD", "TOKEN", "SECRET", "API_KEY"):
             for cm in spec["containers"][0].get("envFrom", []):
                 ref = cm.get("configMapRef")

@@ -70,7 +70,7 @@ def test_deploy_cloud_secrets_are_referenced_by_name_and_listed_in_the_contract(
     assert any("Secret 'kafka-sasl' does not exist" in e for e in errors), errors
 
 
-@pytest.mark.parametrize("component", ["external-secrets"])
+@pytest.mark.parametrize("component", ["external-secrets", "keda"])
 def test_deploy_component_has_no_problems(dv: ModuleType, component: str) -> None:
     assert dv.check_component(component) == []
 
@@ -88,6 +88,39 @@ def test_deploy_external_secrets_cover_the_contract_and_schemas_are_strict(dv: M
     errors = dv.check_component("external-secrets", objs)
     assert any("ExternalSecret for 'kafka-sasl' gives keys" in e for e in errors), errors
     assert any("ExternalSecret/kafka-sasl" in e and "refreshInterval_" in e for e in errors), errors
+
+
+def test_deploy_keda_scales_each_sink_on_its_registry_groups_and_topics(dv: ModuleType) -> None:
+    """Each ScaledObject watches exactly the (group, topic) pairs libs/events says its sink consumes."""
+    from platform_events import TOPICS
+
+    objs = dv.render("cloud", ["keda"])
+    for d in dv.platform_deployments(objs):
+        name = d["metadata"]["name"]
+        group = dv.container_env(dv.with_out_of_band(objs, "cloud"), d).get("KAFKA_CONSUMER_GROUP")
+        if name == "gateway":
+            assert not dv.find(objs, "ScaledObject", name)
+            continue
+        so = dv.one(objs, "ScaledObject", name)
+        watched = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in so["spec"]["triggers"]}
+        expected = {(group, spec.name) for spec in TOPICS.values() if group in spec.consumer_groups}
+        assert watched == expected, name
+        assert "replicas" not in d["spec"]
+
+
+def test_deploy_catches_autoscaling_and_spread_mistakes(dv: ModuleType) -> None:
+    import copy
+
+    objs = dv.with_out_of_band(copy.deepcopy(dv.render("cloud", ["keda"])), "cloud")
+    dv.one(objs, "Deployment", "gateway")["spec"]["replicas"] = 2  # the HPA owns it
+    dv.one(objs, "ScaledObject", "log-sink")["spec"]["maxReplicaCount"] = 4
+    dv.one(objs, "ScaledObject", "notifier")["spec"]["triggers"][0]["metadata"]["consumerGroup"] = "notifier"
+    dv.pod_spec(dv.one(objs, "Deployment", "search-indexer"))["topologySpreadConstraints"].pop()
+    errors = "\n".join(dv.policy_errors(objs))
+    assert "Deployment/gateway: sets replicas while an autoscaler owns it" in errors
+    assert "ScaledObject/log-sink: maxReplicaCount 4 > 3 partitions" in errors
+    assert "ScaledObject/notifier: trigger group 'notifier'" in errors
+    assert "Deployment/search-indexer: no topologySpreadConstraint on kubernetes.io/hostname" in errors
 
 
 def test_deploy_base_renders_and_validates(dv: ModuleType) -> None:
