@@ -37,6 +37,7 @@ OVERLAYS = ("kind", "cloud")
 COMPONENTS: dict[str, str] = {
     "external-secrets": "cloud",
     "keda": "cloud",
+    "monitoring": "cloud",
 }
 #: JSON schemas of the custom resources the components use, vendored (deploy/schemas/crds/README.md).
 CRD_SCHEMAS = ROOT / "deploy" / "schemas" / "crds"
@@ -70,6 +71,8 @@ CLOUD_PORTS: dict[str, set[int]] = {
     "elasticsearch": {443, 9243},
 }
 PUBLIC_SERVICES = {"gateway"}
+#: Where Prometheus runs (components/monitoring): it may scrape the metrics port, and only that port.
+PROMETHEUS_NAMESPACE = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
 
 Objects = list[dict[str, Any]]
 
@@ -625,9 +628,12 @@ def _peers(
             out |= {f"cidr:{p}" for p in port_numbers}
         elif "namespaceSelector" in peer:
             labels = peer.get("podSelector", {}).get("matchLabels", {})
-            out.add(
-                "dns" if labels.get("k8s-app") == "kube-dns" else f"namespace:{peer['namespaceSelector']}"
-            )
+            if labels.get("k8s-app") == "kube-dns":
+                out.add("dns")
+            elif labels.get(NAME) == "prometheus" and peer["namespaceSelector"] == PROMETHEUS_NAMESPACE:
+                out |= {f"prometheus:{p}" for p in port_numbers}
+            else:
+                out.add(f"namespace:{peer['namespaceSelector']}")
         else:
             names = {
                 pod_labels(w).get(NAME, ident(w))
@@ -673,6 +679,15 @@ def network_errors(objs: Objects, overlay: str) -> list[str]:
         if "dns" not in reachability(objs, d, "egress"):
             errors.append(f"{ident(d)}: cannot resolve names (no egress to kube-dns)")
         ingress = reachability(objs, d, "ingress")
+        scrapers = {p for p in ingress if p.startswith("prometheus:")}
+        metrics_port = {
+            f"prometheus:{p}" for p in ("http", str(_port_of(pod_spec(d)["containers"][0], "http")))
+        }
+        if scrapers - metrics_port:
+            errors.append(
+                f"{ident(d)}: Prometheus may reach {sorted(scrapers)}, only the metrics (http) port"
+            )
+        ingress -= scrapers
         if name in PUBLIC_SERVICES:
             if not any(p.startswith("anywhere:") for p in ingress):
                 errors.append(f"{ident(d)}: the gateway must be reachable from outside the namespace")
@@ -791,6 +806,38 @@ def check_overlay(overlay: str, objs: Objects | None = None) -> list[str]:
     ]
 
 
+def monitoring_errors(objs: Objects) -> list[str]:
+    """Every service and the exporter are scraped (a PodMonitor selects them, on a port they have, and
+    Prometheus may reach that port); the rules hold every group of observability/prometheus-alerts.yaml."""
+    errors: list[str] = []
+    targets = [
+        w
+        for w in find(objs, "Deployment")
+        if w in platform_deployments(objs) or ident(w) == "Deployment/kafka-exporter"
+    ]
+    for d in targets:
+        monitors = [m for m in find(objs, "PodMonitor") if _selects(m["spec"]["selector"], pod_labels(d))]
+        if not monitors:
+            errors.append(f"{ident(d)}: no PodMonitor scrapes it")
+        c = pod_spec(d)["containers"][0]
+        for m in monitors:
+            for ep in m["spec"].get("podMetricsEndpoints", []):
+                if _port_of(c, ep.get("port", "")) is None:
+                    errors.append(f"{ident(m)}: {ident(d)} has no port {ep.get('port')!r}")
+                elif f"prometheus:{ep['port']}" not in reachability(objs, d, "ingress"):
+                    errors.append(f"{ident(d)}: Prometheus may not reach its metrics port {ep['port']!r}")
+    rules = [g for r in find(objs, "PrometheusRule") for g in r["spec"]["groups"]]
+    today = yaml.safe_load((ROOT / "deploy" / "observability" / "prometheus-alerts.yaml").read_text())[
+        "groups"
+    ]
+    for group in today:
+        if group not in rules:
+            errors.append(
+                f"PrometheusRule: group {group['name']!r} differs from deploy/observability/prometheus-alerts.yaml"
+            )
+    return errors
+
+
 def check_component(component: str, objs: Objects | None = None) -> list[str]:
     """The component on its overlay passes every overlay check, plus the component's own."""
     overlay = COMPONENTS[component]
@@ -798,6 +845,8 @@ def check_component(component: str, objs: Objects | None = None) -> list[str]:
     errors = check_overlay(overlay, objs)
     if component == "external-secrets":
         errors += secret_contract_errors(objs)
+    if component == "monitoring":
+        errors += monitoring_errors(objs)
     return errors
 
 

@@ -70,7 +70,7 @@ def test_deploy_cloud_secrets_are_referenced_by_name_and_listed_in_the_contract(
     assert any("Secret 'kafka-sasl' does not exist" in e for e in errors), errors
 
 
-@pytest.mark.parametrize("component", ["external-secrets", "keda"])
+@pytest.mark.parametrize("component", ["external-secrets", "keda", "monitoring"])
 def test_deploy_component_has_no_problems(dv: ModuleType, component: str) -> None:
     assert dv.check_component(component) == []
 
@@ -121,6 +121,25 @@ def test_deploy_catches_autoscaling_and_spread_mistakes(dv: ModuleType) -> None:
     assert "ScaledObject/log-sink: maxReplicaCount 4 > 3 partitions" in errors
     assert "ScaledObject/notifier: trigger group 'notifier'" in errors
     assert "Deployment/search-indexer: no topologySpreadConstraint on kubernetes.io/hostname" in errors
+
+
+def test_deploy_catches_monitoring_mistakes(dv: ModuleType) -> None:
+    import copy
+
+    objs = copy.deepcopy(dv.render("cloud", ["monitoring"]))
+    rule = dv.one(objs, "PrometheusRule", "kafka-platform")
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "1h"  # drifted from prometheus-alerts.yaml
+    dv.one(objs, "PodMonitor", "kafka-exporter")["spec"]["podMetricsEndpoints"][0]["port"] = "http"
+    scrape = dv.one(objs, "NetworkPolicy", "prometheus-scrape")
+    scrape["spec"]["ingress"][0]["ports"] = [
+        {"protocol": "TCP", "port": 8101},
+        {"protocol": "TCP", "port": 9999},
+    ]
+    errors = "\n".join(dv.check_component("monitoring", objs))
+    assert "group 'platform-consumers' differs" in errors
+    assert "PodMonitor/kafka-exporter: Deployment/kafka-exporter has no port 'http'" in errors
+    assert "Deployment/issue-ingestor: Prometheus may reach ['prometheus:8101', 'prometheus:9999']" in errors
+    assert "Deployment/gateway: Prometheus may not reach its metrics port 'http'" in errors
 
 
 def test_deploy_base_renders_and_validates(dv: ModuleType) -> None:
