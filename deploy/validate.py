@@ -833,7 +833,7 @@ def monitoring_errors(objs: Objects) -> list[str]:
     for group in today:
         if group not in rules:
             errors.append(
-                f"PrometheusRule: group {group['name']!r} differs from deploy/observability/prometheus-alerts.yaml"
+                f"PrometheusRule: group {group['name']!r} differs from observability/prometheus-alerts.yaml"
             )
     return errors
 
