@@ -38,6 +38,7 @@ COMPONENTS: dict[str, str] = {
     "external-secrets": "cloud",
     "keda": "cloud",
     "monitoring": "cloud",
+    "kafka-topics": "cloud",
 }
 #: JSON schemas of the custom resources the components use, vendored (deploy/schemas/crds/README.md).
 CRD_SCHEMAS = ROOT / "deploy" / "schemas" / "crds"

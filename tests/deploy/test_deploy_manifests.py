@@ -70,7 +70,7 @@ def test_deploy_cloud_secrets_are_referenced_by_name_and_listed_in_the_contract(
     assert any("Secret 'kafka-sasl' does not exist" in e for e in errors), errors
 
 
-@pytest.mark.parametrize("component", ["external-secrets", "keda", "monitoring"])
+@pytest.mark.parametrize("component", ["external-secrets", "keda", "monitoring", "kafka-topics"])
 def test_deploy_component_has_no_problems(dv: ModuleType, component: str) -> None:
     assert dv.check_component(component) == []
 
@@ -140,6 +140,68 @@ def test_deploy_catches_monitoring_mistakes(dv: ModuleType) -> None:
     assert "PodMonitor/kafka-exporter: Deployment/kafka-exporter has no port 'http'" in errors
     assert "Deployment/issue-ingestor: Prometheus may reach ['prometheus:8101', 'prometheus:9999']" in errors
     assert "Deployment/gateway: Prometheus may not reach its metrics port 'http'" in errors
+
+
+def _expected_topics(control: str) -> dict[str, tuple[int, dict[str, str]]]:
+    """topic -> (partitions, config) as the registry implies it: message topics, the activity log and every
+    DLQ kept forever, the rest 7 days; the control topic compacted on one partition."""
+    from platform_events import TOPICS
+
+    forever = {"platform.messages.created", "platform.messages.updated", "platform.messages.deleted"}
+    forever.add("platform.users.activity")
+    out: dict[str, tuple[int, dict[str, str]]] = {}
+    for spec in TOPICS.values():
+        out[spec.name] = (spec.partitions, {"retention.ms": "-1" if spec.name in forever else "604800000"})
+        if spec.consumer_groups:
+            out[spec.dlq_topic] = (spec.partitions, {"retention.ms": "-1"})
+    out[control] = (1, {"cleanup.policy": "compact"})
+    return out
+
+
+def test_deploy_kafka_topics_component_matches_the_registry(dv: ModuleType, rendered: dict[str, Any]) -> None:
+    objs = dv.render("cloud", ["kafka-topics"])
+    env = dv.container_env(objs, dv.one(objs, "Deployment", "notifier"))
+    assert env["KAFKA_AUTO_CREATE_TOPICS"] == "false"
+    stated = {
+        t["spec"]["topicName"]: (t["spec"]["partitions"], t["spec"]["config"])
+        for t in dv.find(objs, "KafkaTopic")
+    }
+    assert stated == _expected_topics(env["KAFKA_CONTROL_TOPIC"])
+    assert {t["spec"]["replicas"] for t in dv.find(objs, "KafkaTopic")} == {
+        int(env["KAFKA_TOPIC_REPLICATION"])
+    }
+    assert all(t["metadata"]["labels"].get("strimzi.io/cluster") for t in dv.find(objs, "KafkaTopic"))
+
+
+def test_deploy_topic_job_script_creates_what_the_component_states(
+    dv: ModuleType, rendered: dict[str, Any], tmp_path: Path
+) -> None:
+    """create-topics.sh run against a recording kafka-topics.sh, with the kind Job's environment."""
+    import subprocess
+
+    objs = rendered["kind"]
+    env = dv.container_env(objs, dv.one(objs, "Job", "kafka-topics"))
+    stub = tmp_path / "kafka-topics.sh"
+    stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$RECORD"\n')
+    stub.chmod(0o755)
+    record = tmp_path / "record"
+    script = ROOT / "deploy" / "k8s" / "components" / "dev-infra" / "kafka" / "create-topics.sh"
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={"PATH": "/usr/bin:/bin", **env, "KAFKA_BIN": str(tmp_path), "RECORD": str(record)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    created: dict[str, tuple[int, dict[str, str]]] = {}
+    for line in record.read_text().splitlines():
+        words = line.split()
+        if "--create" in words:
+            config = dict(w.split("=", 1) for w in words[words.index("--config") + 1 :: 2])
+            created[words[words.index("--topic") + 1]] = (int(words[words.index("--partitions") + 1]), config)
+    assert created == _expected_topics(env["KAFKA_CONTROL_TOPIC"])
 
 
 def test_deploy_base_renders_and_validates(dv: ModuleType) -> None:
