@@ -81,7 +81,7 @@ bench: infra-up ## run the benchmarks; tables on stdout, JSON in benchmarks/resu
 deploy-check: install ## render + validate the k8s overlays, compose and the Dockerfile (no cluster needed)
 	$(VPY) deploy/validate.py
 
-kind-up: ## create a kind cluster, build + load the images, apply overlays/kind, print the gateway URL
+kind-up: install ## create a kind cluster, build + load the images (IMAGE_TAG), apply overlays/kind, print the gateway URL
 	KUBECTL=$(CURDIR)/$(VENV)/bin/kubectl deploy/k8s/kind-up.sh
 
 kind-down: ## delete the kind cluster
