@@ -143,8 +143,11 @@ def _close_streams_on_sigterm(upstreams: Upstreams) -> Callable[[], None]:
         if callable(previous):
             previous(signum, frame)
 
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
     signal.signal(signal.SIGTERM, on_sigterm)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    return restore
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
