@@ -78,7 +78,7 @@ fmt: install
 bench: infra-up ## run the benchmarks; tables on stdout, JSON in benchmarks/results/
 	$(VPY) -m benchmarks
 
-deploy-check: install ## render + validate the k8s overlays, compose and the Dockerfile (no cluster needed)
+deploy-check: install ## render + validate the k8s overlays and components, compose and the Dockerfile (no cluster needed)
 	$(VPY) deploy/validate.py
 
 kind-up: install ## create a kind cluster, build + load the images (IMAGE_TAG), apply overlays/kind, print the gateway URL

@@ -662,6 +662,14 @@ def network_errors(objs: Objects, overlay: str) -> list[str]:
         for np in find(objs, "NetworkPolicy")
     ):
         errors.append("no default-deny NetworkPolicy (podSelector {} for Ingress and Egress)")
+    if overlay == "cloud":
+        for np in find(objs, "NetworkPolicy"):
+            for rule in np["spec"].get("egress", []):
+                for peer in rule.get("to", []):
+                    if peer.get("ipBlock", {}).get("cidr") in ("0.0.0.0/0", "::/0"):
+                        errors.append(
+                            f"{ident(np)}: egress to {peer['ipBlock']['cidr']}; name the endpoint's CIDR"
+                        )
     for d in platform_deployments(objs):
         name = d["metadata"]["name"]
         allowed = SERVICE_PEERS.get(name)

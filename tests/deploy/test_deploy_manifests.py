@@ -204,6 +204,24 @@ def test_deploy_topic_job_script_creates_what_the_component_states(
     assert created == _expected_topics(env["KAFKA_CONTROL_TOPIC"])
 
 
+def test_deploy_cloud_egress_names_its_cidrs(dv: ModuleType, rendered: dict[str, Any]) -> None:
+    import copy
+
+    objs = copy.deepcopy(rendered["cloud"])
+    cidrs = {
+        np["metadata"]["name"]: np["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"]
+        for np in dv.find(objs, "NetworkPolicy")
+        if np["spec"].get("egress") and "ipBlock" in np["spec"]["egress"][0]["to"][0]
+    }
+    named = dv.env_file(ROOT / "deploy" / "k8s" / "overlays" / "cloud" / "config" / "egress-cidrs.env")
+    assert set(cidrs.values()) == set(named.values())
+    dv.one(objs, "NetworkPolicy", "search-indexer-egress")["spec"]["egress"][0]["to"][0]["ipBlock"][
+        "cidr"
+    ] = "0.0.0.0/0"
+    errors = dv.network_errors(dv.with_out_of_band(objs, "cloud"), "cloud")
+    assert any("NetworkPolicy/search-indexer-egress: egress to 0.0.0.0/0" in e for e in errors), errors
+
+
 def test_deploy_base_renders_and_validates(dv: ModuleType) -> None:
     objs = dv.render_path(ROOT / "deploy" / "k8s" / "base")
     assert dv.schema_errors(objs) == []
