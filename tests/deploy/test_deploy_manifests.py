@@ -222,6 +222,44 @@ def test_deploy_cloud_egress_names_its_cidrs(dv: ModuleType, rendered: dict[str,
     assert any("NetworkPolicy/search-indexer-egress: egress to 0.0.0.0/0" in e for e in errors), errors
 
 
+def test_deploy_cloud_datastore_clients_use_tls_and_their_secrets(
+    dv: ModuleType, rendered: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings each service builds from its cloud pod's environment (Secrets from the contract): MySQL
+    over verified TLS, Elasticsearch with the API key over https, MongoDB URLs with TLS on, the optional CA
+    Secret mounted where the settings point."""
+    import ssl
+    from urllib.parse import parse_qs, urlsplit
+
+    from issue_ingestor.config import Settings as IngestorSettings
+    from search_indexer.config import Settings as IndexerSettings
+
+    cloud = dv.with_out_of_band(rendered["cloud"], "cloud")
+
+    def env_of(name: str) -> dict[str, str]:
+        env: dict[str, str] = dv.container_env(cloud, dv.one(cloud, "Deployment", name))
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return env
+
+    env_of("issue-ingestor")
+    context = IngestorSettings().db_ssl_context()
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    env_of("search-indexer")
+    kwargs = IndexerSettings().es_kwargs()
+    assert kwargs["hosts"][0].startswith("https://")
+    assert kwargs["api_key"] == "CHANGE-ME"
+    for name in ("log-sink", "notifier", "gateway"):
+        url = urlsplit(env_of(name)["MONGO_URL"])
+        assert url.scheme == "mongodb+srv" or parse_qs(url.query).get("tls") == ["true"], name
+        assert parse_qs(url.query).get("tls", ["true"]) == ["true"], name
+    for d in dv.platform_deployments(cloud):
+        mounts = {m["mountPath"]: m["name"] for m in dv.pod_spec(d)["containers"][0]["volumeMounts"]}
+        assert mounts.get("/etc/platform/tls") == "datastore-ca", d["metadata"]["name"]
+
+
 def test_deploy_base_renders_and_validates(dv: ModuleType) -> None:
     objs = dv.render_path(ROOT / "deploy" / "k8s" / "base")
     assert dv.schema_errors(objs) == []
