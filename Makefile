@@ -43,8 +43,9 @@ infra-down: ## stop the local servers that infra-up started (never others)
 infra-status: install ## show which local servers answer
 	$(VPY) -m devservers status
 
-run: infra-up ## start everything and print the gateway URL (Ctrl-C stops the services)
-	@$(VPY) -m devservers env > .devdata/services.env
+# EXTERNAL_KAFKA=host:port make run: that broker (e.g. a real Kafka from compose) instead of the local one
+run: install ## start everything and print the gateway URL (Ctrl-C stops the services; EXTERNAL_KAFKA=host:port)
+	@VPY=$(VPY) scripts/run-env.sh .devdata/services.env
 	@test -s .devdata/admin-token || $(VPY) -c "import secrets; print(secrets.token_urlsafe(24))" > .devdata/admin-token
 	@echo "ADMIN_TOKEN=$$(cat .devdata/admin-token)" >> .devdata/services.env
 	@echo "gateway: http://localhost:8000  (OpenAPI at /docs; admin token in .devdata/admin-token)"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# What `make run` gives every service: writes KEY=VALUE lines (the local servers' addresses) to $1
+# (default .devdata/services.env), starting or reusing those servers first.
+# EXTERNAL_KAFKA=host:port: use that broker instead of the local one, which is then not started - e.g. a real
+# Apache Kafka from `docker compose -f deploy/compose/compose.yaml up -d kafka kafka-init` (localhost:9092),
+# for producers the local broker cannot serve (librdkafka / Java clients: docs/local-servers.md).
+set -euo pipefail
+
+py=${VPY:-.venv/bin/python}
+out=${1:-.devdata/services.env}
+servers=(mysql mongo elasticsearch)
+if [[ -z ${EXTERNAL_KAFKA:-} ]]; then
+  servers=(kafka "${servers[@]}")
+fi
+"$py" -m devservers up "${servers[@]}"
+mkdir -p "$(dirname "$out")"
+"$py" -m devservers env "${servers[@]}" > "$out"
+if [[ -n ${EXTERNAL_KAFKA:-} ]]; then
+  # a real broker: idempotent producers stay on (the services' default)
+  printf 'KAFKA_BOOTSTRAP_SERVERS=%s\nKAFKA_BROKER=%s\n' "$EXTERNAL_KAFKA" "$EXTERNAL_KAFKA" >> "$out"
+  echo "kafka: $EXTERNAL_KAFKA (EXTERNAL_KAFKA; the local broker was not started)"
+fi
