@@ -5,6 +5,7 @@ contacts no server)."""
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "run-env.sh"
 
 
-def _run_env(tmp_path: Path, external: str | None) -> tuple[list[str], dict[str, str]]:
+def _run_env(
+    tmp_path: Path, external: str | None, *, on_terminal: bool = False
+) -> tuple[list[str], dict[str, str]]:
     record = tmp_path / "record"
     stub = tmp_path / "python"
     stub.write_text(
@@ -29,15 +32,21 @@ def _run_env(tmp_path: Path, external: str | None) -> tuple[list[str], dict[str,
     if external is not None:
         env["EXTERNAL_KAFKA"] = external
     out = tmp_path / "services.env"
-    done = subprocess.run(
-        ["bash", str(SCRIPT), str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    leader, follower = pty.openpty()  # stdout on a pseudo-terminal: as when a person types `make run`
+    try:
+        done = subprocess.run(
+            ["bash", str(SCRIPT), str(out)],
+            cwd=ROOT,
+            env=env,
+            stdout=follower if on_terminal else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
     assert done.returncode == 0, done.stderr
     lines = [line.split("=", 1) for line in out.read_text().splitlines() if line]
     return record.read_text().splitlines(), {k: v for k, v in lines}
@@ -49,6 +58,12 @@ def test_make_run_uses_the_local_broker_by_default(tmp_path: Path) -> None:
     assert env["KAFKA_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:")
     assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "false"  # the local broker lacks idempotent producers
     assert {"DB_HOST", "MONGO_URL", "ELASTICSEARCH_URL"} <= env.keys()
+    assert "LOG_JSON" not in env  # piped: the services keep JSON logs
+
+
+def test_make_run_on_a_terminal_asks_for_readable_logs(tmp_path: Path) -> None:
+    _, env = _run_env(tmp_path, None, on_terminal=True)
+    assert env["LOG_JSON"] == "false"
 
 
 @pytest.mark.parametrize("external", ["localhost:9092", "kafka-1.internal:9094,kafka-2.internal:9094"])
