@@ -40,6 +40,8 @@ COMPONENTS: dict[str, str] = {
     "monitoring": "cloud",
     "kafka-topics": "cloud",
 }
+#: Third-party manifests kind-up.sh applies (schema-checked only: they are upstream's, not ours).
+ADDONS = ("metrics-server",)
 #: JSON schemas of the custom resources the components use, vendored (deploy/schemas/crds/README.md).
 CRD_SCHEMAS = ROOT / "deploy" / "schemas" / "crds"
 #: The Secrets overlays/cloud references by name and expects to exist before it is applied: one
@@ -957,6 +959,11 @@ def main() -> int:
             f"components/{component} (on overlays/{overlay}): {len(render(overlay, [component]))} objects, "
             f"{len(found)} problems"
         )
+        problems += found
+    for addon in ADDONS:
+        objs = render_path(K8S / "addons" / addon)
+        found = schema_errors(objs)
+        print(f"addons/{addon}: {len(objs)} objects, {len(found)} problems")
         problems += found
     found = check_compose()
     print(f"compose: {len(found)} problems")
