@@ -79,6 +79,12 @@ class RecordingRunner:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.claimed: set[int] = set()
+
+    def claim_control(self, offset: int) -> bool:
+        first = offset not in self.claimed
+        self.claimed.add(offset)
+        return first
 
     async def start(self) -> None:
         self.calls.append("start")
@@ -168,3 +174,48 @@ async def test_commands_missed_while_disconnected_are_folded_into_one_state() ->
         assert runner.calls[before:].count("stop") + runner.calls[before:].count("request:stop") == 1
     finally:
         await follower.stop()
+
+
+async def test_a_command_applied_by_a_direct_call_is_not_applied_again() -> None:
+    """The gateway records a command, then calls the replica with its offset: one restart, not two."""
+    topic = FakeControlTopic()
+    topic.append("svc", "start")
+    runner = RecordingRunner()
+    follower = ControlFollower(KafkaSettings(), runner, topic=TOPIC, consumer_factory=topic.consumer)  # type: ignore[arg-type]
+    await follower.start(replay_timeout_s=2.0)
+    try:
+        before = len(runner.calls)
+        assert runner.claim_control(1)  # the direct call (POST /consumer/restart?control_offset=1) came first
+        topic.append("svc", "restart")
+        topic.append("svc", "pause")
+        await _until(lambda: runner.state == "paused")
+        assert runner.calls[before:] == ["request:pause", "request:start"]
+        assert follower.desired == "paused"
+    finally:
+        await follower.stop()
+
+
+async def test_the_runner_applies_a_control_offset_once() -> None:
+    from consumer_runtime import ConsumerRunner
+    from consumer_runtime.fakes import FakeCluster, FakeConsumer, FakeDeadLetters, FakeSink
+    from consumer_runtime.testing import fast_settings
+    from platform_events import TOPICS
+
+    cluster = FakeCluster("t", 1)
+    runner = ConsumerRunner(
+        name="svc",
+        settings=fast_settings("fake:1", "g", kafka_auto_create_topics=False),
+        topics=[TOPICS["log-events"].renamed("t")],
+        sink=FakeSink(),
+        dead_letters=FakeDeadLetters(),
+        consumer_factory=lambda: FakeConsumer(cluster),
+    )
+    first = runner.request("pause", control_offset=7)
+    assert first.paused
+    assert first.leads_to == "paused"
+    await runner.resume()
+    again = runner.request("pause", control_offset=7)  # the follower's copy of the same command
+    assert not again.paused
+    assert not runner.claim_control(7)
+    assert runner.claim_control(8)
+    await runner.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -155,6 +156,7 @@ class ConsumerRunner:
         self.desired: Desired = "running"
         self.operator_paused = False
         self._restart_requested = False
+        self._applied_control: deque[int] = deque(maxlen=256)  # control-topic offsets applied here
         self._task: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -239,13 +241,17 @@ class ConsumerRunner:
     async def resume(self) -> None:
         self._set_operator_pause(False)
 
-    def request(self, action: Action) -> ControlAck:
+    def request(self, action: Action, *, control_offset: int | None = None) -> ControlAck:
         """Take an operator command and answer at once with the state it leads to.
 
         pause/resume apply immediately; start/stop/restart are applied in the background, one at a time
-        (repeated restarts asked for before the first begins become one restart).
+        (repeated restarts asked for before the first begins become one restart). ``control_offset``: the
+        command is also recorded at that offset of the control topic, and whichever of this call and the
+        replica's control follower comes first applies it; the other one skips it.
         """
-        if action == "pause":
+        if control_offset is not None and not self.claim_control(control_offset):
+            log.info("control command already applied", consumer=self.name, control_offset=control_offset)
+        elif action == "pause":
             self._set_operator_pause(True)
         elif action == "resume":
             self._set_operator_pause(False)
@@ -258,6 +264,14 @@ class ConsumerRunner:
         leads_to = self._leads_to(action)
         log.info("consumer control", consumer=self.name, action=action, leads_to=leads_to.value)
         return ControlAck(**self.status().model_dump(), action=action, leads_to=leads_to)
+
+    def claim_control(self, control_offset: int) -> bool:
+        """True the first time the command at this control-topic offset is to be applied on this replica
+        (by a direct call or by the control follower), False after that."""
+        if control_offset in self._applied_control:
+            return False
+        self._applied_control.append(control_offset)
+        return True
 
     def _leads_to(self, action: Action) -> State:
         if not self.settings.kafka_enabled:

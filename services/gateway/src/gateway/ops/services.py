@@ -116,7 +116,15 @@ async def control(upstreams: Upstreams, plane: ControlPlane, service: str, actio
         applied=False,
     )
     try:
-        result.status = await upstreams.json(service, "POST", f"/consumer/{action}", timeout=35.0)
+        # The replica reached here applies the command now; its control follower then skips that offset,
+        # so the command is applied once per replica. The service answers at once (progress: its status).
+        result.status = await upstreams.json(
+            service,
+            "POST",
+            f"/consumer/{action}",
+            params={"control_offset": sent.offset} if sent.partition == 0 else None,
+            timeout=10.0,
+        )
         result.applied = True
     except ApiError as exc:
         result.error = exc.body.message
