@@ -65,7 +65,9 @@ test: infra-up browser ## install, start what tests need, run the whole suite
 test-unit: install ## only the tests that need no server
 	$(VPY) -m pytest -m "not integration and not faults" $(PYTEST_ARGS)
 
-test-faults: infra-up ## the slow fault-injection suite
+test-faults: infra-up ## the slow fault-injection suite, and a larger run of the runner's state machine
+	RUNNER_PROPERTY_EXAMPLES=300 RUNNER_PROPERTY_STEPS=50 $(VPY) -m pytest -q \
+	  libs/consumer-runtime/tests/test_runner_properties.py $(PYTEST_ARGS)
 	$(VPY) -m pytest -m faults $(PYTEST_ARGS)
 
 lint: install ## ruff + mypy
