@@ -340,7 +340,7 @@ class ConsumerRunner:
         if self._consumer is not None:
             self._sync_pause(self._consumer)
         else:
-            m.PAUSED.labels(**self._labels).set(1 if self.pause_holders() else 0)
+            self._export_pause()
 
     def _sync_pause(self, consumer: ConsumerPort) -> None:
         """Pause exactly the partitions an operator pause or a waiting batch holds; resume the rest."""
@@ -352,7 +352,12 @@ class ConsumerRunner:
             consumer.pause(*sorted(want - have))
         if have - want:
             consumer.resume(*sorted(have - want))
-        m.PAUSED.labels(**self._labels).set(1 if held else 0)
+        self._export_pause()
+
+    def _export_pause(self) -> None:
+        holders = self.pause_holders()
+        m.PAUSED.labels(**self._labels).set(1 if "operator" in holders else 0)
+        m.BACKOFF.labels(**self._labels).set(1 if "backoff" in holders else 0)
 
     # ------------------------------------------------------------------ loop
     async def _run(self) -> None:
