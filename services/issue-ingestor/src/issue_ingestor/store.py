@@ -23,20 +23,27 @@ from consumer_runtime import Failure, PermanentError, Record, get_logger
 from platform_events import FactoryIssueEvent, format_timestamp
 
 from issue_ingestor.config import Settings
-from issue_ingestor.handlers import StoredIssue, WritePlan, issue_ids, plan_batch, prepare
+from issue_ingestor.handlers import IssueRow, StoredIssue, WritePlan, issue_ids, plan_batch, prepare
 
 log = get_logger(__name__)
 
 ISSUE_COLUMNS: Final = (
     "issue, processType, modeType, modeLogId, description, isSolved, `timestamp`, received_at, updated_at, "
-    "kafka_partition, kafka_offset, session_seq, event_version"
+    "kafka_partition, kafka_offset, session_seq, event_version, description_version"
 )
 _NEWER: Final = "VALUES(event_version) > event_version"
-#: Assignments run left to right and see the new values of earlier columns: ``event_version`` goes last.
+_NEWER_DESCRIPTION: Final = "VALUES(description_version) > description_version"
+#: Assignments run left to right and see the new values of earlier columns: ``updated_at`` goes first (it
+#: compares every version), ``description`` before ``description_version``, ``event_version`` last.
 UPSERT_ISSUES: Final = (
-    f"INSERT INTO ChatbotIssue ({ISSUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    f"INSERT INTO ChatbotIssue ({ISSUE_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE "
-    f"description = IF({_NEWER}, COALESCE(VALUES(description), description), description), "
+    f"updated_at = IF({_NEWER} OR {_NEWER_DESCRIPTION} OR VALUES(session_seq) > session_seq, "
+    "VALUES(updated_at), updated_at), "
+    f"description = IF({_NEWER_DESCRIPTION}, VALUES(description), description), "
+    "description_version = GREATEST(description_version, VALUES(description_version)), "
+    "session_seq = GREATEST(session_seq, VALUES(session_seq)), "
     + ", ".join(
         f"{col} = IF({_NEWER}, VALUES({col}), {col})"
         for col in (
@@ -45,26 +52,30 @@ UPSERT_ISSUES: Final = (
             "modeLogId",
             "isSolved",
             "`timestamp`",
-            "updated_at",
             "kafka_partition",
             "kafka_offset",
-            "session_seq",
         )
     )
     + ", event_version = GREATEST(event_version, VALUES(event_version))"
 )
-#: A session is inserted once; re-applying it can only close an open one (closed_at is set once).
+#: Sessions are folded from the whole history of the issue (under the row lock): the planner sends only the
+#: ones that changed, with their final values.
 UPSERT_SESSIONS: Final = (
     "INSERT INTO ChatbotSession (issue, seq, status, opened_at, closed_at) VALUES (%s, %s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE "
-    "closed_at = IF(status = 'open' AND VALUES(status) = 'closed', VALUES(closed_at), closed_at), "
-    "status = IF(VALUES(status) = 'closed', 'closed', status)"
+    "status = VALUES(status), opened_at = VALUES(opened_at), closed_at = VALUES(closed_at)"
 )
-_LOAD_STATE: Final = (
-    "SELECT c.issue, c.isSolved, c.event_version, c.session_seq, s.opened_at, s.status "
-    "FROM ChatbotIssue c LEFT JOIN ChatbotSession s ON s.issue = c.issue AND s.seq = c.session_seq "
-    "WHERE c.issue IN ({}) FOR UPDATE"
+#: Each event once per issue: a redelivery is a no-op.
+INSERT_EVENTS: Final = (
+    "INSERT INTO ChatbotIssueEvent (issue, event_version, isSolved) VALUES (%s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE isSolved = isSolved"
 )
+_LOAD_ROWS: Final = (
+    "SELECT issue, processType, modeType, modeLogId, description, isSolved, `timestamp`, kafka_partition, "
+    "kafka_offset, session_seq, event_version, description_version "
+    "FROM ChatbotIssue WHERE issue IN ({}) FOR UPDATE"
+)
+_LOAD_HISTORY: Final = "SELECT issue, event_version, isSolved FROM ChatbotIssueEvent WHERE issue IN ({})"
 
 #: Server errors that mean "this data can never be written as is" (strict mode data errors, FK, ...).
 PERMANENT_ERRORS: Final = frozenset(
@@ -301,6 +312,8 @@ class IssueStore:
                 now = utc_now_naive()
                 if plan.issues:
                     await cur.executemany(UPSERT_ISSUES, [row.params(now) for row in plan.issues])
+                if plan.events:
+                    await cur.executemany(INSERT_EVENTS, plan.events)
                 if plan.sessions:
                     await cur.executemany(UPSERT_SESSIONS, [s.params() for s in plan.sessions])
                 await conn.commit()
@@ -314,20 +327,35 @@ class IssueStore:
         return plan.failures
 
     async def _load_state(self, cur: Any, ids: list[str]) -> dict[str, StoredIssue]:
+        """Lock the batch's issues and read their rows and event histories."""
         if not ids:
             return {}
-        await cur.execute(_LOAD_STATE.format(", ".join(["%s"] * len(ids))), ids)
-        out: dict[str, StoredIssue] = {}
-        for issue, solved, version, seq, opened_at, status in await cur.fetchall():
-            out[issue] = StoredIssue(
-                issue=issue,
-                is_solved=bool(solved),
-                version=version,
-                session_seq=int(seq),
-                session_opened_at=opened_at,
-                session_open=status == "open",
+        marks = ", ".join(["%s"] * len(ids))
+        await cur.execute(_LOAD_ROWS.format(marks), ids)
+        rows = {
+            r[0]: IssueRow(
+                issue=r[0],
+                process_type=r[1],
+                mode_type=r[2],
+                mode_log_id=r[3],
+                description=r[4],
+                is_solved=bool(r[5]),
+                timestamp=r[6],
+                kafka_partition=int(r[7]),
+                kafka_offset=int(r[8]),
+                session_seq=int(r[9]),
+                version=r[10],
+                description_version=r[11],
             )
-        return out
+            for r in await cur.fetchall()
+        }
+        if not rows:
+            return {}
+        await cur.execute(_LOAD_HISTORY.format(", ".join(["%s"] * len(rows))), list(rows))
+        history: dict[str, list[tuple[str, bool]]] = {}
+        for issue, version, solved in await cur.fetchall():
+            history.setdefault(issue, []).append((version, bool(solved)))
+        return {issue: StoredIssue(row, tuple(history.get(issue, ()))) for issue, row in rows.items()}
 
     # ------------------------------------------------------------------ queries (HTTP API)
     async def list_issues(
