@@ -16,9 +16,15 @@ SET @ddl = CONCAT(
 PREPARE history_ddl FROM @ddl;
 EXECUTE history_ddl;
 DEALLOCATE PREPARE history_ddl;
-ALTER TABLE ChatbotIssue ADD COLUMN IF NOT EXISTS description_version
-    CHAR(47) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''
-    COMMENT 'version of the newest event that carried a description' AFTER event_version;
+-- MySQL has no ADD COLUMN IF NOT EXISTS: look first
+SET @ddl = IF(
+    (SELECT COUNT(*) FROM information_schema.COLUMNS
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'ChatbotIssue' AND COLUMN_NAME = 'description_version') > 0,
+    'DO 0',
+    'ALTER TABLE ChatbotIssue ADD COLUMN description_version CHAR(47) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '''' COMMENT ''version of the newest event that carried a description'' AFTER event_version');
+PREPARE history_ddl FROM @ddl;
+EXECUTE history_ddl;
+DEALLOCATE PREPARE history_ddl;
 UPDATE ChatbotIssue SET description_version = event_version
     WHERE description IS NOT NULL AND description_version = '';
 -- Backfill of the issues stored before this migration: the row's own event, and for every session an
