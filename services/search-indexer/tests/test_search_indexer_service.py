@@ -4,6 +4,7 @@ consume → index → search over HTTP, ordering, dead letters, and rebuild by r
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -325,3 +326,29 @@ async def test_partition_offsets_use_high_watermarks(kafka_bootstrap: str, kafka
     assert by_partition[0] == (0, 18)
     assert by_partition[1] == (0, 1)
     assert by_partition[2] == (0, 0)
+
+
+async def test_message_topics_are_created_to_keep_everything(kafka_bootstrap: str) -> None:
+    """Retention rule: a rebuild replays platform.messages.* from the beginning, so they keep everything."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_enable_idempotence=False)
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"platform.messages.t{suffix}", f"platform.messages.t{suffix}.dlq", f"other-t{suffix}"]
+    assert await ensure_topics(settings, names) == names
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        retention = {}
+        for name in names:  # one resource per request: what the local broker answers
+            (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+            (resource,) = answer.to_object()["resources"]
+            entries = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+            retention[name] = entries.get("retention.ms")
+    finally:
+        await admin.close()
+        await delete_topics(kafka_bootstrap, names)
+    assert retention[names[0]] == "-1"
+    assert retention[names[1]] != "-1"  # dead letters keep the broker default
+    assert retention[names[2]] != "-1"
