@@ -45,6 +45,9 @@ class Settings(ServiceSettings):
 
     rebuild_batch_size: int = Field(1000, ge=1, le=100_000)
     rebuild_timeout_s: float = Field(3600.0, gt=0)
+    # After a rebuild swapped the alias, the old index is kept this long (an admin may delete it sooner with
+    # DELETE /admin/indices/{name}); 0 = delete it right after the swap.
+    rebuild_keep_old_index_s: float = Field(7 * 86400.0, ge=0)
     # POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>"; unset, it is refused (403).
     admin_token: SecretStr | None = None
 

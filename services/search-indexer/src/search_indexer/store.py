@@ -153,6 +153,24 @@ class MessageStore:
     async def delete_index(self, name: str) -> None:
         await self.es.options(ignore_status=404).indices.delete(index=name)
 
+    async def retire_index(self, name: str) -> None:
+        """Mark an index the alias left (``_meta.retired_at``, epoch seconds): kept, swept later."""
+        await self.es.indices.put_mapping(index=name, meta={"retired_at": time.time()})
+        log.info("index retired (kept)", index=name)
+
+    async def retired_indices(self) -> dict[str, float]:
+        """``{name: retired_at}`` of this alias's indexes that a rebuild retired (never the alias's own)."""
+        resp = await self.es.options(ignore_status=404).indices.get_mapping(index=f"{self.alias}-*")
+        if resp.meta.status == 404:
+            return {}
+        current = set(await self.alias_indices())
+        out: dict[str, float] = {}
+        for name, body in resp.body.items():
+            retired_at = ((body or {}).get("mappings") or {}).get("_meta", {}).get("retired_at")
+            if name not in current and isinstance(retired_at, int | float):
+                out[name] = float(retired_at)
+        return out
+
     async def set_refresh_interval(self, index: str, value: str) -> None:
         await self.es.indices.put_settings(index=index, settings={"index": {"refresh_interval": value}})
 
