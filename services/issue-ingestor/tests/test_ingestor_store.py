@@ -185,18 +185,18 @@ async def test_list_filters_paging_and_total(store: IssueStore) -> None:
             )
         )
     await store.write(batch)
-    total, page = await store.list_issues(limit=5, offset=0)
+    total, page, _ = await store.list_issues(limit=5, offset=0)
     assert total == 12
     assert [p["issue"] for p in page] == ["L11", "L10", "L09", "L08", "L07"]
-    total, page = await store.list_issues(limit=5, offset=10)
+    total, page, _ = await store.list_issues(limit=5, offset=10)
     assert total == 12
     assert [p["issue"] for p in page] == ["L01", "L00"]
-    total, page = await store.list_issues(limit=100, offset=0, process_type="장애접수", mode_type="용접기")
+    total, page, _ = await store.list_issues(limit=100, offset=0, process_type="장애접수", mode_type="용접기")
     assert total == 3
     assert {p["issue"] for p in page} == {"L01", "L05", "L09"}
-    total, _ = await store.list_issues(limit=100, offset=0, is_solved=True)
+    total, _, _ = await store.list_issues(limit=100, offset=0, is_solved=True)
     assert total == 4
-    total, page = await store.list_issues(
+    total, page, _ = await store.list_issues(
         limit=100, offset=0, since=datetime(2025, 8, 3), until=datetime(2025, 8, 6)
     )
     assert total == 3
@@ -323,3 +323,28 @@ async def test_migrations_upgrade_an_existing_database_and_are_safe_to_rerun(iss
     finally:
         await old.close()
         drop_mysql_database(name, user, port=issue_db.port)
+
+
+async def test_every_statement_has_a_server_side_time_limit(issue_db: MysqlDb) -> None:
+    """A hung query ends on the server (MariaDB max_statement_time; MySQL MAX_EXECUTION_TIME hint on reads):
+    the error is an ordinary retried failure, not a connection held forever."""
+    from asyncmy.errors import OperationalError
+
+    limited = IssueStore(issue_db.settings(db_statement_timeout_s=0.5, db_migrate=False))
+    try:
+        assert await fetch(limited, "SELECT @@max_statement_time") == [(0.5,)]
+        with pytest.raises(OperationalError, match="max_statement_time"):
+            await fetch(limited, "SELECT SLEEP(60)")
+    finally:
+        await limited.close()
+
+
+async def test_issue_list_counts_up_to_a_cap(store: IssueStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import issue_ingestor.store as store_module
+
+    monkeypatch.setattr(store_module, "COUNT_CAP", 3)
+    await store.write([rec(issue_json(f"C{i}"), i) for i in range(5)])
+    total, page, capped = await store.list_issues(limit=2, offset=0)
+    assert (total, capped, len(page)) == (3, True, 2)
+    total, page, capped = await store.list_issues(limit=10, offset=0, mode_type="용접기")
+    assert (total, capped, page) == (0, False, [])

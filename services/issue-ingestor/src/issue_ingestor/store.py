@@ -107,6 +107,12 @@ ISSUE_FIELDS: Final = (
 )
 SESSION_FIELDS: Final = ("id", "issue", "seq", "status", "opened_at", "closed_at")
 
+#: ``GET /issues`` counts matching rows up to this many, never more (``total_capped`` says so): a
+#: ``COUNT(*)`` over millions of rows on every page is a full index scan.
+COUNT_CAP: Final = 10_000
+#: On MySQL (which has no ``max_statement_time``) reads carry this optimizer hint; MariaDB ignores it.
+_MYSQL_READ_LIMIT: Final = "/*+ MAX_EXECUTION_TIME({ms}) */"
+
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _MIGRATION_LOCK: Final = "issue_ingestor_schema_migration"
 
@@ -171,7 +177,9 @@ class IssueStore:
             "charset": "utf8mb4",
             "autocommit": False,
             "connect_timeout": self.settings.db_connect_timeout_s,
-            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
+            # MariaDB only (MySQL reads a comment): the server ends any statement after this many seconds
+            f" /*M!100108 , max_statement_time = {self.settings.db_statement_timeout_s:g} */",
         }
 
     async def _get_pool(self) -> Any:
@@ -220,6 +228,9 @@ class IssueStore:
             raise
         finally:
             pool.release(conn)
+
+    def _read_hint(self) -> str:
+        return _MYSQL_READ_LIMIT.format(ms=int(self.settings.db_statement_timeout_s * 1000))
 
     async def _timed(self, coro: Any) -> Any:
         return await asyncio.wait_for(coro, self.settings.db_statement_timeout_s)
@@ -368,8 +379,9 @@ class IssueStore:
         is_solved: bool | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """Issues newest first (event time), filtered; returns (total matching, one page)."""
+    ) -> tuple[int, list[dict[str, Any]], bool]:
+        """Issues newest first (event time), filtered; returns (total matching up to ``COUNT_CAP``, one page,
+        whether there are more than ``COUNT_CAP``)."""
         where: list[str] = []
         args: list[Any] = []
         if process_type is not None:
@@ -389,19 +401,26 @@ class IssueStore:
             args.append(until)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)
+        hint = self._read_hint()
         async with self.connection() as conn, conn.cursor() as cur:
-            await self._timed(cur.execute(f"SELECT COUNT(*) FROM ChatbotIssue{clause}", args))
+            await self._timed(
+                cur.execute(
+                    f"SELECT {hint} COUNT(*) FROM (SELECT 1 FROM ChatbotIssue{clause} LIMIT %s) AS capped",
+                    [*args, COUNT_CAP + 1],
+                )
+            )
             (total,) = await cur.fetchone()
             await self._timed(
                 cur.execute(
-                    f"SELECT {columns} FROM ChatbotIssue{clause} "
+                    f"SELECT {hint} {columns} FROM ChatbotIssue{clause} "
                     "ORDER BY `timestamp` DESC, issue ASC LIMIT %s OFFSET %s",
                     [*args, limit, offset],
                 )
             )
             rows = await cur.fetchall()
             await conn.commit()
-        return int(total), [self._issue_dict(r) for r in rows]
+        capped = int(total) > COUNT_CAP
+        return min(int(total), COUNT_CAP), [self._issue_dict(r) for r in rows], capped
 
     async def get_issue(self, issue_id: str) -> dict[str, Any] | None:
         columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)
