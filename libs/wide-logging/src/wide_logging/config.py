@@ -61,6 +61,8 @@ class WideLoggingConfig:
     breaker_open_ms: int = 5_000
     #: How long ``close()`` may take to flush what is pending.
     close_timeout_s: float = 10.0
+    #: Every direct MongoDB operation ends within this long (connect, socket, maxTimeMS): then it is retried.
+    mongo_timeout_ms: int = 10_000
     #: Largest encoded event (bytes); a bigger one is cut to its core fields plus ``truncated: true``.
     #: At most the wide event limit (256 KiB), well below Kafka's default 1 MB message limit.
     max_event_bytes: int = MAX_WIDE_EVENT_BYTES
@@ -84,6 +86,7 @@ class WideLoggingConfig:
             ("WIDE_LOG_FALLBACK_QUEUE_SIZE", self.fallback_queue_size),
             ("WIDE_LOG_BATCH_SIZE", self.batch_size),
             ("WIDE_LOG_PUBLISH_TIMEOUT_MS", self.publish_timeout_ms),
+            ("MONGO_TIMEOUT_MS", self.mongo_timeout_ms),
         ):
             if value < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {value}")
@@ -154,6 +157,7 @@ class WideLoggingConfig:
         number("WIDE_LOG_BREAKER_OPEN_MS", "breaker_open_ms")
         number("WIDE_LOG_CLOSE_TIMEOUT_S", "close_timeout_s", float)
         number("WIDE_LOG_MAX_EVENT_BYTES", "max_event_bytes")
+        number("MONGO_TIMEOUT_MS", "mongo_timeout_ms")
         values.update(overrides)
         return cls(**values)
 

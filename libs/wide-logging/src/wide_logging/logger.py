@@ -116,8 +116,15 @@ class WideLogger:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if self._mongo is None:
+            timeout_ms = self.config.mongo_timeout_ms
             self._mongo = AsyncMongoClient(
-                self.config.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5_000, connect=False
+                self.config.mongo_url,
+                tz_aware=True,
+                connect=False,
+                serverSelectionTimeoutMS=min(5_000, timeout_ms),
+                connectTimeoutMS=timeout_ms,
+                socketTimeoutMS=timeout_ms,
+                timeoutMS=timeout_ms,  # a hung MongoDB fails the insert, which is then retried
             )
         self._tasks = [
             asyncio.create_task(
