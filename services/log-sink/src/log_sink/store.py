@@ -57,12 +57,11 @@ class WideEventStore:
             url,
             tz_aware=True,
             connect=False,
-            # nothing waits forever: selection, connect, every socket read, and the operation as a whole
-            # (timeoutMS also sends maxTimeMS, so the server stops the work too)
+            # nothing waits forever: selection, connect, every socket read; queries also carry maxTimeMS so
+            # the server stops their work too
             serverSelectionTimeoutMS=min(5_000, timeout_ms),
             connectTimeoutMS=timeout_ms,
             socketTimeoutMS=timeout_ms,
-            timeoutMS=timeout_ms,
         )
         self._owns_client = client is None
         self.database = database
@@ -140,9 +139,9 @@ class WideEventStore:
         return [to_public(d) for d in docs], next_cursor
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
-        doc = await self.collection.find_one({"_id": event_id})
+        doc = await self.collection.find_one({"_id": event_id}, max_time_ms=self.timeout_ms)
         if doc is None:  # stored by an older producer with an ObjectId _id
-            doc = await self.collection.find_one({"event_id": event_id})
+            doc = await self.collection.find_one({"event_id": event_id}, max_time_ms=self.timeout_ms)
         return to_public(doc) if doc is not None else None
 
     async def find_all(self) -> list[dict[str, Any]]:
@@ -150,7 +149,7 @@ class WideEventStore:
         return [to_public(d) async for d in self.collection.find({}).sort(SORT)]
 
     async def count(self) -> int:
-        return await self.collection.count_documents({})
+        return await self.collection.count_documents({}, maxTimeMS=self.timeout_ms)
 
 
 def _event_time(doc: Mapping[str, Any]) -> datetime:
