@@ -97,3 +97,16 @@ def test_message_events_follow_the_same_rule() -> None:
     with pytest.raises(ValidationError) as invalid:
         MessageCreatedEvent.model_validate(json.loads(message(ahead)))
     assert invalid.value.errors()[0]["loc"] == ("timestamp",)
+
+
+def test_a_bad_value_stops_the_process_at_start_naming_the_variable() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAX_CLOCK_SKEW": "soon"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import platform_events"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0
+    assert "MAX_CLOCK_SKEW: expected seconds (e.g. 300) or a duration such as 5m, got 'soon'" in done.stderr

@@ -190,6 +190,11 @@ def max_clock_skew() -> timedelta:
     return _parse_skew(raw) if raw.strip() else DEFAULT_MAX_CLOCK_SKEW
 
 
+# A bad MAX_CLOCK_SKEW stops the process at start (importing the event models), naming the variable, instead
+# of making every event fail validation (and be dead-lettered) later.
+max_clock_skew()
+
+
 def _future_error(when: datetime, now: datetime, skew: timedelta) -> PydanticCustomError:
     return PydanticCustomError(
         "future_timestamp",
