@@ -181,9 +181,10 @@ def test_deploy_topic_job_script_creates_what_the_component_states(
 
     objs = rendered["kind"]
     env = dv.container_env(objs, dv.one(objs, "Job", "kafka-topics"))
-    stub = tmp_path / "kafka-topics.sh"
-    stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$RECORD"\n')
-    stub.chmod(0o755)
+    for tool in ("kafka-topics.sh", "kafka-configs.sh"):
+        stub = tmp_path / tool
+        stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$RECORD"\n')
+        stub.chmod(0o755)
     record = tmp_path / "record"
     script = ROOT / "deploy" / "k8s" / "components" / "dev-infra" / "kafka" / "create-topics.sh"
     done = subprocess.run(
@@ -202,6 +203,16 @@ def test_deploy_topic_job_script_creates_what_the_component_states(
             config = dict(w.split("=", 1) for w in words[words.index("--config") + 1 :: 2])
             created[words[words.index("--topic") + 1]] = (int(words[words.index("--partitions") + 1]), config)
     assert created == _expected_topics(env["KAFKA_CONTROL_TOPIC"])
+    altered = {  # topics created earlier with the broker default get the retention rule too
+        words[words.index("--entity-name") + 1]: words[words.index("--add-config") + 1]
+        for words in (line.split() for line in record.read_text().splitlines())
+        if "--alter" in words
+    }
+    assert altered == {
+        topic: "retention.ms=-1"
+        for topic in created
+        if topic.startswith("platform.messages.") and not topic.endswith(".dlq")
+    }, altered
 
 
 def test_deploy_cloud_egress_names_its_cidrs(dv: ModuleType, rendered: dict[str, Any]) -> None:

@@ -7,10 +7,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
-from consumer_runtime import ConsumerRunner, State
+from consumer_runtime import ConsumerRunner, State, ops_router
 from consumer_runtime.testing import fast_settings, produce, wait_until
 from consumer_runtime.topics import ensure_topics
+from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_consumer_integration import LOG_SPEC, RecordingSink, log_event
@@ -31,8 +33,19 @@ async def test_stop_completes_when_the_broker_is_gone(tmp_path: Path) -> None:
         try:
             await produce(broker.address, "gone", [log_event(i) for i in range(20)])
             await wait_until(lambda: len(sink.stored) == 20, timeout=30)
-            broker.stop(timeout=5)
-            await asyncio.sleep(2)  # the client's fetches are now failing and backing off
+            app = FastAPI()
+            app.include_router(ops_router(service="gone", runner=runner, checks={"datastore": sink.ping}))
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+                assert (await http.get("/readyz")).json()["status"] == "ready"
+                broker.stop(timeout=5)
+                await asyncio.sleep(2)  # the client's fetches are now failing and backing off
+                # Only Kafka is down: the replica keeps serving reads (200), and says it is degraded.
+                ready = await http.get("/readyz")
+                assert ready.status_code == 200, ready.text
+                assert ready.json()["status"] == "degraded"
+                assert ready.json()["checks"]["datastore"] == "ok"
+                assert ready.json()["checks"]["kafka"] != "ok"
+                assert (await http.get("/healthz")).status_code == 200  # waiting for a broker is not wedged
         finally:
             await runner.close()  # must not raise (before the fix: CancelledError out of aiokafka's stop)
         assert runner.state == State.STOPPED

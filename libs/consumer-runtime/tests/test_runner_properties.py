@@ -334,3 +334,23 @@ def test_operator_restart_during_an_outage_does_not_stall() -> None:
         machine.sink_up()
     finally:
         machine.teardown()
+
+
+def test_liveness_fails_only_for_a_wedged_loop() -> None:
+    """Liveness (``/healthz``) restarts a pod only when its loop stopped polling; a datastore outage or a
+    broker outage is waited out (readiness/alerts), since a restart would not cure it."""
+    machine = RunnerMachine()
+    try:
+        machine.produce(0, 3, "good")
+        machine.sink_down()
+        machine.run_loop(20)
+        runner = machine.runner
+        assert runner.wedged() is None  # retrying: the loop polls
+        stuck = runner.settings.consumer_stuck_after_s
+        runner.last_poll_at = (runner.last_poll_at or 0) - 3 * stuck - 1  # as if the loop hung that long
+        assert runner.wedged() is not None
+        machine.sink_up()
+        machine.run_loop(5)
+        assert runner.wedged() is None  # polling again
+    finally:
+        machine.teardown()

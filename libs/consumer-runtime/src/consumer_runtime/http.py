@@ -35,10 +35,25 @@ async def run_checks(checks: Mapping[str, Check], timeout_s: float = 3.0) -> tup
 
 
 def consumer_checks(runner: ConsumerRunner) -> dict[str, Check]:
-    async def progress() -> None:
-        runner.check_progress()
+    """The consumer's checks that gate readiness: its writes are not failing and its loop is not stuck."""
 
-    return {"kafka": runner.check_kafka, "consumer": progress}
+    async def progress() -> None:
+        reason = runner.not_ready()
+        if reason is not None and not runner.kafka_only(reason):
+            raise RuntimeError(reason)
+
+    return {"consumer": progress}
+
+
+def kafka_checks(runner: ConsumerRunner) -> dict[str, Check]:
+    """Reported by ``/readyz`` without gating it: with only Kafka down the service still serves reads."""
+
+    async def consuming() -> None:
+        reason = runner.not_ready()
+        if reason is not None and runner.kafka_only(reason):
+            raise RuntimeError(reason)
+
+    return {"kafka": runner.check_kafka, "consuming": consuming}
 
 
 def ops_router(
@@ -46,19 +61,38 @@ def ops_router(
     service: str,
     runner: ConsumerRunner | None,
     checks: Mapping[str, Check],
+    degraded_checks: Mapping[str, Check] | None = None,
 ) -> APIRouter:
-    """``/healthz`` (process alive), ``/readyz`` (dependencies + consumer), ``/metrics``, ``/consumer/*``."""
+    """``/healthz`` (liveness), ``/readyz`` (can serve: datastore + consumer not failing), ``/metrics``,
+    ``/consumer/*``.
+
+    Readiness gates the service's reads (a Kubernetes Service sends traffic only to ready pods), so it
+    fails only for what breaks them or means the replica itself is wedged: a datastore check, writes
+    failing, a stuck loop. Kafka being unreachable (and ``degraded_checks``, e.g. the notifier's live
+    tail) is reported as ``"status": "degraded"`` with a 200: reads keep working, the consumer reconnects by
+    itself, and lag is watched by alerts on the broker-side lag. Liveness fails only when the loop should
+    poll and has not for 3 × ``CONSUMER_STUCK_AFTER_S`` — a wedged process, which a restart cures.
+    """
     router = APIRouter(tags=["operations"])
-    all_checks = {**(consumer_checks(runner) if runner else {}), **checks}
+    gating = {**(consumer_checks(runner) if runner else {}), **checks}
+    soft = {**(kafka_checks(runner) if runner else {}), **(degraded_checks or {})}
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service}
+    @router.get("/healthz", summary="Liveness: the process answers and its consumer loop is not wedged")
+    async def healthz() -> JSONResponse:
+        wedged = runner.wedged() if runner is not None else None
+        body = {"status": "ok" if wedged is None else "wedged", "service": service}
+        if wedged is not None:
+            body["reason"] = wedged
+        return JSONResponse(body, status_code=200 if wedged is None else 503)
 
-    @router.get("/readyz", summary="Readiness: dependencies reachable and the consumer not stuck")
+    @router.get(
+        "/readyz",
+        summary="Readiness: the datastore answers, the consumer is not failing (Kafka reported, not gating)",
+    )
     async def readyz() -> JSONResponse:
-        ok, report = await run_checks(all_checks)
-        body = {"status": "ready" if ok else "not ready", "service": service, "checks": report}
+        (ok, report), (fine, extra) = await asyncio.gather(run_checks(gating), run_checks(soft))
+        status = "not ready" if not ok else "ready" if fine else "degraded"
+        body = {"status": status, "service": service, "checks": {**report, **extra}}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -765,6 +765,8 @@ class ConsumerRunner:
         if phase == State.RECONNECTING:
             message = self.last_error.message if self.last_error else ""
             return f"reconnecting to kafka: {message}"
+        if phase == State.STARTING and self._consumer is None:
+            return "reconnecting to kafka: connecting"
         pending = self._pending
         if pending is not None and pending.first_failure_at is not None:
             message = self.last_error.message if self.last_error else ""
@@ -779,6 +781,21 @@ class ConsumerRunner:
         stuck_after = self.settings.consumer_stuck_after_s
         if self.last_poll_at is not None and self._clock() - self.last_poll_at > stuck_after:
             return f"no poll for {self._clock() - self.last_poll_at:.0f}s"
+        return None
+
+    @staticmethod
+    def kafka_only(reason: str) -> bool:
+        """Whether a :meth:`not_ready` reason is Kafka's (the consumer waits for the broker, not stuck)."""
+        return reason.startswith("reconnecting to kafka")
+
+    def wedged(self) -> str | None:
+        """Liveness: the loop should be polling and has not for 3 × ``CONSUMER_STUCK_AFTER_S`` (a process a
+        restart cures). Waiting for a broker or a datastore is not wedged: the loop polls meanwhile."""
+        if self._phase not in (State.RUNNING,) or self.last_poll_at is None:
+            return None
+        silent = self._clock() - self.last_poll_at
+        if silent > 3 * self.settings.consumer_stuck_after_s:
+            return f"consumer loop has not polled for {silent:.0f}s"
         return None
 
     def check_progress(self) -> None:
