@@ -149,6 +149,7 @@ class ConsumerRunner:
             else max(1.0, settings.kafka_session_timeout_ms / 2000)
         )
         self.reconnect_backoff_s = reconnect_backoff_s
+        self.start_timeout_s = max(30.0, 3 * settings.kafka_session_timeout_ms / 1000)
         self._clock = clock
 
         # lifecycle and operator state
@@ -372,7 +373,9 @@ class ConsumerRunner:
                     )
                 await self.dead_letters.start()
                 consumer.subscribe(self.topic_names, listener=_Listener(self, consumer))
-                await consumer.start()
+                # Bounded: a group join that never completes (seen on the local broker after every member
+                # left at once) would leave the consumer "starting" forever; a new client joins afresh.
+                await asyncio.wait_for(consumer.start(), self.start_timeout_s)
                 self._consumer = consumer
                 self._phase = State.RUNNING
                 m.UP.labels(**self._labels).set(1)
