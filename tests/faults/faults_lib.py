@@ -211,7 +211,7 @@ async def sent_tally(bootstrap: str, topic: str) -> Tally:
 
 
 async def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
-    """Every record of ``topic`` up to its end offsets at the time of the call (no group)."""
+    """Every record of ``topic`` up to its high watermarks (no group)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -228,14 +228,19 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        # The end is the high watermark of the fetch responses (Tansu's ListOffsets answers 1 for "latest").
+        upto = {tp: 0 for tp in tps}  # next offset to read per partition (by what was returned)
         out: list[Any] = []
         deadline = time.monotonic() + timeout
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        while True:
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                out.extend(msgs)
+                upto[tp] = max(upto[tp], msgs[-1].offset + 1) if msgs else upto[tp]
+            high = {tp: consumer.highwater(tp) for tp in tps}
+            if all(h is not None and upto[tp] >= h for tp, h in high.items()):
+                break
             if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: not read to its end offsets {ends} within {timeout}s")
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(m for m in msgs if m.offset < ends[TopicPartition(m.topic, m.partition)])
+                raise AssertionError(f"{topic}: read up to {upto}, not to its high watermarks {high}")
         return out
     finally:
         await consumer.stop()
