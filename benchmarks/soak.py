@@ -233,7 +233,9 @@ class Soak:
         self.max_rate = 0.0
         self.resent_chunks = 0
         self.stop_load = asyncio.Event()
-        self.not_ready_seen: dict[str, str] = {}
+        self.not_ready_seen: dict[str, str] = {}  # the last not-ready answer per replica
+        self.not_ready_log: list[dict[str, Any]] = []  # each change of a replica's not-ready answer
+        self._current: dict[str, str] = {}  # replicas not ready now → their answer
         self._watchers: list[asyncio.Task[None]] = []
 
     def now(self) -> float:
@@ -346,12 +348,19 @@ class Soak:
             r = await client.get(f"{self.stack.url(name, inst)}/readyz")
             st = (await client.get(f"{self.stack.url(name, inst)}/consumer/status")).json()
         except (httpx.HTTPError, ValueError) as exc:
-            self.not_ready_seen[key] = repr(exc)[:200]
+            self._not_ready(key, repr(exc)[:200])
             return False
         ok = r.status_code == 200 and st.get("state") == "running"
         if not ok:
-            self.not_ready_seen[key] = f"readyz {r.status_code}, state {st.get('state')}: {r.text[:200]}"
+            self._not_ready(key, f"readyz {r.status_code}, state {st.get('state')}: {r.text[:200]}")
+        else:
+            self._current.pop(key, None)
         return ok
+
+    def _not_ready(self, key: str, why: str) -> None:
+        if self._current.get(key) != why:
+            self.not_ready_log.append({"t": self.now(), "replica": key, "answer": why})
+        self._current[key] = self.not_ready_seen[key] = why
 
     async def all_ready(self) -> bool:
         async with httpx.AsyncClient(timeout=3) as c:
@@ -572,6 +581,7 @@ class Soak:
             "ready_after_last_fault_s": ready_after_last,
             "dead_letters": dlq,
             "faults": [vars(f) for f in self.faults],
+            "not_ready": self.not_ready_log[-300:],
             "failures": failures,
             "ok": not failures,
             "run": self.stack.names.rid,
