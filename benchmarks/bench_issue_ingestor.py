@@ -244,7 +244,7 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = str(Path(tmp) / "sent.txt")
             async with LifespanManager(lat_app, startup_timeout=60, shutdown_timeout=60):
-                await wait_until(lambda: lat_runner.status()["assignment"], timeout=60, what="assignment")
+                await wait_until(lambda: lat_runner.status().assignment, timeout=60, what="assignment")
                 proc = multiprocessing.get_context("spawn").Process(
                     target=produce_at_rate,
                     args=(ep.kafka_bootstrap, lat_topic, f"L{tag}", target, LATENCY_SECONDS, out),
@@ -254,9 +254,9 @@ async def main() -> None:
                 deadline = time.monotonic() + LATENCY_SECONDS + 60
                 while time.monotonic() < deadline:
                     now = time.time()
-                    for part in lat_runner.status()["assignment"]:
-                        committed = part["committed"]
-                        history = seen.setdefault(part["partition"], [])
+                    for part in lat_runner.status().assignment:
+                        committed = part.committed
+                        history = seen.setdefault(part.partition, [])
                         if committed is not None and (not history or history[-1][0] != committed):
                             history.append((committed, now))
                     if lat_runner.counts.stored >= expected and not proc.is_alive():

@@ -117,7 +117,7 @@ async def main() -> None:
         )
         t_start = time.perf_counter()
         await runner.start()
-        await poll(lambda: bool(runner.status()["assignment"]), 0.01)
+        await poll(lambda: bool(runner.status().assignment), 0.01)
         t_assigned = time.perf_counter()
         await poll(lambda: runner.counts.stored >= N, 0.02)
         t_done = time.perf_counter()

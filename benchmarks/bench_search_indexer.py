@@ -169,7 +169,7 @@ async def latency(settings: Settings, store: MessageStore, topic: str, target_ra
     produced = 0
     try:
         # let the group settle first (Tansu takes a few seconds to assign): latency is about steady state
-        await wait_until(lambda: runner.status()["assignment"], timeout=60, what="partitions assigned")
+        await wait_until(lambda: runner.status().assignment, timeout=60, what="partitions assigned")
         tick = 0.01
         per_tick = target_rate * tick
         start = time.perf_counter()

@@ -103,8 +103,7 @@ async def test_stores_and_commits_after_write(
     await wait_until(lambda: len(sink.stored) == 50, what="50 stored")
     await wait_until(
         lambda: (
-            runner.counts.stored == 50
-            and sum((p["committed"] or 0) for p in runner.status()["assignment"]) == 50
+            runner.counts.stored == 50 and sum((p.committed or 0) for p in runner.status().assignment) == 50
         ),
         what="commit of 50",
     )
@@ -158,7 +157,7 @@ async def test_bad_records_go_to_dlq_with_headers(
         assert h["dlq.consumer.group"] == kafka_names.group
         assert h["dlq.error.class"] == "EventDecodeError"
     assert "event_id" in headers[1]["dlq.error.message"]
-    await wait_until(lambda: runner.status()["lag"] == 0, what="everything committed")
+    await wait_until(lambda: runner.status().lag == 0, what="everything committed")
 
 
 async def test_transient_failure_is_retried_then_stored(
@@ -172,7 +171,7 @@ async def test_transient_failure_is_retried_then_stored(
     await wait_until(lambda: len(sink.stored) == 20, what="stored after retries")
     assert runner.counts.retries == 3
     assert runner.last_error is not None
-    assert runner.last_error["error_class"] == "ConnectionError"
+    assert runner.last_error.error_class == "ConnectionError"
     await wait_until(lambda: runner.state == State.RUNNING, what="running again")
     runner.check_progress()  # healthy again
 
@@ -199,7 +198,7 @@ async def test_stop_flushes_what_is_buffered(
     runner = make_runner(sink, batch_size=1000, batch_timeout_ms=600_000)  # would never flush by itself
     await runner.start()
     await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(7)])
-    await wait_until(lambda: runner.status()["buffered"] == 7, what="7 buffered")
+    await wait_until(lambda: runner.status().buffered == 7, what="7 buffered")
     assert sink.stored == {}
     await runner.stop()
     assert len(sink.stored) == 7
@@ -210,15 +209,15 @@ async def test_pause_and_resume(make_runner: Any, kafka_bootstrap: str, kafka_na
     sink = RecordingSink()
     runner = make_runner(sink)
     await runner.start()
-    await wait_until(lambda: runner.status()["assignment"], what="assignment")
+    await wait_until(lambda: runner.status().assignment, what="assignment")
     await runner.pause()
-    assert runner.status()["state"] == "paused"
+    assert runner.status().state == "paused"
     await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(5)])
     await asyncio.sleep(1.0)  # a paused member must not fetch; give it every chance to
     assert runner.counts.consumed == 0
     await runner.resume()
     await wait_until(lambda: len(sink.stored) == 5, what="stored after resume")
-    assert runner.status()["state"] == "running"
+    assert runner.status().state == "running"
 
 
 async def test_two_members_split_partitions(
@@ -230,8 +229,8 @@ async def test_two_members_split_partitions(
     await rb.start()
 
     def split() -> bool:
-        pa = {(p["topic"], p["partition"]) for p in ra.status()["assignment"]}
-        pb = {(p["topic"], p["partition"]) for p in rb.status()["assignment"]}
+        pa = {(p.topic, p.partition) for p in ra.status().assignment}
+        pb = {(p.topic, p.partition) for p in rb.status().assignment}
         return bool(pa) and bool(pb) and not (pa & pb) and len(pa | pb) == 3
 
     await wait_until(split, timeout=40, what="partitions split across two members")
@@ -281,10 +280,10 @@ async def test_overlapping_restarts_leave_one_loop(
     sink = RecordingSink()
     runner = make_runner(sink)
     await runner.start()
-    await wait_until(lambda: runner.status()["assignment"], what="assignment")
+    await wait_until(lambda: runner.status().assignment, what="assignment")
     await asyncio.gather(runner.restart(), runner.restart(), runner.start())
     loops = [t for t in asyncio.all_tasks() if t.get_name() == "consumer:test" and not t.done()]
     assert len(loops) == 1
     await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(10)])
     await wait_until(lambda: len(sink.stored) == 10, timeout=40, what="stored after restarts")
-    assert {p["partition"] for p in runner.status()["assignment"]} == {0, 1, 2}
+    assert {p.partition for p in runner.status().assignment} == {0, 1, 2}

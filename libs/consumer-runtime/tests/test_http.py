@@ -40,7 +40,7 @@ async def test_ops_endpoints(kafka_bootstrap: str, kafka_names: KafkaNames) -> N
     async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
         assert (await client.get("/healthz")).json()["status"] == "ok"
         await runner.start()
-        await wait_until(lambda: runner.status()["assignment"], what="assignment")
+        await wait_until(lambda: runner.status().assignment, what="assignment")
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         sink.healthy = False
@@ -65,7 +65,10 @@ async def test_ops_endpoints(kafka_bootstrap: str, kafka_names: KafkaNames) -> N
             "platform_consumer_flush_seconds",
         ):
             assert name in metrics
-        stopped = await client.post("/consumer/stop")
-        assert stopped.json()["state"] == "stopped"
+        stopped = await client.post("/consumer/stop")  # answers at once; the stop completes in the background
+        assert (stopped.json()["action"], stopped.json()["leads_to"]) == ("stop", "stopped")
+        assert stopped.json()["desired"] == "stopped"
+        await wait_until(lambda: runner.state == "stopped", what="stopped")
+        assert (await client.get("/consumer/status")).json()["state"] == "stopped"
         assert (await client.get("/readyz")).status_code == 200  # stopped by an operator is not "unready"
     await runner.close()

@@ -67,7 +67,7 @@ async def test_database_down_mid_stream_retries_then_loses_nothing(
             assert ready.status_code == 503
             assert ready.json()["checks"]["mysql"] != "ok"
             assert ready.json()["checks"]["consumer"] != "ok"
-            assert svc.runner.status()["state"] == "retrying"
+            assert svc.runner.status().state == "retrying"
             assert (await svc.http.get("/healthz")).status_code == 200  # alive, just not ready
             assert (await svc.http.get("/issues")).status_code == 503
             assert await direct.get_issue("DOWN000") is None
@@ -80,7 +80,7 @@ async def test_database_down_mid_stream_retries_then_loses_nothing(
                 return (await svc.http.get("/readyz")).status_code == 200
 
             await wait_until(is_ready, what="ready again")
-            await wait_until(lambda: svc.runner.status()["lag"] == 0, what="all committed")
+            await wait_until(lambda: svc.runner.status().lag == 0, what="all committed")
 
         issues, sessions = await snapshot(direct)
         assert len(issues) == 30
@@ -132,7 +132,7 @@ async def test_crash_between_write_and_commit_duplicates_nothing(
         await wait_until(
             lambda: second.runner.counts.stored == len(values), what="redelivered and re-applied"
         )
-        await wait_until(lambda: second.runner.status()["lag"] == 0, what="committed this time")
+        await wait_until(lambda: second.runner.status().lag == 0, what="committed this time")
         assert second.store.last_plan is not None
         after = await snapshot(second.store)
     assert after == before  # not one row rewritten (updated_at unchanged), no session added

@@ -140,7 +140,7 @@ async def test_invalid_events_go_to_dlq_and_valid_ones_are_stored(
         and f'topic="{kafka_names.topic}"' in ln
     )
     assert float(line.rsplit(" ", 1)[1]) == len(bad)
-    await wait_until(lambda: service.runner.status()["lag"] == 0, what="everything committed")
+    await wait_until(lambda: service.runner.status().lag == 0, what="everything committed")
 
 
 async def test_ops_endpoints_and_consumer_control(
@@ -176,7 +176,7 @@ async def test_ops_endpoints_and_consumer_control(
 
 async def test_kafka_disabled_still_serves_the_api(issue_db: MysqlDb, kafka_names: KafkaNames) -> None:
     async with RunningService(issue_db.settings(kafka_names, kafka_enabled=False)) as svc:
-        assert svc.runner.status()["state"] == "disabled"
+        assert svc.runner.status().state == "disabled"
         assert (await svc.http.get("/issues")).status_code == 200
         assert (await svc.http.get("/readyz")).status_code == 200
         assert (await svc.http.post("/api/kafka/start")).status_code == 409

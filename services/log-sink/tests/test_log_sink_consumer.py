@@ -103,9 +103,9 @@ async def test_flushes_at_batch_size_and_on_stop(
         return await store.count() == n
 
     await wait_until(lambda: stored(20), what="two full batches stored")
-    await wait_until(lambda: runner.status()["buffered"] == 5, what="the rest buffered")
+    await wait_until(lambda: runner.status().buffered == 5, what="the rest buffered")
     assert runner.counts.batches == 2
-    assert runner.last_batch["records"] == 10
+    assert runner.last_batch.records == 10
     assert await store.count() == 20  # the 5 left wait for the (10 min) timer, not flushed early
     await runner.stop()  # graceful stop flushes what is pending, then commits
     assert await store.count() == 25
@@ -117,14 +117,14 @@ async def test_flushes_on_timer(
 ) -> None:
     runner, store = await sink_parts(mq_batch_size=1000, mq_batch_timeout_ms=300)
     await runner.start()
-    await wait_until(lambda: runner.status()["assignment"], what="partitions assigned")
+    await wait_until(lambda: runner.status().assignment, what="partitions assigned")
     await produce(kafka_bootstrap, kafka_names.topic, [body(i) for i in range(5)], partition=1)
 
     # far below MQ_BATCH_SIZE: only the timer can flush (and commit) these
     await wait_until(lambda: runner.counts.stored == 5 and runner.counts.commits >= 1, what="the timer flush")
     assert await store.count() == 5
     assert runner.last_batch is not None
-    assert runner.last_batch["records"] <= 5
+    assert runner.last_batch.records <= 5
 
 
 async def test_redelivery_stores_each_event_once(
@@ -170,7 +170,7 @@ async def test_bad_events_go_to_the_dlq(
     assert "limit" in headers[2]["dlq.error.message"]
     assert "BSON" in headers[3]["dlq.error.message"]
     assert [m.value for m in letters] == bad  # the original bytes, untouched
-    await wait_until(lambda: runner.counts.commits >= 1 and runner.status()["buffered"] == 0, what="commit")
+    await wait_until(lambda: runner.counts.commits >= 1 and runner.status().buffered == 0, what="commit")
     assert sorted(d["event_id"] for d in (await store.find_all())) == ["evt-1", "evt-2", "evt-3"]
 
 

@@ -12,14 +12,15 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from consumer_runtime.consumer import ConsumerRunner, State
 from consumer_runtime.logging import get_logger
 from consumer_runtime.retry import backoff_delay
+from consumer_runtime.runner import ConsumerRunner
 from consumer_runtime.settings import KafkaSettings
 from consumer_runtime.topics import ensure_topics
 
@@ -27,8 +28,8 @@ log = get_logger(__name__)
 
 CONTROL_TOPIC = "platform.control"
 Action = Literal["start", "stop", "pause", "resume", "restart"]
-Desired = Literal["running", "paused", "stopped"]
-DESIRED_AFTER: dict[str, Desired] = {
+DesiredState = Literal["running", "paused", "stopped"]
+DESIRED_AFTER: dict[str, DesiredState] = {
     "start": "running",
     "resume": "running",
     "restart": "running",
@@ -68,8 +69,30 @@ async def ensure_control_topic(settings: KafkaSettings, topic: str = CONTROL_TOP
     await ensure_topics(settings, [topic], partitions=1, configs={"cleanup.policy": "compact"})
 
 
+class ControlConsumer(Protocol):
+    """The part of ``AIOKafkaConsumer`` the follower uses (a fake drives it in unit tests)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+    async def position(self, partition: TopicPartition) -> int: ...
+
+
 class ControlFollower:
-    """Applies the control topic's commands for ``key`` to one runner."""
+    """Applies the control topic's commands for ``key`` to one runner.
+
+    At start it replays the topic (bounded wait): the last command for ``key`` decides the state the runner
+    starts in. A replay slower than the wait starts the runner running and applies the replayed state when
+    the replay completes, however late. After a reconnect it reads on from the offset after the last one it
+    applied: commands it missed are folded into one desired state and applied once, never replayed as a
+    sequence of live commands.
+    """
 
     def __init__(
         self,
@@ -78,15 +101,19 @@ class ControlFollower:
         *,
         key: str | None = None,
         topic: str = CONTROL_TOPIC,
+        consumer_factory: Callable[[], ControlConsumer] | None = None,
     ) -> None:
         self.settings = settings
         self.runner = runner
         self.key = key or runner.name
         self.topic = topic
-        self.desired: Desired = "running"
+        self.desired: DesiredState = "running"
         self.last_command: ControlCommand | None = None
+        self.next_offset: int | None = None  # next offset of the control topic to read; None: from the start
+        self._factory = consumer_factory
         self._task: asyncio.Task[None] | None = None
         self._replayed = asyncio.Event()
+        self._start_gave_up = False
 
     async def start(self, *, replay_timeout_s: float = 5.0) -> None:
         """Replay the topic (bounded wait), put the runner in the desired state, then follow in background."""
@@ -94,7 +121,11 @@ class ControlFollower:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._replayed.wait(), replay_timeout_s)
         if not self._replayed.is_set():
-            log.warning("control topic not replayed in time; starting as running", service=self.key)
+            self._start_gave_up = True
+            log.warning(
+                "control topic not replayed in time; starting as running until the replay completes",
+                service=self.key,
+            )
         await self._apply_desired()
 
     async def stop(self) -> None:
@@ -115,23 +146,42 @@ class ControlFollower:
             await runner.resume()
         await runner.start()
 
+    def _new_consumer(self) -> ControlConsumer:
+        if self._factory is not None:
+            return self._factory()
+        consumer: ControlConsumer = AIOKafkaConsumer(
+            **self.settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        return consumer
+
     async def _run(self) -> None:
         attempt = 0
+        tp = TopicPartition(self.topic, 0)
         while True:
-            consumer = AIOKafkaConsumer(
-                **self.settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
-            )
+            consumer = self._new_consumer()
             try:
-                await ensure_control_topic(self.settings, self.topic)
+                if self._factory is None:
+                    await ensure_control_topic(self.settings, self.topic)
                 await consumer.start()
-                tp = TopicPartition(self.topic, 0)
                 consumer.assign([tp])
-                await consumer.seek_to_beginning(tp)
+                if self.next_offset is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, self.next_offset)  # after the last command read: no history again
                 attempt = 0
-                await self._replay(consumer, tp)
+                before = self.desired
+                seen = await self._catch_up(consumer, tp)
+                first = not self._replayed.is_set()
+                self._replayed.set()
+                if first:
+                    log.info("control state replayed", service=self.key, desired=self.desired)
+                if (first and self._start_gave_up) or (not first and seen and self.desired != before):
+                    log.info("control state applied after replay", service=self.key, desired=self.desired)
+                    await self._apply_desired()
                 while True:
                     batch = await consumer.getmany(tp, timeout_ms=1000)
                     for msg in batch.get(tp, []):
+                        self.next_offset = msg.offset + 1
                         command = self._parse(msg.key, msg.value)
                         if command is not None:
                             await self._on_live(command)
@@ -151,23 +201,23 @@ class ControlFollower:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
 
-    async def _replay(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        """Read to the high watermark seen in fetch responses; keep the last command for our key."""
-        if self._replayed.is_set():
-            return  # a reconnect: live commands were applied already
+    async def _catch_up(self, consumer: ControlConsumer, tp: TopicPartition) -> bool:
+        """Read to the high watermark seen in fetch responses; keep the last command for our key.
+        True when a command for our key was read."""
+        seen = False
         while True:
             batch = await consumer.getmany(tp, timeout_ms=300)
             for msg in batch.get(tp, []):
+                self.next_offset = msg.offset + 1
                 command = self._parse(msg.key, msg.value)
                 if command is not None:
+                    seen = True
                     self.last_command = command
                     self.desired = DESIRED_AFTER[command.action]
             high = consumer.highwater(tp)
             position = await consumer.position(tp)
             if not batch and (high is None or position >= high):
-                break
-        log.info("control state replayed", service=self.key, desired=self.desired)
-        self._replayed.set()
+                return seen
 
     def _parse(self, key: bytes | None, value: bytes | None) -> ControlCommand | None:
         if key is None or key.decode("utf-8", "replace") != self.key or not value:
@@ -184,13 +234,12 @@ class ControlFollower:
         log.info("control command", service=self.key, action=command.action, by=command.requested_by)
         runner = self.runner
         if command.action == "restart":
-            await runner.restart()
+            runner.request("restart")
         elif command.action == "stop":
-            await runner.stop()
+            runner.request("stop")
         elif command.action == "pause":
-            await runner.pause()
-            if runner.state == State.STOPPED:
-                await runner.start()
+            runner.request("pause")
+            runner.request("start")
         else:  # start / resume
-            await runner.resume()
-            await runner.start()
+            runner.request("resume")
+            runner.request("start")

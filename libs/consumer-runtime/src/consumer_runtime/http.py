@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from consumer_runtime.consumer import ConsumerRunner
+from consumer_runtime.runner import ConsumerRunner
+from consumer_runtime.status import Action, ConsumerStatus, ControlAck
 
 Check = Callable[[], Awaitable[None]]
-Action = Literal["start", "stop", "pause", "resume", "restart"]
 
 
 async def run_checks(checks: Mapping[str, Check], timeout_s: float = 3.0) -> tuple[bool, dict[str, str]]:
@@ -70,16 +69,18 @@ def ops_router(
         @router.get(
             "/consumer/status", summary="Consumer state, assignment, offsets, lag, counts, last error"
         )
-        async def consumer_status() -> dict[str, Any]:
+        async def consumer_status() -> ConsumerStatus:
             return runner.status()
 
         @router.post(
-            "/consumer/{action}", summary="Control the consumer: start, stop, pause, resume, restart"
+            "/consumer/{action}",
+            summary="Control the consumer: start, stop, pause, resume, restart",
+            description="Answers at once with the command taken and the state it leads to (`leads_to`); "
+            "a start, stop or restart completes in the background and its progress shows in `state`.",
         )
-        async def consumer_control(action: Action) -> dict[str, Any]:
+        async def consumer_control(action: Action) -> ControlAck:
             if not runner.settings.kafka_enabled:
                 raise HTTPException(409, "KAFKA_ENABLED=false: the consumer is disabled")
-            await getattr(runner, action)()
-            return runner.status()
+            return runner.request(action)
 
     return router

@@ -14,8 +14,8 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import Field
 
-from consumer_runtime.consumer import ConsumerRunner
 from consumer_runtime.control import ControlFollower
+from consumer_runtime.runner import ConsumerRunner
 from consumer_runtime.settings import KafkaSettings
 
 

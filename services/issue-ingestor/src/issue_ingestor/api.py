@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from consumer_runtime import ConsumerRunner
+from consumer_runtime import ConsumerRunner, ConsumerStatus, ControlAck
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from platform_events import ModeType, ProcessType, parse_timestamp
 from pydantic import BaseModel, Field
@@ -141,16 +141,16 @@ def seed_router() -> APIRouter:
     router.include_router(issues_router())
 
     @router.get("/status", summary="Consumer status (same as /consumer/status)")
-    async def status(runner: RunnerDep) -> dict[str, Any]:
-        state: dict[str, Any] = runner.status()
-        return state
+    async def status(runner: RunnerDep) -> ConsumerStatus:
+        return runner.status()
 
-    @router.post("/{action}", summary="Start, stop or restart the issue consumer")
-    async def control(action: Literal["start", "stop", "restart"], runner: RunnerDep) -> dict[str, Any]:
+    @router.post(
+        "/{action}",
+        summary="Start, stop or restart the issue consumer; answers at once with the state it leads to",
+    )
+    async def control(action: Literal["start", "stop", "restart"], runner: RunnerDep) -> ControlAck:
         if not runner.settings.kafka_enabled:
             raise HTTPException(409, "KAFKA_ENABLED=false: the consumer is disabled")
-        await getattr(runner, action)()
-        state: dict[str, Any] = runner.status()
-        return state
+        return runner.request(action)
 
     return router

@@ -120,8 +120,8 @@ class RebuildManager:
             self._observe(runner)
             st["consumer"] = {
                 "state": runner.state.value,
-                "counts": vars(runner.counts).copy(),
-                "last_error": runner.last_error,
+                "counts": runner.counts.model_dump(),
+                "last_error": runner.last_error.model_dump() if runner.last_error else None,
             }
         return st
 
@@ -249,10 +249,10 @@ class RebuildManager:
             self._runner = None
 
     def _observe(self, runner: ConsumerRunner) -> tuple[int, int, bool]:
-        for part in runner.status()["assignment"]:
-            committed = part.get("committed")
+        for part in runner.status().assignment:
+            committed = part.committed
             if committed is not None:
-                tp = TopicPartition(part["topic"], part["partition"])
+                tp = TopicPartition(part.topic, part.partition)
                 self._committed[tp] = max(committed, self._committed.get(tp, 0))
         replayed, total, done = replay_progress(self._target, self._committed)
         st = self._status

@@ -1,0 +1,156 @@
+"""The pure batch core: decode → write → bisect → dead letters → offsets to commit.
+
+No Kafka client and no timers live here: a :class:`Batch` is built from fetched records, :func:`advance`
+drives it through the sink and the dead-letter publisher (each step at most once, so a retried batch
+resumes where it failed), and :meth:`Batch.offsets` says what may be committed once it is done. The runner
+(:mod:`consumer_runtime.runner`) owns polling, rebalances, control and retry timing around it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from platform_events import EventDecodeError, TopicSpec, decode, ms_to_datetime
+
+V = TypeVar("V", covariant=True)
+
+#: (topic, partition): equal to aiokafka's ``TopicPartition`` named tuple, without depending on it
+TP = tuple[str, int]
+
+
+class RawRecord(Protocol):
+    """What the core needs of a fetched record (aiokafka's ``ConsumerRecord`` has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Record(Generic[V]):
+    """One decoded Kafka record handed to a sink."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: V
+    timestamp_ms: int
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A record the sink (or handler) can never store: it goes to the dead-letter topic."""
+
+    record: Record[Any]
+    error: BaseException
+    stage: str = "sink"
+
+
+class PermanentError(Exception):
+    """Raised by a sink when a write can never succeed as given; the runtime bisects to the bad records."""
+
+
+class Sink(Protocol):
+    """The datastore side of a consumer. ``write`` must be idempotent (redelivery changes nothing).
+
+    Raise any exception for a transient failure (the batch is retried with backoff); raise
+    :class:`PermanentError` for a batch that can never be written; return per-record permanent failures.
+    """
+
+    async def write(self, records: Sequence[Record[Any]], /) -> Sequence[Failure]: ...
+
+    async def ping(self) -> None: ...
+
+
+#: publishes dead letters; returns only once every one is acknowledged, raises otherwise
+DeadLetterFn = Callable[[Sequence[Failure]], Awaitable[None]]
+
+
+@dataclass
+class Batch:
+    """One batch on its way through the core. ``written``/``dead_published`` make each step run once."""
+
+    raw: list[Any]
+    good: list[Record[Any]] = field(default_factory=list)
+    dead: list[Failure] = field(default_factory=list)
+    written: bool = False
+    dead_published: bool = False
+    stored: Counter[str] = field(default_factory=Counter)  # records stored per topic (once written)
+
+    @classmethod
+    def decode(cls, raw: Sequence[RawRecord], specs: Mapping[str, TopicSpec[Any]]) -> Batch:
+        """Decode every record with its topic's schema; the undecodable ones become dead letters."""
+        batch = cls(raw=list(raw))
+        for msg in raw:
+            data = msg.value or b""
+            try:
+                # A missing event time becomes the record's broker timestamp: stable across redeliveries.
+                value = decode(specs[msg.topic], data, received_at=ms_to_datetime(msg.timestamp))
+            except EventDecodeError as exc:
+                rec: Record[Any] = Record(
+                    msg.topic, msg.partition, msg.offset, msg.key, None, msg.timestamp, data
+                )
+                batch.dead.append(Failure(rec, exc, stage="decode"))
+                continue
+            batch.good.append(
+                Record(msg.topic, msg.partition, msg.offset, msg.key, value, msg.timestamp, data)
+            )
+        return batch
+
+    @property
+    def done(self) -> bool:
+        return self.written and (self.dead_published or not self.dead)
+
+    def offsets(self) -> dict[TP, int]:
+        """The next offset per partition: what a commit of this batch records."""
+        out: dict[TP, int] = {}
+        for msg in self.raw:
+            tp = (msg.topic, msg.partition)
+            out[tp] = max(out.get(tp, 0), msg.offset + 1)
+        return out
+
+
+async def write_bisecting(sink: Sink, records: Sequence[Record[Any]]) -> list[Failure]:
+    """Write through the sink, bisecting a :class:`PermanentError` down to the records that cause it."""
+    if not records:
+        return []
+    try:
+        return list(await sink.write(records))
+    except PermanentError as exc:
+        if len(records) == 1:
+            return [Failure(records[0], exc, stage="sink")]
+        mid = len(records) // 2
+        return [*await write_bisecting(sink, records[:mid]), *await write_bisecting(sink, records[mid:])]
+
+
+async def advance(batch: Batch, sink: Sink, dead_letter: DeadLetterFn) -> None:
+    """Take ``batch`` as far as it goes: written, then its dead letters published. Raises on a transient
+    failure, leaving the batch where it stopped (a retry does not repeat a finished step)."""
+    if not batch.written:
+        failures = await write_bisecting(sink, batch.good)
+        failed = {(f.record.topic, f.record.partition, f.record.offset) for f in failures}
+        batch.stored = Counter(r.topic for r in batch.good if (r.topic, r.partition, r.offset) not in failed)
+        batch.dead.extend(failures)
+        batch.written = True
+    if batch.dead and not batch.dead_published:
+        await dead_letter(batch.dead)
+        batch.dead_published = True
+
+
+def event_id(value: Any) -> str | None:
+    """The id a log line names a record by: the event id, or the issue id of a factory issue."""
+    return getattr(value, "event_id", None) or getattr(value, "issue", None)
