@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import sys
@@ -224,6 +225,10 @@ class Soak:
         self.duration_s = duration_s
         self.workdir = workdir
         self.rng = random.Random(seed)
+        chosen = [k.strip() for k in os.environ.get("SOAK_FAULTS", "").split(",") if k.strip()]
+        self.kinds = chosen or list(FAULTS)
+        if unknown := set(self.kinds) - set(FAULTS):
+            raise SystemExit(f"SOAK_FAULTS: unknown kinds {sorted(unknown)} (known: {', '.join(FAULTS)})")
         self.servers = Servers(workdir)
         self.ledger = Ledger()
         self.stack: Stack | None = None
@@ -418,7 +423,7 @@ class Soak:
         next_at = time.monotonic() + every_s
         while next_at < end:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            await self.inject(self.rng.choice(FAULTS))
+            await self.inject(self.rng.choice(self.kinds))
             next_at += every_s
             while next_at < time.monotonic():  # a slow fault (e.g. MariaDB recovery) skips a tick
                 next_at += every_s
@@ -654,6 +659,8 @@ def write_report(result: dict[str, Any], out: Path) -> None:
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the broker restarts: its errors are expected
     duration = float(os.environ.get("SOAK_S", "300"))
     every = float(os.environ.get("SOAK_FAULT_EVERY_S", "10"))
     result = asyncio.run(soak(duration, every_s=every))

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from e2e_harness import Stack
+from e2e_harness import Stack, shared_endpoints
 
 SINK_TOPIC = {
     "issue-ingestor": "chatbot-issue-events",
@@ -295,3 +298,57 @@ class PrivateMariaDB:
                 self.popen.kill()
                 self.popen.wait(10)
         self.popen = None
+
+
+# ----------------------------------------------------------------------------------------- private datastores
+class Datastore:
+    """stop()/start() a private datastore; ``endpoints`` point the stack at it."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.kind = kind
+        self.directory = directory
+        self._srv: Any = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Datastore]:
+        if self.kind == "mysql":
+            self._srv = PrivateMariaDB(self.directory).install()
+            self._srv.start()
+        else:
+            from devservers import start_private
+
+            self._srv = start_private(self.kind, data_dir=self.directory)
+        try:
+            yield self
+        finally:
+            self._srv.stop()
+
+    def endpoints(self) -> Any:
+        ep = shared_endpoints(["kafka"])
+        if self.kind == "mysql":
+            ep.mysql_port = self._srv.port
+        elif self.kind == "mongo":
+            ep.mongo_url = self._srv.address
+        else:
+            ep.elasticsearch_url = self._srv.address
+        return ep
+
+    def stop(self) -> None:
+        self._srv.stop()
+
+    def start(self) -> None:
+        self._srv.start()
+
+    @property
+    def pid(self) -> int:
+        """The server's PID (its own session: the PID is its process group)."""
+        pid = self._srv.popen.pid if self.kind == "mysql" else self._srv.pid
+        assert pid is not None, f"{self.kind} is not running"
+        return int(pid)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server hangs (connections stay open, nothing answers)."""
+        os.killpg(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.pid, signal.SIGCONT)

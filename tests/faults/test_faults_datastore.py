@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from e2e_harness import Sampler, Stack, eventually, produce, shared_endpoints
-from faults_lib import SINK_TOPIC, PrivateMariaDB, assert_exactly_once, event_for, expected_keys, stored
+from e2e_harness import Sampler, Stack, eventually, produce
+from faults_lib import SINK_TOPIC, Datastore, assert_exactly_once, event_for, expected_keys, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -32,45 +30,6 @@ def outage_s(request: pytest.FixtureRequest) -> float:
     if raw:
         return float(raw)
     return 30.0 if (request.config.option.markexpr or "").strip() == "faults" else 10.0
-
-
-class Datastore:
-    """stop()/start() a private datastore; ``endpoints`` point the stack at it."""
-
-    def __init__(self, kind: str, directory: Path) -> None:
-        self.kind = kind
-        self.directory = directory
-        self._srv: Any = None
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[Datastore]:
-        if self.kind == "mysql":
-            self._srv = PrivateMariaDB(self.directory).install()
-            self._srv.start()
-        else:
-            from devservers import start_private
-
-            self._srv = start_private(self.kind, data_dir=self.directory)
-        try:
-            yield self
-        finally:
-            self._srv.stop()
-
-    def endpoints(self) -> Any:
-        ep = shared_endpoints(["kafka"])
-        if self.kind == "mysql":
-            ep.mysql_port = self._srv.port
-        elif self.kind == "mongo":
-            ep.mongo_url = self._srv.address
-        else:
-            ep.elasticsearch_url = self._srv.address
-        return ep
-
-    def stop(self) -> None:
-        self._srv.stop()
-
-    def start(self) -> None:
-        self._srv.start()
 
 
 async def _ready(url: str) -> int:
