@@ -124,6 +124,35 @@ class Honesty:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+class Supervisor:
+    """Starts a replica again when it exits, as an orchestrator does (Kubernetes ``restartPolicy: Always``):
+    a sink that cannot reach its datastore at start-up exits (log-sink, notifier: ``store.open()``)."""
+
+    def __init__(self, stack: Stack, sinks: tuple[str, ...]) -> None:
+        self.stack, self.sinks = stack, sinks
+        self.restarts: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for sink in self.sinks:
+                for inst in REPLICAS:
+                    key = self.stack.key(sink, inst)
+                    if not self.stack.procs[key].alive():
+                        self.restarts[key] = self.restarts.get(key, 0) + 1
+                        self.stack.spawn(sink, inst)
+
+    def start(self) -> Supervisor:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 async def _not_ready_all(stack: Stack, sinks: tuple[str, ...]) -> bool:
     return all(code != 200 for code, _ in (await _all(stack, sinks)).values())
 
@@ -201,6 +230,7 @@ async def test_datastore_down_while_another_fault_hits(
             await stack.start(*sinks, instance="2")
             if during == "operator_stop_start":
                 await stack.start("gateway")
+            supervisor = Supervisor(stack, sinks).start()
             load = Load(stack, sinks)
             producing = asyncio.create_task(load.run())
             await asyncio.sleep(3)
@@ -247,11 +277,13 @@ async def test_datastore_down_while_another_fault_hits(
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{_diagnose(stack, await _all(stack, sinks))}") from None
             await asyncio.sleep(2.0)  # late redeliveries would show up now as duplicates
+            await supervisor.stop()
             await _check_once(stack, sinks, n)
             assert not honesty.lies, honesty.lies[:5]
             print(
                 f"{kind} down {outage_s:.0f}s + {during}: {n} events/topic ({load.resent} chunks resent), "
-                f"all stored {stored_after:.1f}s after {kind} returned"
+                f"all stored {stored_after:.1f}s after {kind} returned; restarted after an exit: "
+                f"{supervisor.restarts or 'none'}"
             )
     finally:
         if broker is not None:
