@@ -286,6 +286,8 @@ async def test_datastore_down_while_another_fault_hits(
                 f"{supervisor.restarts or 'none'}"
             )
     finally:
+        if supervisor is not None:
+            await supervisor.stop()  # before the fixture stops the services: no restarts then
         if broker is not None:
             broker.close(timeout=5)
 
