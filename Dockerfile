@@ -4,7 +4,8 @@
 # SERVICE is a directory under services/; the image runs `python -m <package>` (dashes become underscores).
 # Installs come only from requirements/lock.txt (hash-checked): the slice the service needs, see
 # deploy/docker/install-service.sh and docs/deploy.md.
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# pinned by digest: a rebuilt tag cannot change what the image is built from (update tag and digest together)
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 
 FROM ${PYTHON_IMAGE} AS build
 ARG SERVICE

@@ -43,8 +43,9 @@ infra-down: ## stop the local servers that infra-up started (never others)
 infra-status: install ## show which local servers answer
 	$(VPY) -m devservers status
 
-run: infra-up ## start everything and print the gateway URL (Ctrl-C stops the services)
-	@$(VPY) -m devservers env > .devdata/services.env
+# EXTERNAL_KAFKA=host:port make run: that broker (e.g. a real Kafka from compose) instead of the local one
+run: install ## start everything and print the gateway URL (Ctrl-C stops the services; EXTERNAL_KAFKA=host:port)
+	@VPY=$(VPY) scripts/run-env.sh .devdata/services.env
 	@test -s .devdata/admin-token || $(VPY) -c "import secrets; print(secrets.token_urlsafe(24))" > .devdata/admin-token
 	@echo "ADMIN_TOKEN=$$(cat .devdata/admin-token)" >> .devdata/services.env
 	@echo "gateway: http://localhost:8000  (OpenAPI at /docs; admin token in .devdata/admin-token)"
@@ -64,7 +65,9 @@ test: infra-up browser ## install, start what tests need, run the whole suite
 test-unit: install ## only the tests that need no server
 	$(VPY) -m pytest -m "not integration and not faults" $(PYTEST_ARGS)
 
-test-faults: infra-up ## the slow fault-injection suite
+test-faults: infra-up ## the slow fault-injection suite, and a larger run of the runner's state machine
+	RUNNER_PROPERTY_EXAMPLES=300 RUNNER_PROPERTY_STEPS=50 $(VPY) -m pytest -q \
+	  libs/consumer-runtime/tests/test_runner_properties.py $(PYTEST_ARGS)
 	$(VPY) -m pytest -m faults $(PYTEST_ARGS)
 
 SOAK_S ?= 300
@@ -82,10 +85,10 @@ fmt: install
 bench: infra-up ## run the benchmarks; tables on stdout, JSON in benchmarks/results/
 	$(VPY) -m benchmarks
 
-deploy-check: install ## render + validate the k8s overlays, compose and the Dockerfile (no cluster needed)
+deploy-check: install ## render + validate the k8s overlays and components, compose and the Dockerfile (no cluster needed)
 	$(VPY) deploy/validate.py
 
-kind-up: ## create a kind cluster, build + load the images, apply overlays/kind, print the gateway URL
+kind-up: install ## create a kind cluster, build + load the images (IMAGE_TAG), apply overlays/kind, print the gateway URL
 	KUBECTL=$(CURDIR)/$(VENV)/bin/kubectl deploy/k8s/kind-up.sh
 
 kind-down: ## delete the kind cluster

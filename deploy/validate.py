@@ -33,6 +33,20 @@ ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
 OVERLAYS = ("kind", "cloud")
+#: Optional components and the overlay each is rendered on by the checks (dev-infra is part of overlays/kind).
+COMPONENTS: dict[str, str] = {
+    "external-secrets": "cloud",
+    "keda": "cloud",
+    "monitoring": "cloud",
+    "kafka-topics": "cloud",
+}
+#: Third-party manifests kind-up.sh applies (schema-checked only: they are upstream's, not ours).
+ADDONS = ("metrics-server",)
+#: JSON schemas of the custom resources the components use, vendored (deploy/schemas/crds/README.md).
+CRD_SCHEMAS = ROOT / "deploy" / "schemas" / "crds"
+#: The Secrets overlays/cloud references by name and expects to exist before it is applied: one
+#: <secret name>.env.example each, listing its keys (the `kubectl create secret --from-env-file` route).
+CLOUD_SECRETS = K8S / "overlays" / "cloud" / "secrets"
 SCHEMA_VERSIONS = ("1.30", "1.37")  # oldest and newest Kubernetes minor we promise to apply to
 NAMESPACE = "platform"
 PART_OF = "app.kubernetes.io/part-of"
@@ -60,6 +74,8 @@ CLOUD_PORTS: dict[str, set[int]] = {
     "elasticsearch": {443, 9243},
 }
 PUBLIC_SERVICES = {"gateway"}
+#: Where Prometheus runs (components/monitoring): it may scrape the metrics port, and only that port.
+PROMETHEUS_NAMESPACE = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
 
 Objects = list[dict[str, Any]]
 
@@ -82,24 +98,33 @@ def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProces
 
 # ----------------------------------------------------------------------------------------------- render
 @functools.cache
-def _render_cached(overlay: str) -> str:
+def _render_cached(overlay: str, components: tuple[str, ...] = ()) -> str:
+    """Renders a copy of deploy/k8s as it is in git: no local (git-ignored) secret file is needed."""
     with tempfile.TemporaryDirectory(prefix="deploy-render-") as tmp:
         tree = Path(tmp) / "k8s"
         shutil.copytree(K8S, tree)
-        # overlays/cloud reads git-ignored secrets/*.env; render it with the committed examples
-        for example in (tree / "overlays" / "cloud" / "secrets").glob("*.env.example"):
-            target = example.with_suffix("")
-            if not target.exists():
-                shutil.copyfile(example, target)
-        done = _run([tool("kubectl"), "kustomize", str(tree / "overlays" / overlay)])
+        target = tree / "overlays" / overlay
+        if components:
+            # the overlay with optional components added, as `components:` in its kustomization would do
+            target = tree / "deploy-check"
+            target.mkdir()
+            listed = "".join(f"  - ../components/{c}\n" for c in components)
+            (target / "kustomization.yaml").write_text(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                f"namespace: {NAMESPACE}\nresources:\n  - ../overlays/{overlay}\ncomponents:\n{listed}"
+            )
+        done = _run([tool("kubectl"), "kustomize", str(target)])
     if done.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize overlays/{overlay} failed:\n{done.stderr}")
+        what = f"overlays/{overlay}" + "".join(f" + components/{c}" for c in components)
+        raise RuntimeError(f"kubectl kustomize {what} failed:\n{done.stderr}")
     return done.stdout
 
 
-def render(overlay: str) -> Objects:
-    """The objects of ``deploy/k8s/overlays/<overlay>`` as kubectl would apply them (fresh copies)."""
-    return [doc for doc in yaml.safe_load_all(_render_cached(overlay)) if doc]
+def render(overlay: str, components: Iterable[str] = ()) -> Objects:
+    """The objects of ``deploy/k8s/overlays/<overlay>`` (plus optional components) as kubectl would apply
+    them (fresh copies)."""
+    rendered = _render_cached(overlay, tuple(components))
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
 def render_path(path: Path) -> Objects:
@@ -159,10 +184,42 @@ def _validator(version: str, kind: str, api_version: str) -> Any:
     try:
         schema = kv.schema_contents(f"{folder}/{file}", version)
     except FileNotFoundError:
-        return None
+        return _crd_validator(kind, api_version)
     definitions = kv.schema_contents(f"{folder}/_definitions.json", version)
     registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
     return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def _strict(schema: Any) -> Any:
+    """additionalProperties: false on every object schema that lists its properties and does not keep
+    unknown fields (what kubeconform's -strict does to CRD schemas): a misspelt field fails."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@functools.cache
+def _crd_validator(kind: str, api_version: str) -> Any:
+    """A custom resource's vendored schema (deploy/schemas/crds/<group>/<kind>_<version>.json), strict."""
+    import jsonschema
+
+    if "/" not in api_version:
+        return None
+    group, version = api_version.split("/")
+    file = CRD_SCHEMAS / group / f"{kind.lower()}_{version}.json"
+    if not file.is_file():
+        return None
+    schema = _strict(json.loads(file.read_text(encoding="utf-8")))
+    return jsonschema.Draft202012Validator(schema)
 
 
 def schema_errors(objs: Objects, versions: Iterable[str] = SCHEMA_VERSIONS) -> list[str]:
@@ -172,7 +229,10 @@ def schema_errors(objs: Objects, versions: Iterable[str] = SCHEMA_VERSIONS) -> l
         for obj in objs:
             validator = _validator(version, obj.get("kind", ""), obj.get("apiVersion", ""))
             if validator is None:
-                errors.append(f"{ident(obj)}: no schema for {obj.get('apiVersion')} in Kubernetes {version}")
+                errors.append(
+                    f"{ident(obj)}: no schema for {obj.get('apiVersion')} in Kubernetes {version} "
+                    "nor in deploy/schemas/crds"
+                )
                 continue
             for err in validator.iter_errors(obj):
                 where = "/".join(str(p) for p in err.absolute_path)
@@ -357,6 +417,9 @@ def reference_errors(objs: Objects) -> list[str]:
         ref = hpa["spec"]["scaleTargetRef"]
         if (ref["kind"], ref["name"]) not in names:
             errors.append(f"{ident(hpa)}: scaleTargetRef {ref['kind']}/{ref['name']} does not exist")
+    for ta in find(objs, "TriggerAuthentication"):
+        for ref in ta["spec"].get("secretTargetRef", []):
+            need("Secret", ref["name"], ident(ta), ref["key"])
     for ing in find(objs, "Ingress"):
         for rule in ing["spec"].get("rules", []):
             for path in rule.get("http", {}).get("paths", []):
@@ -379,11 +442,66 @@ def _image_pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and tag not in ("", "latest") and any(ch.isdigit() for ch in tag)
 
 
+SPREAD_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+
+
+def _spread_errors(d: dict[str, Any]) -> list[str]:
+    """Replicas spread over zones and nodes, each constraint counting only this service's pods."""
+    errors: list[str] = []
+    labels = pod_labels(d)
+    constraints = {c["topologyKey"]: c for c in pod_spec(d).get("topologySpreadConstraints", [])}
+    for key in SPREAD_KEYS:
+        c = constraints.get(key)
+        if c is None:
+            errors.append(f"{ident(d)}: no topologySpreadConstraint on {key}")
+            continue
+        if not _selects(c.get("labelSelector", {}), labels):
+            errors.append(f"{ident(d)}: the {key} spread constraint does not select its own pods")
+        own = set(c.get("matchLabelKeys", [])) | set(c.get("labelSelector", {}).get("matchLabels", {}))
+        if NAME not in own:
+            errors.append(f"{ident(d)}: the {key} spread constraint counts other services' pods too")
+    return errors
+
+
+def _scaled_object_errors(
+    objs: Objects, so: dict[str, Any], env: dict[str, str], partitions: int
+) -> list[str]:
+    """A KEDA ScaledObject scales on this consumer's own group, at its broker, up to the partition count."""
+    errors: list[str] = []
+    where = ident(so)
+    if so["spec"].get("maxReplicaCount", 100) > partitions:
+        errors.append(
+            f"{where}: maxReplicaCount {so['spec'].get('maxReplicaCount', 100)} > {partitions} partitions: "
+            "the extra consumers of the group would sit idle"
+        )
+    if so["spec"].get("minReplicaCount", 0) < 1:
+        errors.append(f"{where}: minReplicaCount must be >= 1 (the service also answers its read API)")
+    for trigger in so["spec"].get("triggers", []):
+        meta = trigger.get("metadata", {})
+        if trigger.get("type") != "kafka":
+            errors.append(f"{where}: trigger {trigger.get('type')!r} is not a kafka lag trigger")
+            continue
+        if meta.get("consumerGroup") != env.get("KAFKA_CONSUMER_GROUP"):
+            errors.append(
+                f"{where}: trigger group {meta.get('consumerGroup')!r} is not the service's "
+                f"KAFKA_CONSUMER_GROUP {env.get('KAFKA_CONSUMER_GROUP')!r}"
+            )
+        if meta.get("bootstrapServers") != env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            errors.append(
+                f"{where}: trigger bootstrapServers differ from the service's KAFKA_BOOTSTRAP_SERVERS"
+            )
+        auth = trigger.get("authenticationRef", {}).get("name")
+        if auth and not find(objs, "TriggerAuthentication", auth):
+            errors.append(f"{where}: TriggerAuthentication {auth!r} does not exist")
+    return errors
+
+
 def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS") -> list[str]:
     """What every pod must have: probes, limits, hardening, graceful stop, metrics, pinned images."""
     errors: list[str] = []
     served = probe_paths()
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in find(objs, "HorizontalPodAutoscaler")}
+    scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in find(objs, "ScaledObject")}
     pdb_targets = [p["spec"]["selector"] for p in find(objs, "PodDisruptionBudget")]
     for w in workloads(objs):
         owner, spec = ident(w), pod_spec(w)
@@ -457,6 +575,11 @@ def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS")
                 f"{owner}: terminationGracePeriodSeconds {grace} < preStop {PRESTOP_SECONDS} s + "
                 f"SHUTDOWN_TIMEOUT_S {shutdown} s + 5 s margin: the consumer could be killed mid-flush"
             )
+        if d["metadata"]["name"] in hpa_targets | set(scaled) and "replicas" in d["spec"]:
+            errors.append(
+                f"{owner}: sets replicas while an autoscaler owns it (every apply would scale it back)"
+            )
+        errors += _spread_errors(d)
         if not any(_selects(sel, pod_labels(d)) for sel in pdb_targets):
             errors.append(f"{owner}: no PodDisruptionBudget covers it")
         if env.get("KAFKA_CONSUMER_GROUP") and d["metadata"]["name"] not in PUBLIC_SERVICES:
@@ -468,6 +591,9 @@ def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS")
                 )
             if d["metadata"]["name"] in hpa_targets:
                 errors.append(f"{owner}: a consumer must not be autoscaled past its partition count")
+            so = scaled.get(d["metadata"]["name"])
+            if so is not None:
+                errors += _scaled_object_errors(objs, so, env, partitions)
         for secret_word in ("PASSWORD", "TOKEN", "SECRET", "API_KEY"):
             for cm in spec["containers"][0].get("envFrom", []):
                 ref = cm.get("configMapRef")
@@ -505,9 +631,12 @@ def _peers(
             out |= {f"cidr:{p}" for p in port_numbers}
         elif "namespaceSelector" in peer:
             labels = peer.get("podSelector", {}).get("matchLabels", {})
-            out.add(
-                "dns" if labels.get("k8s-app") == "kube-dns" else f"namespace:{peer['namespaceSelector']}"
-            )
+            if labels.get("k8s-app") == "kube-dns":
+                out.add("dns")
+            elif labels.get(NAME) == "prometheus" and peer["namespaceSelector"] == PROMETHEUS_NAMESPACE:
+                out |= {f"prometheus:{p}" for p in port_numbers}
+            else:
+                out.add(f"namespace:{peer['namespaceSelector']}")
         else:
             names = {
                 pod_labels(w).get(NAME, ident(w))
@@ -535,6 +664,14 @@ def network_errors(objs: Objects, overlay: str) -> list[str]:
         for np in find(objs, "NetworkPolicy")
     ):
         errors.append("no default-deny NetworkPolicy (podSelector {} for Ingress and Egress)")
+    if overlay == "cloud":
+        for np in find(objs, "NetworkPolicy"):
+            for rule in np["spec"].get("egress", []):
+                for peer in rule.get("to", []):
+                    if peer.get("ipBlock", {}).get("cidr") in ("0.0.0.0/0", "::/0"):
+                        errors.append(
+                            f"{ident(np)}: egress to {peer['ipBlock']['cidr']}; name the endpoint's CIDR"
+                        )
     for d in platform_deployments(objs):
         name = d["metadata"]["name"]
         allowed = SERVICE_PEERS.get(name)
@@ -553,6 +690,15 @@ def network_errors(objs: Objects, overlay: str) -> list[str]:
         if "dns" not in reachability(objs, d, "egress"):
             errors.append(f"{ident(d)}: cannot resolve names (no egress to kube-dns)")
         ingress = reachability(objs, d, "ingress")
+        scrapers = {p for p in ingress if p.startswith("prometheus:")}
+        metrics_port = {
+            f"prometheus:{p}" for p in ("http", str(_port_of(pod_spec(d)["containers"][0], "http")))
+        }
+        if scrapers - metrics_port:
+            errors.append(
+                f"{ident(d)}: Prometheus may reach {sorted(scrapers)}, only the metrics (http) port"
+            )
+        ingress -= scrapers
         if name in PUBLIC_SERVICES:
             if not any(p.startswith("anywhere:") for p in ingress):
                 errors.append(f"{ident(d)}: the gateway must be reachable from outside the namespace")
@@ -588,14 +734,131 @@ def env_key_errors(objs: Objects, known: Callable[[str], set[str]]) -> list[str]
     return errors
 
 
+def cloud_secret_contract() -> dict[str, set[str]]:
+    """Secret name -> keys, for every Secret overlays/cloud expects to be created out of band."""
+    return {
+        f.name.removesuffix(".env.example"): set(env_file(f))
+        for f in sorted(CLOUD_SECRETS.glob("*.env.example"))
+    }
+
+
+def _secret_stub(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "annotations": {"deploy-check/out-of-band": "true"},
+        },
+        "stringData": data,
+    }
+
+
+def out_of_band_secrets(objs: Objects) -> Objects:
+    """The Secrets a cloud cluster holds before the apply, for the cross-reference checks (never applied):
+    what the rendered ExternalSecrets will create, or else what `kubectl create secret --from-env-file`
+    makes from the overlays/cloud/secrets/*.env.example copies."""
+    external = find(objs, "ExternalSecret")
+    if external:
+        return [
+            _secret_stub(
+                es["spec"].get("target", {}).get("name", es["metadata"]["name"]),
+                {d["secretKey"]: "<from the secret store>" for d in es["spec"].get("data", [])},
+            )
+            for es in external
+        ]
+    return [
+        _secret_stub(name, env_file(CLOUD_SECRETS / f"{name}.env.example"))
+        for name in cloud_secret_contract()
+    ]
+
+
+def with_out_of_band(objs: Objects, overlay: str) -> Objects:
+    """``objs`` plus the Secrets the overlay expects to find in the cluster (cloud only)."""
+    return [*objs, *out_of_band_secrets(objs)] if overlay == "cloud" else objs
+
+
+def secret_contract_errors(objs: Objects) -> list[str]:
+    """The rendered ExternalSecrets create exactly the Secrets (and keys) of the cloud contract."""
+    errors: list[str] = []
+    made = {s["metadata"]["name"]: set(_data(s)) for s in out_of_band_secrets(objs)}
+    for name, keys in cloud_secret_contract().items():
+        if name not in made:
+            errors.append(
+                f"no ExternalSecret creates Secret {name!r} (overlays/cloud/secrets/{name}.env.example)"
+            )
+        elif made[name] != keys:
+            errors.append(
+                f"ExternalSecret for {name!r} gives keys {sorted(made[name])}, expected {sorted(keys)}"
+            )
+    for name in sorted(made.keys() - cloud_secret_contract().keys()):
+        errors.append(f"ExternalSecret creates {name!r}, which is not in overlays/cloud/secrets/")
+    return errors
+
+
+def generated_secret_errors(objs: Objects) -> list[str]:
+    """overlays/cloud renders from a clean checkout: it generates no Secret (that would need local files)."""
+    return [
+        f"{ident(s)}: overlays/cloud must not carry Secrets; reference them by name"
+        for s in find(objs, "Secret")
+    ]
+
+
 def check_overlay(overlay: str, objs: Objects | None = None) -> list[str]:
     objs = render(overlay) if objs is None else objs
+    cross = with_out_of_band(objs, overlay)
     return [
         *schema_errors(objs),
-        *reference_errors(objs),
-        *policy_errors(objs),
-        *network_errors(objs, overlay),
+        *reference_errors(cross),
+        *policy_errors(cross),
+        *network_errors(cross, overlay),
+        *(generated_secret_errors(objs) if overlay == "cloud" else []),
     ]
+
+
+def monitoring_errors(objs: Objects) -> list[str]:
+    """Every service and the exporter are scraped (a PodMonitor selects them, on a port they have, and
+    Prometheus may reach that port); the rules hold every group of observability/prometheus-alerts.yaml."""
+    errors: list[str] = []
+    targets = [
+        w
+        for w in find(objs, "Deployment")
+        if w in platform_deployments(objs) or ident(w) == "Deployment/kafka-exporter"
+    ]
+    for d in targets:
+        monitors = [m for m in find(objs, "PodMonitor") if _selects(m["spec"]["selector"], pod_labels(d))]
+        if not monitors:
+            errors.append(f"{ident(d)}: no PodMonitor scrapes it")
+        c = pod_spec(d)["containers"][0]
+        for m in monitors:
+            for ep in m["spec"].get("podMetricsEndpoints", []):
+                if _port_of(c, ep.get("port", "")) is None:
+                    errors.append(f"{ident(m)}: {ident(d)} has no port {ep.get('port')!r}")
+                elif f"prometheus:{ep['port']}" not in reachability(objs, d, "ingress"):
+                    errors.append(f"{ident(d)}: Prometheus may not reach its metrics port {ep['port']!r}")
+    rules = [g for r in find(objs, "PrometheusRule") for g in r["spec"]["groups"]]
+    today = yaml.safe_load((ROOT / "deploy" / "observability" / "prometheus-alerts.yaml").read_text())[
+        "groups"
+    ]
+    for group in today:
+        if group not in rules:
+            errors.append(
+                f"PrometheusRule: group {group['name']!r} differs from observability/prometheus-alerts.yaml"
+            )
+    return errors
+
+
+def check_component(component: str, objs: Objects | None = None) -> list[str]:
+    """The component on its overlay passes every overlay check, plus the component's own."""
+    overlay = COMPONENTS[component]
+    objs = render(overlay, [component]) if objs is None else objs
+    errors = check_overlay(overlay, objs)
+    if component == "external-secrets":
+        errors += secret_contract_errors(objs)
+    if component == "monitoring":
+        errors += monitoring_errors(objs)
+    return errors
 
 
 # ----------------------------------------------------------------------------------------------- compose
@@ -689,6 +952,18 @@ def main() -> int:
     for overlay in OVERLAYS:
         found = check_overlay(overlay)
         print(f"overlays/{overlay}: {len(render(overlay))} objects, {len(found)} problems")
+        problems += found
+    for component, overlay in COMPONENTS.items():
+        found = check_component(component)
+        print(
+            f"components/{component} (on overlays/{overlay}): {len(render(overlay, [component]))} objects, "
+            f"{len(found)} problems"
+        )
+        problems += found
+    for addon in ADDONS:
+        objs = render_path(K8S / "addons" / addon)
+        found = schema_errors(objs)
+        print(f"addons/{addon}: {len(objs)} objects, {len(found)} problems")
         problems += found
     found = check_compose()
     print(f"compose: {len(found)} problems")

@@ -76,3 +76,20 @@ def test_deploy_compose_binary_rejects_a_broken_file(dv: ModuleType, tmp_path: P
     data["services"]["gateway"]["depends_on"]["no-such-service"] = {"condition": "service_healthy"}
     broken.write_text(yaml.safe_dump(data))
     assert dv.compose_run("config", "-q", file=broken).returncode != 0
+
+
+def test_deploy_compose_publishes_kafka_and_elasticsearch_on_localhost_only(dv: ModuleType) -> None:
+    services = dv.compose_model()["services"]
+    for name in ("kafka", "elasticsearch"):
+        ports = services[name]["ports"]
+        assert ports
+        assert {p.get("host_ip") for p in ports} == {"127.0.0.1"}, name
+
+
+def test_deploy_dockerfile_base_image_is_pinned_by_digest() -> None:
+    import re
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
+    assert base
+    assert re.fullmatch(r"python:[\w.-]+@sha256:[0-9a-f]{64}", base.group(1))

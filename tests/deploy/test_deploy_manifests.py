@@ -25,6 +25,241 @@ def test_deploy_overlay_has_no_problems(dv: ModuleType, rendered: dict[str, Any]
     assert dv.check_overlay(overlay, objs) == []
 
 
+def _tracked_copy(tmp_path: Path, folder: str = "deploy/k8s") -> Path:
+    """The files of ``folder`` that git tracks, copied as a fresh clone would have them (no ignored files)."""
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", folder],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed, f"git lists no file under {folder}"
+    for name in listed:
+        if (ROOT / name).is_file():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / name, tmp_path / name)
+    return tmp_path / folder
+
+
+@pytest.mark.parametrize("overlay", ["kind", "cloud"])
+def test_deploy_overlay_renders_from_a_clean_checkout(dv: ModuleType, tmp_path: Path, overlay: str) -> None:
+    """No git-ignored file (overlays/cloud/secrets/*.env) is needed: Secrets are referenced by name."""
+    objs = dv.render_path(_tracked_copy(tmp_path) / "overlays" / overlay)
+    assert {d["metadata"]["name"] for d in dv.platform_deployments(objs)} == set(SERVICES)
+    if overlay == "cloud":
+        assert dv.find(objs, "Secret") == []
+
+
+def test_deploy_cloud_secrets_are_referenced_by_name_and_listed_in_the_contract(
+    dv: ModuleType, rendered: dict[str, Any]
+) -> None:
+    cloud = rendered["cloud"]
+    referenced = {
+        src["secretRef"]["name"]
+        for d in dv.platform_deployments(cloud)
+        for src in dv.pod_spec(d)["containers"][0].get("envFrom", [])
+        if "secretRef" in src
+    }
+    assert referenced == set(dv.cloud_secret_contract())
+    # without the contract's Secrets the references dangle: the check sees it
+    errors = dv.reference_errors(cloud)
+    assert any("Secret 'kafka-sasl' does not exist" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("component", ["external-secrets", "keda", "monitoring", "kafka-topics"])
+def test_deploy_component_has_no_problems(dv: ModuleType, component: str) -> None:
+    assert dv.check_component(component) == []
+
+
+def test_deploy_external_secrets_cover_the_contract_and_schemas_are_strict(dv: ModuleType) -> None:
+    import copy
+
+    objs = copy.deepcopy(dv.render("cloud", ["external-secrets"]))
+    assert {e["spec"]["target"]["name"] for e in dv.find(objs, "ExternalSecret")} == set(
+        dv.cloud_secret_contract()
+    )
+    sasl = dv.one(objs, "ExternalSecret", "kafka-sasl")
+    sasl["spec"]["data"].pop()  # KAFKA_SASL_PASSWORD no longer synced
+    sasl["spec"]["refreshInterval_"] = "1h"  # a misspelt field of the custom resource
+    errors = dv.check_component("external-secrets", objs)
+    assert any("ExternalSecret for 'kafka-sasl' gives keys" in e for e in errors), errors
+    assert any("ExternalSecret/kafka-sasl" in e and "refreshInterval_" in e for e in errors), errors
+
+
+def test_deploy_keda_scales_each_sink_on_its_registry_groups_and_topics(dv: ModuleType) -> None:
+    """Each ScaledObject watches exactly the (group, topic) pairs libs/events says its sink consumes."""
+    from platform_events import TOPICS
+
+    objs = dv.render("cloud", ["keda"])
+    for d in dv.platform_deployments(objs):
+        name = d["metadata"]["name"]
+        group = dv.container_env(dv.with_out_of_band(objs, "cloud"), d).get("KAFKA_CONSUMER_GROUP")
+        if name == "gateway":
+            assert not dv.find(objs, "ScaledObject", name)
+            continue
+        so = dv.one(objs, "ScaledObject", name)
+        watched = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in so["spec"]["triggers"]}
+        expected = {(group, spec.name) for spec in TOPICS.values() if group in spec.consumer_groups}
+        assert watched == expected, name
+        assert "replicas" not in d["spec"]
+
+
+def test_deploy_catches_autoscaling_and_spread_mistakes(dv: ModuleType) -> None:
+    import copy
+
+    objs = dv.with_out_of_band(copy.deepcopy(dv.render("cloud", ["keda"])), "cloud")
+    dv.one(objs, "Deployment", "gateway")["spec"]["replicas"] = 2  # the HPA owns it
+    dv.one(objs, "ScaledObject", "log-sink")["spec"]["maxReplicaCount"] = 4
+    dv.one(objs, "ScaledObject", "notifier")["spec"]["triggers"][0]["metadata"]["consumerGroup"] = "notifier"
+    dv.pod_spec(dv.one(objs, "Deployment", "search-indexer"))["topologySpreadConstraints"].pop()
+    errors = "\n".join(dv.policy_errors(objs))
+    assert "Deployment/gateway: sets replicas while an autoscaler owns it" in errors
+    assert "ScaledObject/log-sink: maxReplicaCount 4 > 3 partitions" in errors
+    assert "ScaledObject/notifier: trigger group 'notifier'" in errors
+    assert "Deployment/search-indexer: no topologySpreadConstraint on kubernetes.io/hostname" in errors
+
+
+def test_deploy_catches_monitoring_mistakes(dv: ModuleType) -> None:
+    import copy
+
+    objs = copy.deepcopy(dv.render("cloud", ["monitoring"]))
+    rule = dv.one(objs, "PrometheusRule", "kafka-platform")
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "1h"  # drifted from prometheus-alerts.yaml
+    dv.one(objs, "PodMonitor", "kafka-exporter")["spec"]["podMetricsEndpoints"][0]["port"] = "http"
+    scrape = dv.one(objs, "NetworkPolicy", "prometheus-scrape")
+    scrape["spec"]["ingress"][0]["ports"] = [
+        {"protocol": "TCP", "port": 8101},
+        {"protocol": "TCP", "port": 9999},
+    ]
+    errors = "\n".join(dv.check_component("monitoring", objs))
+    assert "group 'platform-consumers' differs" in errors
+    assert "PodMonitor/kafka-exporter: Deployment/kafka-exporter has no port 'http'" in errors
+    assert "Deployment/issue-ingestor: Prometheus may reach ['prometheus:8101', 'prometheus:9999']" in errors
+    assert "Deployment/gateway: Prometheus may not reach its metrics port 'http'" in errors
+
+
+def _expected_topics(control: str) -> dict[str, tuple[int, dict[str, str]]]:
+    """topic -> (partitions, config) as the registry implies it: message topics, the activity log and every
+    DLQ kept forever, the rest 7 days; the control topic compacted on one partition."""
+    from platform_events import TOPICS
+
+    forever = {"platform.messages.created", "platform.messages.updated", "platform.messages.deleted"}
+    forever.add("platform.users.activity")
+    out: dict[str, tuple[int, dict[str, str]]] = {}
+    for spec in TOPICS.values():
+        out[spec.name] = (spec.partitions, {"retention.ms": "-1" if spec.name in forever else "604800000"})
+        if spec.consumer_groups:
+            out[spec.dlq_topic] = (spec.partitions, {"retention.ms": "-1"})
+    out[control] = (1, {"cleanup.policy": "compact"})
+    return out
+
+
+def test_deploy_kafka_topics_component_matches_the_registry(dv: ModuleType, rendered: dict[str, Any]) -> None:
+    objs = dv.render("cloud", ["kafka-topics"])
+    env = dv.container_env(objs, dv.one(objs, "Deployment", "notifier"))
+    assert env["KAFKA_AUTO_CREATE_TOPICS"] == "false"
+    stated = {
+        t["spec"]["topicName"]: (t["spec"]["partitions"], t["spec"]["config"])
+        for t in dv.find(objs, "KafkaTopic")
+    }
+    assert stated == _expected_topics(env["KAFKA_CONTROL_TOPIC"])
+    assert {t["spec"]["replicas"] for t in dv.find(objs, "KafkaTopic")} == {
+        int(env["KAFKA_TOPIC_REPLICATION"])
+    }
+    assert all(t["metadata"]["labels"].get("strimzi.io/cluster") for t in dv.find(objs, "KafkaTopic"))
+
+
+def test_deploy_topic_job_script_creates_what_the_component_states(
+    dv: ModuleType, rendered: dict[str, Any], tmp_path: Path
+) -> None:
+    """create-topics.sh run against a recording kafka-topics.sh, with the kind Job's environment."""
+    import subprocess
+
+    objs = rendered["kind"]
+    env = dv.container_env(objs, dv.one(objs, "Job", "kafka-topics"))
+    stub = tmp_path / "kafka-topics.sh"
+    stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$RECORD"\n')
+    stub.chmod(0o755)
+    record = tmp_path / "record"
+    script = ROOT / "deploy" / "k8s" / "components" / "dev-infra" / "kafka" / "create-topics.sh"
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={"PATH": "/usr/bin:/bin", **env, "KAFKA_BIN": str(tmp_path), "RECORD": str(record)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    created: dict[str, tuple[int, dict[str, str]]] = {}
+    for line in record.read_text().splitlines():
+        words = line.split()
+        if "--create" in words:
+            config = dict(w.split("=", 1) for w in words[words.index("--config") + 1 :: 2])
+            created[words[words.index("--topic") + 1]] = (int(words[words.index("--partitions") + 1]), config)
+    assert created == _expected_topics(env["KAFKA_CONTROL_TOPIC"])
+
+
+def test_deploy_cloud_egress_names_its_cidrs(dv: ModuleType, rendered: dict[str, Any]) -> None:
+    import copy
+
+    objs = copy.deepcopy(rendered["cloud"])
+    cidrs = {
+        np["metadata"]["name"]: np["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"]
+        for np in dv.find(objs, "NetworkPolicy")
+        if np["spec"].get("egress") and "ipBlock" in np["spec"]["egress"][0]["to"][0]
+    }
+    named = dv.env_file(ROOT / "deploy" / "k8s" / "overlays" / "cloud" / "config" / "egress-cidrs.env")
+    assert set(cidrs.values()) == set(named.values())
+    dv.one(objs, "NetworkPolicy", "search-indexer-egress")["spec"]["egress"][0]["to"][0]["ipBlock"][
+        "cidr"
+    ] = "0.0.0.0/0"
+    errors = dv.network_errors(dv.with_out_of_band(objs, "cloud"), "cloud")
+    assert any("NetworkPolicy/search-indexer-egress: egress to 0.0.0.0/0" in e for e in errors), errors
+
+
+def test_deploy_cloud_datastore_clients_use_tls_and_their_secrets(
+    dv: ModuleType, rendered: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings each service builds from its cloud pod's environment (Secrets from the contract): MySQL
+    over verified TLS, Elasticsearch with the API key over https, MongoDB URLs with TLS on, the optional CA
+    Secret mounted where the settings point."""
+    import ssl
+    from urllib.parse import parse_qs, urlsplit
+
+    from issue_ingestor.config import Settings as IngestorSettings
+    from search_indexer.config import Settings as IndexerSettings
+
+    cloud = dv.with_out_of_band(rendered["cloud"], "cloud")
+
+    def env_of(name: str) -> dict[str, str]:
+        env: dict[str, str] = dv.container_env(cloud, dv.one(cloud, "Deployment", name))
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return env
+
+    env_of("issue-ingestor")
+    context = IngestorSettings().db_ssl_context()
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    env_of("search-indexer")
+    kwargs = IndexerSettings().es_kwargs()
+    assert kwargs["hosts"][0].startswith("https://")
+    assert kwargs["api_key"] == "CHANGE-ME"
+    for name in ("log-sink", "notifier", "gateway"):
+        url = urlsplit(env_of(name)["MONGO_URL"])
+        assert url.scheme == "mongodb+srv" or parse_qs(url.query).get("tls") == ["true"], name
+        assert parse_qs(url.query).get("tls", ["true"]) == ["true"], name
+    for d in dv.platform_deployments(cloud):
+        mounts = {m["mountPath"]: m["name"] for m in dv.pod_spec(d)["containers"][0]["volumeMounts"]}
+        assert mounts.get("/etc/platform/tls") == "datastore-ca", d["metadata"]["name"]
+
+
 def test_deploy_base_renders_and_validates(dv: ModuleType) -> None:
     objs = dv.render_path(ROOT / "deploy" / "k8s" / "base")
     assert dv.schema_errors(objs) == []
@@ -46,16 +281,23 @@ def test_deploy_secrets_never_in_configmaps(dv: ModuleType, rendered: dict[str, 
     for objs in rendered.values():
         for cm in dv.find(objs, "ConfigMap"):
             assert not [k for k in cm.get("data", {}) if re.search(r"PASSWORD|TOKEN|SECRET|API_KEY", k)]
-        secret_keys = {k for s in dv.find(objs, "Secret") for k in s.get("data", {})}
-        assert {"ADMIN_TOKEN", "DB_PASSWORD", "MONGO_URL"} <= secret_keys
-    cloud_secrets = {k for s in dv.find(rendered["cloud"], "Secret") for k in s.get("data", {})}
-    assert {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} <= cloud_secrets
+    kind_secret_keys = {k for s in dv.find(rendered["kind"], "Secret") for k in s.get("data", {})}
+    assert {"ADMIN_TOKEN", "DB_PASSWORD", "MONGO_URL"} <= kind_secret_keys
+    cloud_secret_keys = set().union(*dv.cloud_secret_contract().values())
+    assert {
+        "ADMIN_TOKEN",
+        "DB_PASSWORD",
+        "MONGO_URL",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+    } <= cloud_secret_keys
+    assert "ELASTICSEARCH_API_KEY" in cloud_secret_keys
 
 
 def test_deploy_cloud_uses_sasl_ssl_and_replaces_every_dev_secret(
     dv: ModuleType, rendered: dict[str, Any]
 ) -> None:
-    cloud, kind = rendered["cloud"], rendered["kind"]
+    cloud, kind = dv.with_out_of_band(rendered["cloud"], "cloud"), rendered["kind"]
     for d in dv.platform_deployments(cloud):
         env = dv.container_env(cloud, d)
         assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
@@ -152,7 +394,7 @@ def test_deploy_every_variable_is_one_a_service_reads(
 ) -> None:
     """A renamed or misspelt variable (KAFKA_BOOTSTRAP_SERVER, DB_PASS...) would be silently ignored by
     pydantic-settings; here it fails, checked against each service's own settings class."""
-    assert dv.env_key_errors(rendered[overlay], _known_env) == []
+    assert dv.env_key_errors(dv.with_out_of_band(rendered[overlay], overlay), _known_env) == []
 
 
 # --------------------------------------------------------------------------- the checks bite

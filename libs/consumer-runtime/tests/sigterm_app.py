@@ -1,6 +1,7 @@
 """A minimal service built on the runtime, run as a real process by test_sigterm_integration.py.
 
 Its sink appends JSON lines to a file (fsync'd) — a tiny datastore the test can read after the process died.
+While a file ``<out>.down`` exists the datastore is "down": every write fails (a transient error).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class FileSink:
         self.path = path
 
     async def write(self, records: Sequence[Record[Any]]) -> list[Any]:
+        if os.path.exists(self.path + ".down"):  # noqa: ASYNC240 - tiny test datastore
+            raise ConnectionError("test datastore down")
         with open(self.path, "a", encoding="utf-8") as f:  # noqa: ASYNC230 - tiny test datastore
             for r in records:
                 f.write(json.dumps({"event_id": r.value.event_id, "offset": r.offset}) + "\n")
@@ -54,7 +57,7 @@ def main() -> None:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(runner):
+        async with running(runner, settings.shutdown_timeout_s):
             yield
 
     app = FastAPI(lifespan=lifespan)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -92,3 +95,95 @@ async def test_sigterm_flushes_buffer_and_commits(
 async def _assigned(status_coro: object) -> bool:
     s = await status_coro  # type: ignore[misc]
     return bool(s and s.get("assignment"))
+
+
+def _start_app(
+    bootstrap: str, names: KafkaNames, out: Path, port: int, **env: str
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(APP), names.topic, str(out)],
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "KAFKA_CONSUMER_GROUP": names.group,
+            "KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "KAFKA_CONTROL_ENABLED": "false",
+            "KAFKA_SESSION_TIMEOUT_MS": "3000",
+            "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "MQ_BATCH_SIZE": "5",
+            "MQ_BATCH_TIMEOUT_MS": "50",
+            "SHUTDOWN_TIMEOUT_S": str(SHUTDOWN_S),
+            "HTTP_PORT": str(port),
+            **env,
+        },
+        stdout=open(f"{out}.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+SHUTDOWN_S = 4
+
+
+@pytest.mark.parametrize("state", ["retrying-after-restart", "paused", "stopped", "reconnecting"])
+async def test_sigterm_ends_the_process_in_every_state(
+    state: str, kafka_bootstrap: str, kafka_names: KafkaNames, tmp_path: Path
+) -> None:
+    """In every state the loop yields to the event loop: SIGTERM ends the process within
+    SHUTDOWN_TIMEOUT_S + 5 s. "retrying-after-restart": the datastore is down, an operator restarts the
+    consumer (the pending batch is dropped with its backoff pause), and the datastore stays down."""
+    out = tmp_path / "stored.jsonl"
+    port = free_port()
+    bootstrap = kafka_bootstrap
+    if state == "reconnecting":
+        bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    else:
+        await ensure_topics(fast_settings(kafka_bootstrap), [kafka_names.topic, kafka_names.dlq])
+    proc = _start_app(bootstrap, kafka_names, out, port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+
+            async def status() -> dict[str, Any]:
+                try:
+                    body: dict[str, Any] = (await client.get("/consumer/status")).json()
+                except httpx.HTTPError:
+                    return {}
+                return body
+
+            async def in_state(*names: str) -> bool:
+                return (await status()).get("state") in names
+
+            if state == "reconnecting":
+                await wait_until(lambda: in_state("starting", "reconnecting"), timeout=40, what=state)
+                await asyncio.sleep(2)
+            else:
+                await wait_until(lambda: _assigned(status()), timeout=40, what="service assigned")
+            if state == "retrying-after-restart":
+                Path(f"{out}.down").write_bytes(b"")  # noqa: ASYNC240 - a marker file
+                values = [
+                    json.dumps(
+                        {"event_id": f"r-{i}", "timestamp": "2026-11-23T00:00:00Z", "service": "x"}
+                    ).encode()
+                    for i in range(12)
+                ]
+                await produce(kafka_bootstrap, kafka_names.topic, values)
+                await wait_until(lambda: in_state("retrying"), timeout=30, what="retrying")
+                assert (await client.post("/consumer/restart")).json()["leads_to"] == "running"
+                await wait_until(lambda: in_state("retrying"), timeout=40, what="retrying after the restart")
+                assert (await client.get("/readyz")).status_code == 503
+            elif state in ("paused", "stopped"):
+                action = "pause" if state == "paused" else "stop"
+                assert (await client.post(f"/consumer/{action}")).json()["leads_to"] == state
+                await wait_until(lambda: in_state(state), timeout=30, what=state)
+            assert (await client.get("/healthz")).status_code == 200  # the event loop answers
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=SHUTDOWN_S + 5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"SIGTERM in state {state}: still running after {SHUTDOWN_S + 5}s")
+        assert code in (0, -signal.SIGTERM), code
+        assert time.monotonic() - started <= SHUTDOWN_S + 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -160,15 +160,20 @@ async def test_ops_endpoints_and_consumer_control(
     assert status["group"] == kafka_names.group
     assert status["topics"] == [kafka_names.topic]
 
-    stopped = (await service.http.post("/api/kafka/stop")).json()
-    assert stopped["state"] == "stopped"
+    stopped = (await service.http.post("/api/kafka/stop")).json()  # answers at once, stops in background
+    assert (stopped["action"], stopped["leads_to"], stopped["desired"]) == ("stop", "stopped", "stopped")
+
+    async def consumer_stopped() -> bool:
+        return (await service.http.get("/api/kafka/status")).json()["state"] == "stopped"
+
+    await wait_until(consumer_stopped, what="stopped")
     await produce(kafka_bootstrap, kafka_names.topic, [issue_json("CTRL_1")])
     assert await service.count() == 0  # stopped: nothing consumed
     started = (await service.http.post("/api/kafka/start")).json()
-    assert started["state"] in ("starting", "running")
+    assert started["leads_to"] == "running"
     await wait_until(service.count, what="consumed after start")
     restarted = (await service.http.post("/api/kafka/restart")).json()
-    assert restarted["state"] in ("starting", "running")
+    assert (restarted["action"], restarted["leads_to"]) == ("restart", "running")
     assert (await service.http.post("/api/kafka/explode")).status_code == 422
     assert (await service.http.get("/consumer/status")).json()["group"] == kafka_names.group
     assert "/issues/{issue_id}/sessions" in (await service.http.get("/openapi.json")).json()["paths"]

@@ -184,7 +184,7 @@ class ControlFollower:
                         self.next_offset = msg.offset + 1
                         command = self._parse(msg.key, msg.value)
                         if command is not None:
-                            await self._on_live(command)
+                            await self._on_live(command, msg.offset)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -228,11 +228,14 @@ class ControlFollower:
             log.warning("ignoring malformed control command", service=self.key, error=str(exc))
             return None
 
-    async def _on_live(self, command: ControlCommand) -> None:
+    async def _on_live(self, command: ControlCommand, offset: int) -> None:
         self.last_command = command
         self.desired = DESIRED_AFTER[command.action]
-        log.info("control command", service=self.key, action=command.action, by=command.requested_by)
         runner = self.runner
+        if not runner.claim_control(offset):
+            log.info("control command already applied by a direct call", service=self.key, offset=offset)
+            return
+        log.info("control command", service=self.key, action=command.action, by=command.requested_by)
         if command.action == "restart":
             runner.request("restart")
         elif command.action == "stop":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -78,9 +79,19 @@ def ops_router(
             description="Answers at once with the command taken and the state it leads to (`leads_to`); "
             "a start, stop or restart completes in the background and its progress shows in `state`.",
         )
-        async def consumer_control(action: Action) -> ControlAck:
+        async def consumer_control(
+            action: Action,
+            control_offset: Annotated[
+                int | None,
+                Query(
+                    ge=0,
+                    description="the offset at which the gateway recorded this command in the control "
+                    "topic: this replica's control follower then does not apply it a second time",
+                ),
+            ] = None,
+        ) -> ControlAck:
             if not runner.settings.kafka_enabled:
                 raise HTTPException(409, "KAFKA_ENABLED=false: the consumer is disabled")
-            return runner.request(action)
+            return runner.request(action, control_offset=control_offset)
 
     return router

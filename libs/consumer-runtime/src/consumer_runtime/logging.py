@@ -1,8 +1,10 @@
-"""structlog configured once per process: JSON lines on stdout, context bound per record/batch."""
+"""structlog configured once per process: JSON lines on stdout (readable console lines with LOG_JSON=false,
+which `make run` sets on a terminal), context bound per record/batch."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -21,9 +23,7 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json else console_renderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -44,6 +44,17 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.bind_contextvars(service=service)
+
+
+def console_renderer() -> Any:
+    """structlog's console renderer for people: one line per event (level, event, key=value), tracebacks
+    as plain text. Colours unless NO_COLOR is set: `make run` reaches the terminal through honcho's pipes, so
+    the stream's own isatty() says nothing about the person reading it (FORCE_COLOR is not needed)."""
+    return structlog.dev.ConsoleRenderer(
+        colors="NO_COLOR" not in os.environ,
+        exception_formatter=structlog.dev.plain_traceback,
+        sort_keys=False,
+    )
 
 
 class RepeatFilter(logging.Filter):

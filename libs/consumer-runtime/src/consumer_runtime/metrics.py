@@ -37,7 +37,10 @@ LAG = Gauge(
     "platform_consumer_lag", "High watermark minus next offset to store", ["group", "topic", "partition"]
 )
 ASSIGNED = Gauge("platform_consumer_assigned_partitions", "Partitions currently assigned", ["group"])
-PAUSED = Gauge(
-    "platform_consumer_paused", "1 while fetching is paused (by an operator or backoff)", ["group"]
+PAUSED = Gauge("platform_consumer_paused", "1 while an operator holds fetching paused", ["group"])
+BACKOFF = Gauge(
+    "platform_consumer_backoff",
+    "1 while a failed batch waits for its retry (every assigned partition paused meanwhile)",
+    ["group"],
 )
 UP = Gauge("platform_consumer_running", "1 while the consumer loop runs", ["group"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -124,6 +125,7 @@ class ConsumerRunner:
         dead_letters: DeadLetterPort | None = None,
         consumer_factory: ConsumerFactory | None = None,
         revoke_timeout_s: float | None = None,
+        reconnect_backoff_s: tuple[float, float] = (0.5, 10.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not topics:
@@ -146,6 +148,7 @@ class ConsumerRunner:
             if revoke_timeout_s is not None
             else max(1.0, settings.kafka_session_timeout_ms / 2000)
         )
+        self.reconnect_backoff_s = reconnect_backoff_s
         self._clock = clock
 
         # lifecycle and operator state
@@ -153,6 +156,7 @@ class ConsumerRunner:
         self.desired: Desired = "running"
         self.operator_paused = False
         self._restart_requested = False
+        self._applied_control: deque[int] = deque(maxlen=256)  # control-topic offsets applied here
         self._task: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -237,13 +241,17 @@ class ConsumerRunner:
     async def resume(self) -> None:
         self._set_operator_pause(False)
 
-    def request(self, action: Action) -> ControlAck:
+    def request(self, action: Action, *, control_offset: int | None = None) -> ControlAck:
         """Take an operator command and answer at once with the state it leads to.
 
         pause/resume apply immediately; start/stop/restart are applied in the background, one at a time
-        (repeated restarts asked for before the first begins become one restart).
+        (repeated restarts asked for before the first begins become one restart). ``control_offset``: the
+        command is also recorded at that offset of the control topic, and whichever of this call and the
+        replica's control follower comes first applies it; the other one skips it.
         """
-        if action == "pause":
+        if control_offset is not None and not self.claim_control(control_offset):
+            log.info("control command already applied", consumer=self.name, control_offset=control_offset)
+        elif action == "pause":
             self._set_operator_pause(True)
         elif action == "resume":
             self._set_operator_pause(False)
@@ -256,6 +264,14 @@ class ConsumerRunner:
         leads_to = self._leads_to(action)
         log.info("consumer control", consumer=self.name, action=action, leads_to=leads_to.value)
         return ControlAck(**self.status().model_dump(), action=action, leads_to=leads_to)
+
+    def claim_control(self, control_offset: int) -> bool:
+        """True the first time the command at this control-topic offset is to be applied on this replica
+        (by a direct call or by the control follower), False after that."""
+        if control_offset in self._applied_control:
+            return False
+        self._applied_control.append(control_offset)
+        return True
 
     def _leads_to(self, action: Action) -> State:
         if not self.settings.kafka_enabled:
@@ -324,7 +340,7 @@ class ConsumerRunner:
         if self._consumer is not None:
             self._sync_pause(self._consumer)
         else:
-            m.PAUSED.labels(**self._labels).set(1 if self.pause_holders() else 0)
+            self._export_pause()
 
     def _sync_pause(self, consumer: ConsumerPort) -> None:
         """Pause exactly the partitions an operator pause or a waiting batch holds; resume the rest."""
@@ -336,7 +352,12 @@ class ConsumerRunner:
             consumer.pause(*sorted(want - have))
         if have - want:
             consumer.resume(*sorted(have - want))
-        m.PAUSED.labels(**self._labels).set(1 if held else 0)
+        self._export_pause()
+
+    def _export_pause(self) -> None:
+        holders = self.pause_holders()
+        m.PAUSED.labels(**self._labels).set(1 if "operator" in holders else 0)
+        m.BACKOFF.labels(**self._labels).set(1 if "backoff" in holders else 0)
 
     # ------------------------------------------------------------------ loop
     async def _run(self) -> None:
@@ -365,7 +386,8 @@ class ConsumerRunner:
             except Exception as exc:  # the broker went away, or something unexpected: reconnect with backoff
                 attempt += 1
                 self._note_error(exc, stage="kafka")
-                delay = backoff_delay(attempt, initial_s=0.5, max_s=10.0)
+                initial_s, max_s = self.reconnect_backoff_s
+                delay = backoff_delay(attempt, initial_s=initial_s, max_s=max_s)
                 log.warning(
                     "consumer loop failed; reconnecting",
                     consumer=self.name,

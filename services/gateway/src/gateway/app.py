@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,7 +16,7 @@ from platform_events import dlq_topic_for
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
-from gateway.api import admin, ops, publish, queries, services
+from gateway.api import dlq, groups, health, publish, queries, services, topics
 from gateway.config import GatewaySettings
 from gateway.control import ControlPlane
 from gateway.errors import ErrorBody, install_error_handlers
@@ -127,6 +129,27 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
+def _close_streams_on_sigterm(upstreams: Upstreams) -> Callable[[], None]:
+    """Chain a SIGTERM handler in front of the server's: live streams end at once, so the server's graceful
+    shutdown does not wait its whole timeout on endless SSE responses and the lifespan's flush (wide-logging,
+    Kafka producer) keeps its share of the grace period. Returns the function that restores the handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers live in the main thread only (tests may run the app elsewhere)
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(upstreams.close_streams)
+        if callable(previous):
+            previous(signum, frame)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return restore
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     wide = wide_logger(settings) if settings.wide_logging_enabled else None
 
@@ -150,9 +173,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             bootstrap=settings.kafka_bootstrap_servers,
             admin_enabled=settings.admin_token is not None,
         )
+        restore = _close_streams_on_sigterm(upstreams)
         try:
             yield
         finally:
+            restore()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -173,7 +198,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)
-    for module in (ops, publish, services, queries, admin):
+    for module in (health, publish, services, queries, topics, groups, dlq):
         app.include_router(module.router)
     console.install(app)  # /console (operator web UI) and /asyncapi.json
     origins = settings.cors_origins()

@@ -2,6 +2,8 @@
 
 Upstream services that cannot be reached become 503 naming the service; Kafka unreachable becomes 503
 naming Kafka; anything unexpected becomes a 500 with a request id and no stack trace (the log has it).
+Operations (:mod:`gateway.ops`) refuse in domain terms (:mod:`gateway.ops.errors`); their HTTP status is
+decided here, once (``STATUS_OF``), for the API and the console alike.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.logs import log
+from gateway.ops.errors import Conflict, Invalid, NotFound, OpsError, Unavailable
 
 
 class ErrorBody(BaseModel):
@@ -59,8 +62,14 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def not_found(what: str, message: str) -> ApiError:
-    return ApiError(404, f"{what}_not_found", message)
+#: The HTTP status of each kind of refused operation (the one place it is decided).
+STATUS_OF: dict[type[OpsError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Unavailable: 503}
+
+
+def from_ops(exc: OpsError) -> ApiError:
+    """The HTTP answer to a refused operation."""
+    status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
+    return ApiError(status, exc.code, exc.message, field=exc.field, details=exc.details, service=exc.service)
 
 
 class UpstreamUnavailable(ApiError):
@@ -113,6 +122,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.body, exc.headers)
+
+    @app.exception_handler(OpsError)
+    async def _refused(request: Request, exc: OpsError) -> JSONResponse:
+        answer = from_ops(exc)
+        return error_response(answer.status, answer.body)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,6 @@
-"""Everything the gateway does with Kafka: publish, administer topics and groups, browse, DLQ.
+"""The gateway's Kafka clients and the reads and writes :mod:`gateway.ops` builds on: publish, topic and
+group metadata, offsets (time search included), group commits, bounded reads. Refusals are
+:mod:`gateway.ops.errors` (an unknown topic or group, a group with live members, no fetch answer).
 
 One durable producer (acks=all, compression, batching, retries) and one admin client live for the whole
 process; readers (consumers without a group) are created per request and closed at once.
@@ -27,12 +29,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
-from consumer_runtime.dlq import HEADER_TOPIC
 from consumer_runtime.kafka_clients import start_admin, start_producer
 
 from gateway.config import GatewaySettings
-from gateway.errors import ApiError, not_found
 from gateway.logs import log
+from gateway.ops.errors import Conflict, NotFound, Unavailable, unknown
 
 _READ_WAIT_MS = 50
 
@@ -99,7 +100,7 @@ def decode_assignment(raw: bytes | None) -> list[dict[str, Any]]:
 
 
 class KafkaGateway:
-    """The gateway's Kafka clients and the operations built on them."""
+    """The gateway's Kafka clients and the Kafka requests the operations are built on."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -195,7 +196,7 @@ class KafkaGateway:
 
     async def require_topic(self, topic: str) -> None:
         if topic not in set(await self.list_topics()):
-            raise not_found("topic", f"unknown topic {topic!r}")
+            raise unknown("topic", f"unknown topic {topic!r}")
 
     async def partitions(self, topic: str) -> list[dict[str, Any]]:
         """Partition metadata of an existing topic (404 for an unknown one: never auto-create)."""
@@ -203,8 +204,18 @@ class KafkaGateway:
         admin = await self.admin()
         described = await admin.describe_topics([topic])
         if not described or described[0].get("error_code"):
-            raise not_found("topic", f"unknown topic {topic!r}")
+            raise unknown("topic", f"unknown topic {topic!r}")
         return sorted(described[0]["partitions"], key=lambda p: p["partition"])
+
+    async def partition_counts(self, names: Sequence[str]) -> dict[str, list[int]]:
+        """The partition numbers of each named (existing) topic."""
+        if not names:
+            return {}
+        admin = await self.admin()
+        return {
+            d["topic"]: [p["partition"] for p in d.get("partitions", [])]
+            for d in await admin.describe_topics(list(names))
+        }
 
     async def topic_config(self, topic: str) -> dict[str, str | None]:
         admin = await self.admin()
@@ -225,13 +236,13 @@ class KafkaGateway:
     ) -> None:
         admin = await self.admin()
         if name in set(await admin.list_topics()):
-            raise ApiError(409, "topic_exists", f"topic {name!r} already exists", field="name")
+            raise Conflict("topic_exists", f"topic {name!r} already exists", field="name")
         try:
             await admin.create_topics(
                 [NewTopic(name, partitions, replication_factor, topic_configs=dict(config))]
             )
         except TopicAlreadyExistsError:
-            raise ApiError(409, "topic_exists", f"topic {name!r} already exists", field="name") from None
+            raise Conflict("topic_exists", f"topic {name!r} already exists", field="name") from None
 
     async def ensure_topic(self, name: str, partitions: int, config: dict[str, str] | None = None) -> bool:
         """Create ``name`` if missing (safe to race); True when this call created it."""
@@ -280,8 +291,8 @@ class KafkaGateway:
                 return result
             if time.monotonic() > deadline:
                 missing = [f"{tp.topic}[{tp.partition}]" for tp in wanted if tp not in result]
-                raise ApiError(
-                    503, "kafka_unavailable", f"no fetch response for {', '.join(missing)}", service="kafka"
+                raise Unavailable(
+                    "kafka_unavailable", f"no fetch response for {', '.join(missing)}", service="kafka"
                 )
 
     async def beginning_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
@@ -344,39 +355,27 @@ class KafkaGateway:
         return lo
 
     # ------------------------------------------------------------------ groups
-    async def list_groups(self) -> list[dict[str, Any]]:
+    async def group_ids(self) -> list[tuple[str, str]]:
+        """``(group_id, protocol_type)`` of every group the broker knows, sorted."""
         admin = await self.admin()
-        groups = sorted({(str(g[0]), str(g[1])) for g in await admin.list_consumer_groups()})
-        out: list[dict[str, Any]] = []
-        for group_id, protocol_type in groups:
-            described = await self._describe_group(group_id)
-            out.append(
-                {
-                    "group_id": group_id,
-                    "protocol_type": protocol_type,
-                    "state": described["state"],
-                    "members": len(described["members"]),
-                }
-            )
-        return out
+        return sorted({(str(g[0]), str(g[1])) for g in await admin.list_consumer_groups()})
 
     async def require_group(self, group_id: str) -> None:
-        admin = await self.admin()
-        if group_id not in {str(g[0]) for g in await admin.list_consumer_groups()}:
-            raise not_found("group", f"unknown consumer group {group_id!r}")
+        if group_id not in {g for g, _ in await self.group_ids()}:
+            raise unknown("group", f"unknown consumer group {group_id!r}")
 
-    async def _describe_group(self, group_id: str) -> dict[str, Any]:
+    async def describe_group(self, group_id: str) -> dict[str, Any]:
+        """State, protocol and members (with their decoded assignment) of one group; Dead when unknown."""
         admin = await self.admin()
         # One group per request: noida-db breaks on several ids in one DescribeGroups call.
         responses = await admin.describe_consumer_groups([group_id])
         for response in responses:
             for group in response.groups:
-                error_code, gid, state, protocol_type, protocol, members = group[:6]
+                _error_code, gid, state, protocol_type, protocol, members = group[:6]
                 if gid != group_id:
                     continue
                 return {
                     "group_id": gid,
-                    "error_code": error_code,
                     "state": state,
                     "protocol_type": protocol_type,
                     "protocol": protocol,
@@ -391,15 +390,6 @@ class KafkaGateway:
                     ],
                 }
         return {"group_id": group_id, "state": "Dead", "members": [], "protocol_type": "", "protocol": ""}
-
-    async def describe_group(self, group_id: str) -> dict[str, Any]:
-        await self.require_group(group_id)
-        described = await self._describe_group(group_id)
-        described.pop("error_code", None)
-        offsets = await self.group_offsets(group_id)
-        described["offsets"] = offsets
-        described["total_lag"] = sum(o["lag"] or 0 for o in offsets)
-        return described
 
     async def group_offsets(self, group_id: str, topics: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Committed offset, end offset and lag for every partition the group has committed on.
@@ -440,84 +430,7 @@ class KafkaGateway:
             )
         return out
 
-    async def reset_offsets(
-        self,
-        group_id: str,
-        topic: str,
-        *,
-        partitions: Sequence[int] | None,
-        to: str,
-        timestamp_ms: int | None,
-        offset: int | None,
-        evict_stale: bool,
-        dry_run: bool,
-    ) -> dict[str, Any]:
-        """Move a group's committed offsets on ``topic``; refused (409) while the group has live members."""
-        all_parts = [p["partition"] for p in await self.partitions(topic)]
-        chosen = sorted(set(partitions)) if partitions else all_parts
-        unknown = [p for p in chosen if p not in all_parts]
-        if unknown:
-            raise ApiError(
-                404, "partition_not_found", f"topic {topic!r} has no partition {unknown}", field="partitions"
-            )
-        tps = [TopicPartition(topic, p) for p in chosen]
-        described = await self._describe_group(group_id)
-        if described["members"] and not evict_stale:
-            raise ApiError(
-                409,
-                "group_active",
-                f"consumer group {group_id!r} has {len(described['members'])} active member(s) "
-                f"(state {described['state']}): stop its consumers first. If they are stopped but the broker "
-                "still lists them, retry with evict_stale=true.",
-                details=[{"member_id": m["member_id"]} for m in described["members"]],
-            )
-        targets = await self._targets(tps, to, timestamp_ms, offset)
-        before = {
-            row["partition"]: row["committed"] for row in await self.group_offsets(group_id, topics=[topic])
-        }
-        result = {
-            "group_id": group_id,
-            "topic": topic,
-            "to": to,
-            "dry_run": dry_run,
-            "partitions": [
-                {"partition": tp.partition, "previous": before.get(tp.partition), "new": targets[tp]}
-                for tp in tps
-            ],
-        }
-        if dry_run:
-            return result
-        if described["members"]:
-            await self._commit_as_member(group_id, topic, targets)
-        else:
-            await self._commit_as_admin(group_id, targets)
-        log.info("offsets reset", group=group_id, topic=topic, to=to, offsets=result["partitions"])
-        return result
-
-    async def _targets(
-        self, tps: list[TopicPartition], to: str, timestamp_ms: int | None, offset: int | None
-    ) -> dict[TopicPartition, int]:
-        if to == "earliest":
-            return await self.beginning_offsets(tps)
-        if to == "latest":
-            return await self.end_offsets(tps)
-        if to == "timestamp":
-            assert timestamp_ms is not None
-            return await self.offsets_for_timestamp(tps, timestamp_ms)
-        assert offset is not None
-        starts = await self.beginning_offsets(tps)
-        ends = await self.end_offsets(tps)
-        for tp in tps:
-            if not starts[tp] <= offset <= ends[tp]:
-                raise ApiError(
-                    422,
-                    "offset_out_of_range",
-                    f"offset {offset} is outside partition {tp.partition}'s range [{starts[tp]}, {ends[tp]}]",
-                    field="offset",
-                )
-        return dict.fromkeys(tps, offset)
-
-    async def _commit_as_admin(self, group_id: str, targets: dict[TopicPartition, int]) -> None:
+    async def commit_as_admin(self, group_id: str, targets: dict[TopicPartition, int]) -> None:
         """Commit for an empty group without joining it (the broker refuses this while it has members)."""
         consumer = AIOKafkaConsumer(
             **self.settings.client_kwargs(), group_id=group_id, enable_auto_commit=False
@@ -527,15 +440,14 @@ class KafkaGateway:
             consumer.assign(list(targets))
             await consumer.commit(dict(targets))
         except CommitFailedError:
-            raise ApiError(
-                409,
+            raise Conflict(
                 "group_active",
                 f"consumer group {group_id!r} gained members meanwhile: the broker refused the commit",
             ) from None
         finally:
             await consumer.stop()
 
-    async def _commit_as_member(self, group_id: str, topic: str, targets: dict[TopicPartition, int]) -> None:
+    async def commit_as_member(self, group_id: str, topic: str, targets: dict[TopicPartition, int]) -> None:
         """evict_stale: join the group; only if this member receives *every* partition of the topic (so no
         live member holds any) commit as the group's member, then leave. Stale members that no longer
         heartbeat are evicted by the rebalance this join causes."""
@@ -563,8 +475,7 @@ class KafkaGateway:
                     break
             mine = set(consumer.assignment())
             if mine != all_parts:
-                raise ApiError(
-                    409,
+                raise Conflict(
                     "group_active",
                     f"consumer group {group_id!r} has live members holding partitions "
                     f"{sorted(tp.partition for tp in all_parts - mine)} of {topic!r}: stop them first",
@@ -572,9 +483,7 @@ class KafkaGateway:
             try:
                 await consumer.commit(dict(targets))
             except CommitFailedError:
-                raise ApiError(
-                    409, "group_active", f"group {group_id!r} rebalanced during the reset"
-                ) from None
+                raise Conflict("group_active", f"group {group_id!r} rebalanced during the reset") from None
         finally:
             await consumer.stop()
 
@@ -593,8 +502,8 @@ class KafkaGateway:
         beginning, or (``from_end``) the last ``limit`` records of each partition."""
         parts = [p["partition"] for p in await self.partitions(topic)]
         if partition is not None and partition not in parts:
-            raise ApiError(
-                404, "partition_not_found", f"topic {topic!r} has no partition {partition}", field="partition"
+            raise NotFound(
+                "partition_not_found", f"topic {topic!r} has no partition {partition}", field="partition"
             )
         tps = [TopicPartition(topic, p) for p in ([partition] if partition is not None else parts)]
         async with self.reader() as consumer:
@@ -712,12 +621,3 @@ class KafkaGateway:
                     if msgs and remaining and min(remaining) > msgs[-1].offset + 500:
                         consumer.seek(tp, min(remaining))
         return found
-
-
-def replay_target(letter: ConsumerRecord[bytes, bytes], dlq_topic: str) -> str:
-    """Where a dead letter goes back to: its ``dlq.original.topic`` header, else the DLQ name minus .dlq."""
-    headers = render_headers(letter.headers)
-    original = headers.get(HEADER_TOPIC)
-    if original:
-        return original
-    return dlq_topic.removesuffix(".dlq")

@@ -72,11 +72,21 @@ class Upstreams:
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {timeout_s: self._timeout}
         self._sessions: dict[str, aiohttp.ClientSession] = {}  # made on first use, inside the event loop
         self._closed = False
+        self._streams: set[aiohttp.ClientResponse] = set()  # live (SSE) proxies: close_streams() ends them
         self._seconds: dict[tuple[str, str], Any] = {}  # metric children, cached (labels() locks each time)
 
     @property
     def names(self) -> list[str]:
         return list(self.urls)
+
+    def close_streams(self) -> int:
+        """End every live stream now (SIGTERM): an endless SSE response would otherwise hold the server's
+        graceful shutdown for its whole timeout. New streams are refused from here on. Returns how many."""
+        self._closed = True
+        streams, self._streams = list(self._streams), set()
+        for upstream in streams:
+            upstream.close()
+        return len(streams)
 
     async def close(self) -> None:
         self._closed = True
@@ -223,6 +233,8 @@ class Upstreams:
     ) -> StreamingResponse:
         """Proxy a live (SSE) stream: headers, then every chunk as it arrives, until either side ends."""
         self._check(service)
+        if self._closed:
+            raise UpstreamUnavailable(service, "the gateway is shutting down")
         sent = {"accept": "text/event-stream", **(headers or {})}
         started = time.perf_counter()
         try:
@@ -240,6 +252,8 @@ class Upstreams:
                 upstream.release()
             raise_for_upstream(service, UpstreamResponse(upstream.status, [], content))
 
+        self._streams.add(upstream)
+
         async def body() -> AsyncIterator[bytes]:
             try:
                 async for chunk in upstream.content.iter_any():
@@ -249,6 +263,7 @@ class Upstreams:
             except (TimeoutError, aiohttp.ClientError):
                 return
             finally:
+                self._streams.discard(upstream)
                 upstream.close()  # an endless stream: drop the connection rather than drain it
 
         return StreamingResponse(

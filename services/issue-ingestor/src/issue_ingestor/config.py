@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from consumer_runtime import ServiceSettings
 from platform_events import GROUP_CHATBOT_ISSUES, TOPIC_CHATBOT_ISSUES, validate_topic_name
 from pydantic import Field, SecretStr, field_validator
@@ -52,6 +54,12 @@ class Settings(ServiceSettings):
     # dropped and the batch retried), so a hung network never wedges the consumer.
     db_statement_timeout_s: float = Field(30.0, gt=0)
     db_migrate: bool = Field(True, description="apply pending schema migrations at start")
+    # TLS to MySQL (managed servers: Azure Database for MySQL requires it, RDS should use it). DB_SSL_CA: a
+    # PEM bundle (mounted from a Secret); unset, the system's CAs. DB_SSL_VERIFY_IDENTITY: the certificate
+    # must name DB_HOST's host (off only for servers reached by an address their certificate does not name).
+    db_ssl: bool = False
+    db_ssl_ca: str | None = None
+    db_ssl_verify_identity: bool = True
 
     @field_validator("db_host")
     @classmethod
@@ -67,3 +75,15 @@ class Settings(ServiceSettings):
     @property
     def mysql_address(self) -> tuple[str, int]:
         return split_host_port(self.db_host)
+
+    def db_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the MySQL connections (None: plain TCP). The certificate chain is always
+        verified; a missing or unreadable DB_SSL_CA fails here, when the pool is made."""
+        if not self.db_ssl:
+            if self.db_ssl_ca:
+                raise ValueError("DB_SSL_CA is set but DB_SSL is not true: set DB_SSL=true to use TLS")
+            return None
+        context = ssl.create_default_context(cafile=self.db_ssl_ca or None)
+        context.check_hostname = self.db_ssl_verify_identity
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context

@@ -161,6 +161,7 @@ class IssueStore:
             "autocommit": False,
             "connect_timeout": self.settings.db_connect_timeout_s,
             "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+            "ssl": self.settings.db_ssl_context(),
         }
 
     async def _get_pool(self) -> Any:

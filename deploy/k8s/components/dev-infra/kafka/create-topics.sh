@@ -22,6 +22,14 @@ produced_only=(
   "${KAFKA_TOPIC_NOTIFICATIONS_SENT:?}"
   "${KAFKA_TOPIC_USERS_ACTIVITY:?}"
 )
+# kept forever (retention.ms=-1), as components/kafka-topics states for the cloud: the message topics (the
+# search index is rebuilt by replaying them), the activity log, and every DLQ (below)
+forever=(
+  "${KAFKA_TOPIC_MESSAGES_CREATED:?}"
+  "${KAFKA_TOPIC_MESSAGES_UPDATED:?}"
+  "${KAFKA_TOPIC_MESSAGES_DELETED:?}"
+  "${KAFKA_TOPIC_USERS_ACTIVITY:?}"
+)
 
 for attempt in $(seq 1 60); do
   if "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --list >/dev/null 2>&1; then
@@ -40,8 +48,13 @@ for topic in "${consumed[@]}"; do
   topics+=("$topic.dlq")
 done
 for topic in "${topics[@]}"; do
+  retention=604800000
+  if [[ $topic == *.dlq ]] || printf '%s\n' "${forever[@]}" | grep -qxF "$topic"; then
+    retention=-1
+  fi
   "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --create --if-not-exists \
-    --topic "$topic" --partitions "$partitions" --replication-factor "$replication"
+    --topic "$topic" --partitions "$partitions" --replication-factor "$replication" \
+    --config "retention.ms=$retention"
 done
 # the control topic keeps the latest command per service: one partition, compacted
 "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --create --if-not-exists \

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.auth import AppKey
 from gateway.deps import KafkaDep, TopicsDep
 from gateway.errors import ApiError, error_responses
+from gateway.ops.browse import MAX_TIMESTAMP_MS
 
 router = APIRouter(dependencies=[AppKey])
 #: What a publish endpoint can answer besides its success.
@@ -111,7 +112,7 @@ class ActivityIn(BaseModel):
     activity: Annotated[str, Field(min_length=1, max_length=128)]
     attributes: dict[str, Any] = Field(default_factory=dict)
     event_id: Id | None = None
-    timestamp: Annotated[int, Field(gt=0, le=253_402_300_799_999)] | None = None
+    timestamp: Annotated[int, Field(gt=0, le=MAX_TIMESTAMP_MS)] | None = None
 
 
 class Published(BaseModel):

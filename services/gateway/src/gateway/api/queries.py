@@ -1,21 +1,30 @@
 """Queries, forwarded to the service that owns the data (its answer is returned unchanged).
 
 issue-ingestor: issues and chatbot sessions · search-indexer: message search · log-sink: wide events ·
-notifier: notifications (list, mark read, live SSE stream, preferences). Parameters are declared here for
-the OpenAPI document and validated by the owner too; an owner that is down is a 503 naming it.
+notifier: notifications (list, mark read, live SSE stream, preferences). One handler per operation,
+registered from :data:`ROUTES` on each of its paths (a seed path and its ``/api/v1`` twin share it); the
+query contracts are the models of :mod:`gateway.api.query_models` (declared for the OpenAPI document and
+validated by the owner too); an owner that is down is a 503 naming it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from platform_events import ModeType, ProcessType
-from pydantic import BaseModel, Field
 
+from gateway.api.query_models import (
+    MAX_ID,
+    IssueQuery,
+    LogQuery,
+    MarkRead,
+    MutedChannels,
+    NotificationQuery,
+    SearchQuery,
+)
 from gateway.auth import Admin, AppKey
 from gateway.deps import UpstreamsDep
 from gateway.errors import error_responses
@@ -28,11 +37,8 @@ LOGS = "log-sink"
 NOTIFIER = "notifier"
 
 IssueId = Annotated[str, Path(min_length=1, max_length=191, examples=["PRESS_001_20250806_001"])]
-Id = Annotated[str, Path(min_length=1, max_length=128)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
+Id = Annotated[str, Path(min_length=1, max_length=MAX_ID)]
 READ = error_responses(404, 422, 502, 503)
-#: Deepest page offset forwarded (a huge OFFSET breaks the owner's SQL; no one pages that far).
-MAX_OFFSET = 10_000_000
 
 
 def seg(value: str) -> str:
@@ -40,155 +46,33 @@ def seg(value: str) -> str:
     return quote(value, safe="")
 
 
-# ============================================================================================ issues
-async def _issues(
-    upstreams: UpstreamsDep,
-    request: Request,
+# ============================================================================================ handlers
+async def list_issues(
+    upstreams: UpstreamsDep, request: Request, _q: Annotated[IssueQuery, Query()]
 ) -> Response:
     return await upstreams.forward(ISSUES, "GET", "/issues", request)
 
 
-@router.get(
-    "/api/kafka/issues",
-    tags=["seed-compatible"],
-    summary="ChatbotIssue list (seed 000): ?limit=&offset=",
-    responses=READ,
-)
-async def seed_list_issues(
-    upstreams: UpstreamsDep,
-    request: Request,
-    limit: Limit = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-) -> Response:
-    return await _issues(upstreams, request)
-
-
-@router.get(
-    "/api/kafka/issues/{issue_id}",
-    tags=["seed-compatible"],
-    summary="One ChatbotIssue (seed 000)",
-    responses=READ,
-)
-async def seed_get_issue(upstreams: UpstreamsDep, issue_id: IssueId) -> Response:
-    return await upstreams.forward(ISSUES, "GET", f"/issues/{seg(issue_id)}")
-
-
-@router.delete(
-    "/api/kafka/issues/{issue_id}",
-    tags=["seed-compatible"],
-    summary="Delete a ChatbotIssue and its sessions (seed 000; admin token)",
-    dependencies=[Admin],
-    responses=error_responses(401, 403, 404, 503),
-)
-async def seed_delete_issue(upstreams: UpstreamsDep, issue_id: IssueId) -> Response:
-    return await upstreams.forward(ISSUES, "DELETE", f"/issues/{seg(issue_id)}")
-
-
-@router.get(
-    "/api/v1/issues",
-    tags=["queries"],
-    summary="Issues, newest event first, with filters",
-    responses=READ,
-)
-async def list_issues(
-    upstreams: UpstreamsDep,
-    request: Request,
-    limit: Limit = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    process_type: Annotated[ProcessType | None, Query(alias="processType")] = None,
-    mode_type: Annotated[ModeType | None, Query(alias="modeType")] = None,
-    is_solved: Annotated[bool | None, Query(alias="isSolved")] = None,
-    since: Annotated[
-        str | None, Query(alias="from", max_length=64, description="event time ≥ (ISO-8601)")
-    ] = None,
-    until: Annotated[
-        str | None, Query(alias="to", max_length=64, description="event time < (ISO-8601)")
-    ] = None,
-) -> Response:
-    return await _issues(upstreams, request)
-
-
-@router.get("/api/v1/issues/{issue_id}", tags=["queries"], summary="One issue", responses=READ)
 async def get_issue(upstreams: UpstreamsDep, issue_id: IssueId) -> Response:
     return await upstreams.forward(ISSUES, "GET", f"/issues/{seg(issue_id)}")
 
 
-@router.delete(
-    "/api/v1/issues/{issue_id}",
-    tags=["queries"],
-    summary="Delete an issue and its sessions (admin token)",
-    dependencies=[Admin],
-    responses=error_responses(401, 403, 404, 503),
-)
 async def delete_issue(upstreams: UpstreamsDep, issue_id: IssueId) -> Response:
     return await upstreams.forward(ISSUES, "DELETE", f"/issues/{seg(issue_id)}")
 
 
-@router.get(
-    "/api/v1/issues/{issue_id}/sessions",
-    tags=["queries"],
-    summary="Chatbot sessions of an issue (opened by its first event, closed by isSolved=true)",
-    responses=READ,
-)
 async def list_sessions(upstreams: UpstreamsDep, issue_id: IssueId) -> Response:
     return await upstreams.forward(ISSUES, "GET", f"/issues/{seg(issue_id)}/sessions")
 
 
-# ============================================================================================ search
-async def _search(
-    upstreams: UpstreamsDep,
-    request: Request,
-) -> Response:
+async def search(upstreams: UpstreamsDep, request: Request, _q: Annotated[SearchQuery, Query()]) -> Response:
     return await upstreams.forward(SEARCH, "GET", "/messages/search", request)
 
 
-SearchQ = Annotated[
-    str | None, Query(max_length=1000, description="Words matched in content", examples=["배포"])
-]
-
-
-@router.get(
-    "/messages/search",
-    tags=["seed-compatible"],
-    summary="Full-text search of messages (seed 003): ?q=",
-    responses=READ,
-)
-async def seed_search(upstreams: UpstreamsDep, request: Request, q: SearchQ = None) -> Response:
-    return await _search(upstreams, request)
-
-
-@router.get(
-    "/api/v1/search/messages", tags=["queries"], summary="Search messages with filters", responses=READ
-)
-async def search(
-    upstreams: UpstreamsDep,
-    request: Request,
-    q: SearchQ = None,
-    channel_id: Annotated[str | None, Query(max_length=128)] = None,
-    author_id: Annotated[str | None, Query(max_length=128)] = None,
-    since: Annotated[datetime | None, Query(alias="from", description="created at or after")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="created at or before")] = None,
-    sort: Literal["relevance", "newest", "oldest"] | None = None,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    highlight: bool = True,
-) -> Response:
-    return await _search(upstreams, request)
-
-
-@router.get("/api/v1/messages/{message_id}", tags=["queries"], summary="One indexed message", responses=READ)
 async def get_message(upstreams: UpstreamsDep, message_id: Id) -> Response:
     return await upstreams.forward(SEARCH, "GET", f"/messages/{seg(message_id)}")
 
 
-@router.post(
-    "/api/v1/search/rebuild",
-    tags=["queries"],
-    status_code=202,
-    summary="Rebuild the search index from Kafka into a new index, then switch the alias (admin token)",
-    dependencies=[Admin],
-    responses=error_responses(401, 403, 409, 503),
-)
 async def start_rebuild(
     upstreams: UpstreamsDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Response:
@@ -196,134 +80,154 @@ async def start_rebuild(
     return await upstreams.forward(SEARCH, "POST", "/admin/rebuild", headers=headers)
 
 
-@router.get("/api/v1/search/rebuild", tags=["queries"], summary="Progress of the current/last rebuild")
 async def rebuild_status(upstreams: UpstreamsDep) -> Response:
     return await upstreams.forward(SEARCH, "GET", "/admin/rebuild")
 
 
-# ============================================================================================ logs
-@router.get("/api/v1/logs", tags=["queries"], summary="Wide log events, newest first", responses=READ)
-async def query_logs(
-    upstreams: UpstreamsDep,
-    request: Request,
-    since: Annotated[
-        str | None, Query(max_length=64, description="from (inclusive): ISO-8601 or epoch ms")
-    ] = None,
-    until: Annotated[
-        str | None, Query(max_length=64, description="to (exclusive): ISO-8601 or epoch ms")
-    ] = None,
-    service: Annotated[str | None, Query(max_length=128)] = None,
-    level: Annotated[str | None, Query(max_length=32)] = None,
-    field: Annotated[
-        list[str] | None, Query(description="equality on any field, repeatable: path:value (e.g. status:500)")
-    ] = None,
-    limit: Limit = 100,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="next_cursor of the previous page")
-    ] = None,
-) -> Response:
+async def query_logs(upstreams: UpstreamsDep, request: Request, _q: Annotated[LogQuery, Query()]) -> Response:
     return await upstreams.forward(LOGS, "GET", "/logs", request)
 
 
-@router.get("/api/v1/logs/{event_id}", tags=["queries"], summary="One wide event by event_id", responses=READ)
 async def get_log(upstreams: UpstreamsDep, event_id: Id) -> Response:
     return await upstreams.forward(LOGS, "GET", f"/logs/{seg(event_id)}")
 
 
-# ============================================================================================ notifications
-class MarkRead(BaseModel):
-    model_config = {"json_schema_extra": {"examples": [{"all": True}, {"ids": ["ntf_0123"]}]}}
-
-    ids: (
-        Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(max_length=1000)] | None
-    ) = None
-    all: bool = False
-
-
-class MutedChannels(BaseModel):
-    muted_channels: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=128)]], Field(max_length=10_000)
-    ]
-
-
-@router.get(
-    "/api/v1/notifications/{user_id}",
-    tags=["queries"],
-    summary="A user's notifications (status=unread|all)",
-    responses=READ,
-)
 async def list_notifications(
-    upstreams: UpstreamsDep,
-    request: Request,
-    user_id: Id,
-    status: Literal["unread", "all"] = "all",
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    upstreams: UpstreamsDep, request: Request, user_id: Id, _q: Annotated[NotificationQuery, Query()]
 ) -> Response:
     return await upstreams.forward(NOTIFIER, "GET", f"/notifications/{seg(user_id)}", request)
 
 
-@router.post(
-    "/api/v1/notifications/{user_id}/read",
-    tags=["queries"],
-    summary="Mark notifications read: the given ids, or all",
-    responses=READ,
-)
 async def mark_read(upstreams: UpstreamsDep, user_id: Id, body: Annotated[MarkRead, Body()]) -> Response:
-    return await upstreams.forward(
-        NOTIFIER, "POST", f"/notifications/{seg(user_id)}/read", json=body.model_dump(exclude_none=True)
-    )
+    path = f"/notifications/{seg(user_id)}/read"
+    return await upstreams.forward(NOTIFIER, "POST", path, json=body.model_dump(exclude_none=True))
 
 
-@router.post(
-    "/api/v1/notifications/{user_id}/{notification_id}/read",
-    tags=["queries"],
-    summary="Mark one notification read (idempotent)",
-    responses=READ,
-)
 async def mark_one_read(upstreams: UpstreamsDep, user_id: Id, notification_id: Id) -> Response:
-    return await upstreams.forward(
-        NOTIFIER, "POST", f"/notifications/{seg(user_id)}/{seg(notification_id)}/read"
-    )
+    path = f"/notifications/{seg(user_id)}/{seg(notification_id)}/read"
+    return await upstreams.forward(NOTIFIER, "POST", path)
 
 
-@router.get(
-    "/api/v1/notifications/{user_id}/stream",
-    tags=["queries"],
-    summary="Live notifications (Server-Sent Events, proxied); resume with Last-Event-ID",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(422, 503)},
-)
 async def stream(
     upstreams: UpstreamsDep,
     request: Request,
     user_id: Id,
-    last_event_id: Annotated[str | None, Header(max_length=128)] = None,
-    after: Annotated[str | None, Query(max_length=128, description="same as Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=MAX_ID)] = None,
+    after: Annotated[str | None, Query(max_length=MAX_ID, description="same as Last-Event-ID")] = None,
 ) -> StreamingResponse:
     headers = {"last-event-id": last_event_id} if last_event_id else None
     params = {"after": after} if after else None
     return await upstreams.stream(NOTIFIER, f"/notifications/{seg(user_id)}/stream", params, request, headers)
 
 
-@router.get(
-    "/api/v1/notifications/{user_id}/preferences",
-    tags=["queries"],
-    summary="A user's notification preferences (muted channels)",
-    responses=READ,
-)
 async def get_preferences(upstreams: UpstreamsDep, user_id: Id) -> Response:
     return await upstreams.forward(NOTIFIER, "GET", f"/preferences/{seg(user_id)}")
 
 
-@router.put(
-    "/api/v1/notifications/{user_id}/preferences",
-    tags=["queries"],
-    summary="Replace a user's muted channels",
-    responses=READ,
-)
 async def put_preferences(upstreams: UpstreamsDep, user_id: Id, body: MutedChannels) -> Response:
     return await upstreams.forward(NOTIFIER, "PUT", f"/preferences/{seg(user_id)}", json=body.model_dump())
+
+
+# ============================================================================================ the table
+Handler = Callable[..., Awaitable[Response]]
+SEED = "seed-compatible"
+
+#: Every path of every query operation: (method, path, handler, summary). A seed path (outside /api/v1,
+#: spelt as the seed documents use it) shares the handler, and so the documented parameters, of its twin.
+ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
+    ("GET", "/api/kafka/issues", list_issues, "ChatbotIssue list (seed 000): ?limit=&offset="),
+    ("GET", "/api/kafka/issues/{issue_id}", get_issue, "One ChatbotIssue (seed 000)"),
+    (
+        "DELETE",
+        "/api/kafka/issues/{issue_id}",
+        delete_issue,
+        "Delete a ChatbotIssue and its sessions (seed 000; admin token)",
+    ),
+    ("GET", "/api/v1/issues", list_issues, "Issues, newest event first, with filters"),
+    ("GET", "/api/v1/issues/{issue_id}", get_issue, "One issue"),
+    ("DELETE", "/api/v1/issues/{issue_id}", delete_issue, "Delete an issue and its sessions (admin token)"),
+    (
+        "GET",
+        "/api/v1/issues/{issue_id}/sessions",
+        list_sessions,
+        "Chatbot sessions of an issue (opened by its first event, closed by isSolved=true)",
+    ),
+    ("GET", "/messages/search", search, "Full-text search of messages (seed 003): ?q="),
+    ("GET", "/api/v1/search/messages", search, "Search messages with filters"),
+    ("GET", "/api/v1/messages/{message_id}", get_message, "One indexed message"),
+    (
+        "POST",
+        "/api/v1/search/rebuild",
+        start_rebuild,
+        "Rebuild the search index from Kafka into a new index, then switch the alias (admin token)",
+    ),
+    ("GET", "/api/v1/search/rebuild", rebuild_status, "Progress of the current/last rebuild"),
+    ("GET", "/api/v1/logs", query_logs, "Wide log events, newest first"),
+    ("GET", "/api/v1/logs/{event_id}", get_log, "One wide event by event_id"),
+    (
+        "GET",
+        "/api/v1/notifications/{user_id}",
+        list_notifications,
+        "A user's notifications (status=unread|all)",
+    ),
+    (
+        "POST",
+        "/api/v1/notifications/{user_id}/read",
+        mark_read,
+        "Mark notifications read: the given ids, or all",
+    ),
+    (
+        "POST",
+        "/api/v1/notifications/{user_id}/{notification_id}/read",
+        mark_one_read,
+        "Mark one notification read (idempotent)",
+    ),
+    (
+        "GET",
+        "/api/v1/notifications/{user_id}/stream",
+        stream,
+        "Live notifications (Server-Sent Events, proxied); resume with Last-Event-ID",
+    ),
+    (
+        "GET",
+        "/api/v1/notifications/{user_id}/preferences",
+        get_preferences,
+        "A user's notification preferences (muted channels)",
+    ),
+    (
+        "PUT",
+        "/api/v1/notifications/{user_id}/preferences",
+        put_preferences,
+        "Replace a user's muted channels",
+    ),
+)
+
+#: Route options of an operation other than a plain read (``READ`` errors documented).
+OPTIONS: dict[Handler, dict[str, Any]] = {
+    delete_issue: {"dependencies": [Admin], "responses": error_responses(401, 403, 404, 503)},
+    start_rebuild: {
+        "status_code": 202,
+        "dependencies": [Admin],
+        "responses": error_responses(401, 403, 409, 503),
+    },
+    rebuild_status: {},
+    stream: {
+        "response_class": StreamingResponse,
+        "responses": {200: {"content": {"text/event-stream": {}}}, **error_responses(422, 503)},
+    },
+}
+
+for _method, _path, _handler, _summary in ROUTES:
+    _seed = not _path.startswith("/api/v1/")
+    router.add_api_route(
+        _path,
+        _handler,
+        methods=[_method],
+        name=f"seed_{_handler.__name__}" if _seed else _handler.__name__,
+        tags=[SEED if _seed else "queries"],
+        summary=_summary,
+        **OPTIONS.get(_handler, {"responses": READ}),
+    )
 
 
 __all__: list[Any] = ["router"]

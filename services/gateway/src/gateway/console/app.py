@@ -1,5 +1,6 @@
-"""The console's pages and forms. Each handler calls the same function ``/api/v1`` uses (service control,
-topic/group/DLQ administration, query forwarding) and renders the answer as HTML; htmx swaps fragments.
+"""The console's pages and forms. Each handler calls the same operation ``/api/v1`` uses (:mod:`gateway.ops`:
+service control, topic/group/DLQ administration) or forwards the query to the owning service, and renders
+the answer as HTML; htmx swaps fragments.
 
 Forms are plain ``application/x-www-form-urlencoded`` posts (parsed here; the gateway has no multipart
 dependency). Errors keep their HTTP status and render as an alert (htmx is configured to swap them).
@@ -12,7 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 from aiokafka.errors import KafkaError
@@ -27,8 +28,8 @@ from platform_events import ModeType, ProcessType
 from pydantic import ValidationError
 from starlette.datastructures import State
 
-from gateway.api import admin, ops, services
-from gateway.config import SERVICES
+from gateway.api.params import GroupId, TopicName
+from gateway.api.query_models import MAX_ID, MAX_ISSUE_OFFSET, MAX_SEARCH_TEXT
 from gateway.console.auth import (
     COOKIE,
     MAX_AGE_S,
@@ -41,19 +42,24 @@ from gateway.console.auth import (
     same_origin,
     token_valid,
 )
-from gateway.control import Action
-from gateway.errors import ApiError
+from gateway.errors import ApiError, from_ops
 from gateway.logs import log
+from gateway.ops import browse as messages_ops
+from gateway.ops import dlq as dlq_ops
+from gateway.ops import groups as groups_ops
+from gateway.ops import services as services_ops
+from gateway.ops import topics as topics_ops
+from gateway.ops.browse import ProduceIn
+from gateway.ops.dlq import ReplayIn
+from gateway.ops.errors import OpsError
+from gateway.ops.groups import OffsetReset
 from gateway.upstream import Upstreams
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-ACTIONS: tuple[str, ...] = get_args(Action)
 ISSUES, SEARCH, NOTIFIER = "issue-ingestor", "search-indexer", "notifier"
 
-TopicName = Annotated[str, PathParam(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
-GroupId = Annotated[str, PathParam(min_length=1, max_length=255)]
-UserId = Annotated[str, PathParam(min_length=1, max_length=128)]
+UserId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -158,7 +164,7 @@ def optional_int(value: str, name: str) -> int | None:
 
 
 # ============================================================================================ services
-def _service_rows(request: Request, statuses: list[services.ServiceStatus]) -> list[dict[str, Any]]:
+def _service_rows(request: Request, statuses: list[services_ops.ServiceStatus]) -> list[dict[str, Any]]:
     """Rows of the overview, with rates from the previous sample (kept ≥ 2 s apart per service)."""
     samples: dict[str, tuple[float, int, int]] = request.app.state.samples
     now = time.monotonic()
@@ -201,9 +207,9 @@ def _service_rows(request: Request, statuses: list[services.ServiceStatus]) -> l
 
 async def _overview_context(request: Request) -> dict[str, Any]:
     state = gw(request)
-    listed = await services.list_services(state.upstreams, state.control)
-    code, ready = await ops.readiness(state.kafka, state.upstreams)
-    return {"rows": _service_rows(request, listed.services), "ready": ready, "ready_code": code}
+    listed = await services_ops.list_services(state.upstreams, state.control)
+    ready = await services_ops.readiness(state.kafka, state.upstreams)
+    return {"rows": _service_rows(request, listed.services), "ready": ready}
 
 
 # ============================================================================================ routes
@@ -273,18 +279,13 @@ async def services_partial(request: Request) -> Response:
 
 @router.post("/services/{service}/{action}", response_class=HTMLResponse)
 async def control(request: Request, service: str, action: str) -> Response:
-    if service not in SERVICES:
-        return error(request, 404, f"unknown service {service!r}", code="service_not_found")
-    if action not in ACTIONS:
-        return error(request, 422, f"unknown action {action!r}: use {', '.join(ACTIONS)}", field="action")
     state = gw(request)
-    answer = await services.control_service(state.upstreams, state.control, service, action)  # type: ignore[arg-type]
-    result = json.loads(bytes(answer.body))
-    log.info("console control", service=service, action=action, applied=result["applied"])
+    result = await services_ops.control(state.upstreams, state.control, service, action)
+    log.info("console control", service=service, action=action, applied=result.applied)
     flash = (
-        f"{action} → {service}: applied, now {result['status']['state']}"
-        if result["applied"]
-        else f"{action} → {service}: recorded in the control topic, service not reachable ({result['error']})"
+        f"{action} → {service}: applied, now {(result.status or {}).get('state')}"
+        if result.applied
+        else f"{action} → {service}: recorded in the control topic, service not reachable ({result.error})"
     )
     return render(request, "_services.html", flash=flash, **await _overview_context(request))
 
@@ -293,14 +294,14 @@ async def control(request: Request, service: str, action: str) -> Response:
 @router.get("/topics", response_class=HTMLResponse)
 async def topics_page(request: Request, internal: bool = False) -> Response:
     state = gw(request)
-    listed = await admin.list_topics(state.kafka, state.topics, include_internal=internal)
+    listed = await topics_ops.list_topics(state.kafka, state.topics, include_internal=internal)
     return render(request, "topics.html", active="topics", topics=listed.topics, internal=internal)
 
 
 @router.get("/topics/{topic}", response_class=HTMLResponse)
 async def topic_page(request: Request, topic: TopicName) -> Response:
     state = gw(request)
-    detail = await admin.topic_detail(state.kafka, state.topics, topic)
+    detail = await topics_ops.describe(state.kafka, state.topics, topic)
     total = sum(p.messages or 0 for p in detail.partitions)
     return render(request, "topic.html", active="topics", topic=detail, total=total)
 
@@ -316,13 +317,12 @@ async def topic_messages(
 ) -> Response:
     state = gw(request)
     start = optional_int(offset, "offset")
-    page = await admin.browse(
+    page = await messages_ops.browse(
         state.kafka,
         state.settings,
         topic,
         partition=optional_int(partition, "partition"),
         offset=start,
-        timestamp_ms=None,
         limit=limit,
         from_end=bool(from_end) and start is None,
     )
@@ -339,7 +339,7 @@ async def topic_produce(request: Request, topic: TopicName) -> Response:
         value: Any = json.loads(raw) if raw else None
     except ValueError as exc:
         return error(request, 422, f"value is not valid JSON: {exc}", code="invalid_json", field="value")
-    body = admin.ProduceIn.model_validate(
+    body = ProduceIn.model_validate(
         {
             "key": first(data, "key") or None,
             "value": value,
@@ -347,7 +347,7 @@ async def topic_produce(request: Request, topic: TopicName) -> Response:
             "validate": first(data, "validate") == "on",
         }
     )
-    sent = await admin.produce(state.kafka, state.topics, topic, body)
+    sent = await messages_ops.produce(state.kafka, state.topics, topic, body)
     log.info("console produce", topic=topic, partition=sent.partition, offset=sent.offset)
     return render(request, "_produced.html", sent=sent)
 
@@ -355,14 +355,14 @@ async def topic_produce(request: Request, topic: TopicName) -> Response:
 # ------------------------------------------------------------------------------------------ groups
 @router.get("/groups", response_class=HTMLResponse)
 async def groups_page(request: Request) -> Response:
-    listed = await admin.list_groups(gw(request).kafka)
+    listed = await groups_ops.list_groups(gw(request).kafka)
     groups = sorted(listed.groups, key=lambda g: g.group_id)
     return render(request, "groups.html", active="groups", groups=groups)
 
 
 @router.get("/groups/{group_id}", response_class=HTMLResponse)
 async def group_page(request: Request, group_id: GroupId) -> Response:
-    detail = await admin.get_group(gw(request).kafka, group_id)
+    detail = await groups_ops.describe(gw(request).kafka, group_id)
     topics = sorted({o.topic for o in detail.offsets})
     by_topic = {t: [o for o in detail.offsets if o.topic == t] for t in topics}
     return render(request, "group.html", active="groups", group=detail, by_topic=by_topic, topics=topics)
@@ -380,7 +380,7 @@ async def group_reset(request: Request, group_id: GroupId) -> Response:
         except ValueError:
             return error(request, 422, f"timestamp: {when!r} is not a date-time", field="timestamp")
         timestamp_ms = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
-    body = admin.OffsetReset.model_validate(
+    body = OffsetReset.model_validate(
         {
             "topic": first(data, "topic"),
             "to": first(data, "to"),
@@ -391,14 +391,14 @@ async def group_reset(request: Request, group_id: GroupId) -> Response:
             "dry_run": first(data, "dry_run") == "1",
         }
     )
-    result = await admin.reset_offsets(gw(request).kafka, group_id, body)
+    result = await groups_ops.reset(gw(request).kafka, group_id, body)
     return render(request, "_reset.html", result=result)
 
 
 # ------------------------------------------------------------------------------------------ DLQ
 @router.get("/dlq", response_class=HTMLResponse)
 async def dlq_page(request: Request) -> Response:
-    listed = await admin.list_dlq(gw(request).kafka)
+    listed = await dlq_ops.list_dlq(gw(request).kafka)
     return render(request, "dlq.html", active="dlq", dlqs=listed.dlq_topics)
 
 
@@ -407,7 +407,7 @@ async def dead_letters_page(
     request: Request, topic: TopicName, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> Response:
     state = gw(request)
-    page = await admin.list_dead_letters(state.kafka, state.settings, topic, None, None, limit)
+    page = await dlq_ops.dead_letters(state.kafka, state.settings, topic, limit=limit)
     letters = sorted(page.dead_letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset), reverse=True)
     return render(request, "dead_letters.html", active="dlq", page=page, letters=letters)
 
@@ -420,8 +420,8 @@ async def dlq_replay(request: Request, topic: TopicName) -> Response:
     for ref in data.get("ref", []):
         partition, _, offset = ref.partition(":")
         refs.append({"partition": optional_int(partition, "ref"), "offset": optional_int(offset, "ref")})
-    body = admin.ReplayIn.model_validate({"all": first(data, "all") == "1", "messages": refs or None})
-    result = await admin.replay(state.kafka, state.settings, topic, body)
+    body = ReplayIn.model_validate({"all": first(data, "all") == "1", "messages": refs or None})
+    result = await dlq_ops.replay(state.kafka, state.settings, topic, body)
     log.info("console dlq replay", dlq=result.dlq_topic, replayed=result.replayed)
     return render(request, "_replayed.html", result=result)
 
@@ -433,7 +433,7 @@ async def issues_page(
     process_type: Annotated[str, Query(alias="processType", max_length=32)] = "",
     mode_type: Annotated[str, Query(alias="modeType", max_length=32)] = "",
     is_solved: Annotated[str, Query(alias="isSolved", max_length=5)] = "",
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ISSUE_OFFSET)] = 0,
 ) -> Response:
     params: dict[str, Any] = {"limit": 50, "offset": offset}
     for name, value in (("processType", process_type), ("modeType", mode_type), ("isSolved", is_solved)):
@@ -474,8 +474,8 @@ async def _search(request: Request, q: str, channel_id: str, author_id: str, sor
     return await gw(request).upstreams.json(SEARCH, "GET", "/messages/search", params=params)
 
 
-SearchText = Annotated[str, Query(max_length=1000)]
-SearchId = Annotated[str, Query(max_length=128)]
+SearchText = Annotated[str, Query(max_length=MAX_SEARCH_TEXT)]
+SearchId = Annotated[str, Query(max_length=MAX_ID)]
 SortOrder = Annotated[str, Query(pattern=r"^(|relevance|newest|oldest)$")]
 
 
@@ -506,7 +506,9 @@ async def search_results(
 
 # ------------------------------------------------------------------------------------------ notifications
 @router.get("/notifications", response_class=HTMLResponse)
-async def notifications_page(request: Request, user: Annotated[str, Query(max_length=128)] = "") -> Response:
+async def notifications_page(
+    request: Request, user: Annotated[str, Query(max_length=MAX_ID)] = ""
+) -> Response:
     page = None
     if user:
         page = await gw(request).upstreams.json(
@@ -564,6 +566,10 @@ def create_console(gateway: FastAPI) -> FastAPI:
     async def _api(request: Request, exc: ApiError) -> Response:
         where = f" ({exc.body.service})" if exc.body.service else ""
         return error(request, exc.status, exc.body.message + where, code=exc.body.error, field=exc.body.field)
+
+    @console.exception_handler(OpsError)
+    async def _refused(request: Request, exc: OpsError) -> Response:
+        return await _api(request, from_ops(exc))
 
     @console.exception_handler(ValidationError)
     async def _invalid_model(request: Request, exc: ValidationError) -> Response:

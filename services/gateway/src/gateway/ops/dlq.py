@@ -1,0 +1,232 @@
+"""Dead letters: the DLQ topics and their sizes, the letters with their error headers, replay."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+from consumer_runtime.dlq import (
+    HEADER_ERROR_CLASS,
+    HEADER_ERROR_MESSAGE,
+    HEADER_FAILED_AT,
+    HEADER_GROUP,
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_STAGE,
+    HEADER_TIMESTAMP,
+    HEADER_TOPIC,
+)
+from platform_events import DLQ_SUFFIX, base_topic, is_dlq_topic, now_ms
+from pydantic import BaseModel, Field, model_validator
+
+from gateway.config import GatewaySettings
+from gateway.kafka import KafkaGateway, render_headers
+from gateway.logs import log
+from gateway.ops.browse import PartitionCursor, browse
+from gateway.ops.errors import NotFound
+
+#: Most dead letters one replay request may name.
+MAX_REPLAY_REFS = 10_000
+
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class DlqTopic(BaseModel):
+    topic: str
+    original_topic: str
+    messages: int
+
+
+class DlqList(BaseModel):
+    dlq_topics: list[DlqTopic]
+
+
+class DeadLetter(BaseModel):
+    dlq_topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: str | None
+    value: Any
+    value_encoding: str
+    original: dict[str, Any] = Field(description="topic, partition, offset, timestamp of the failed record")
+    error: dict[str, Any] = Field(description="class, message, stage")
+    consumer_group: str | None
+    failed_at_ms: int | None
+    headers: dict[str, str]
+
+
+class DeadLetterPage(BaseModel):
+    dlq_topic: str
+    dead_letters: list[DeadLetter]
+    partitions: list[PartitionCursor]
+
+
+class ReplayRef(BaseModel):
+    partition: Annotated[int, Field(ge=0)]
+    offset: Annotated[int, Field(ge=0)]
+
+
+class ReplayIn(BaseModel):
+    model_config = {
+        "json_schema_extra": {"examples": [{"messages": [{"partition": 0, "offset": 3}]}, {"all": True}]}
+    }
+
+    messages: Annotated[list[ReplayRef], Field(max_length=MAX_REPLAY_REFS)] | None = None
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> ReplayIn:
+        if self.all == bool(self.messages):
+            raise ValueError("give either a non-empty 'messages' list or 'all': true")
+        return self
+
+
+class ReplayResult(BaseModel):
+    dlq_topic: str
+    replayed: int
+    targets: dict[str, int] = Field(description="Records sent per target topic")
+    records: list[dict[str, Any]]
+
+
+def dlq_name(topic: str) -> str:
+    """The DLQ of ``topic`` (``topic`` itself when it is one)."""
+    return topic if is_dlq_topic(topic) else f"{topic}{DLQ_SUFFIX}"
+
+
+def replay_target(letter: ConsumerRecord[bytes, bytes], dlq_topic: str) -> str:
+    """Where a dead letter goes back to: its ``dlq.original.topic`` header, else the DLQ name minus .dlq."""
+    original = render_headers(letter.headers).get(HEADER_TOPIC)
+    if original:
+        return original
+    return dlq_topic.removesuffix(".dlq")
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def dead_letter(msg: dict[str, Any]) -> DeadLetter:
+    """A browsed DLQ record with its error headers read out."""
+    h = msg["headers"]
+    return DeadLetter(
+        dlq_topic=msg["topic"],
+        partition=msg["partition"],
+        offset=msg["offset"],
+        timestamp_ms=msg["timestamp_ms"],
+        key=msg["key"],
+        value=msg["value"],
+        value_encoding=msg["value_encoding"],
+        original={
+            "topic": h.get(HEADER_TOPIC) or base_topic(msg["topic"]),
+            "partition": _int(h.get(HEADER_PARTITION)),
+            "offset": _int(h.get(HEADER_OFFSET)),
+            "timestamp_ms": _int(h.get(HEADER_TIMESTAMP)),
+        },
+        error={
+            "class": h.get(HEADER_ERROR_CLASS),
+            "message": h.get(HEADER_ERROR_MESSAGE),
+            "stage": h.get(HEADER_STAGE),
+        },
+        consumer_group=h.get(HEADER_GROUP),
+        failed_at_ms=_int(h.get(HEADER_FAILED_AT)),
+        headers=h,
+    )
+
+
+async def list_dlq(kafka: KafkaGateway) -> DlqList:
+    """Every DLQ topic with the number of records it holds."""
+    names = [n for n in await kafka.list_topics() if is_dlq_topic(n)]
+    counts = await kafka.partition_counts(names)
+    tps = [TopicPartition(name, p) for name, parts in counts.items() for p in parts]
+    ends = await kafka.end_offsets(tps)
+    starts = await kafka.beginning_offsets(tps)
+    return DlqList(
+        dlq_topics=[
+            DlqTopic(
+                topic=name,
+                original_topic=base_topic(name),
+                messages=sum(ends[tp] - starts[tp] for tp in tps if tp.topic == name),
+            )
+            for name in names
+        ]
+    )
+
+
+async def dead_letters(
+    kafka: KafkaGateway,
+    settings: GatewaySettings,
+    topic: str,
+    *,
+    partition: int | None = None,
+    offset: int | None = None,
+    limit: int,
+) -> DeadLetterPage:
+    """A page of the dead letters of ``topic`` (the DLQ or its original topic)."""
+    dlq = dlq_name(topic)
+    page = await browse(kafka, settings, dlq, partition=partition, offset=offset, limit=limit)
+    return DeadLetterPage(
+        dlq_topic=dlq,
+        dead_letters=[dead_letter(m.model_dump()) for m in page.messages],
+        partitions=page.partitions,
+    )
+
+
+async def _chosen(
+    kafka: KafkaGateway, settings: GatewaySettings, dlq: str, body: ReplayIn
+) -> list[tuple[int, int]]:
+    """The (partition, offset) of every letter to replay: the ones named, or the first ``dlq_replay_max``."""
+    if body.all:
+        page = await kafka.browse(
+            dlq, partition=None, offset=None, timestamp_ms=None, limit=settings.dlq_replay_max
+        )
+        return [(m["partition"], m["offset"]) for m in page["messages"]]
+    await kafka.require_topic(dlq)
+    return sorted({(ref.partition, ref.offset) for ref in body.messages or []})
+
+
+async def _plan(
+    kafka: KafkaGateway, dlq: str, wanted: list[tuple[int, int]]
+) -> tuple[dict[str, list[Record]], dict[str, list[dict[str, Any]]]]:
+    """The letters grouped by the topic they go back to (every letter and every target must exist)."""
+    found = await kafka.fetch_exact(dlq, wanted) if wanted else {}
+    missing = [{"partition": p, "offset": o} for p, o in wanted if (p, o) not in found]
+    if missing:
+        raise NotFound(
+            "dead_letter_not_found",
+            f"{len(missing)} dead letter(s) not found in {dlq}",
+            field="messages",
+            details=missing[:50],
+        )
+    existing = set(await kafka.list_topics())
+    by_target: dict[str, list[Record]] = {}
+    refs: dict[str, list[dict[str, Any]]] = {}
+    for p, o in wanted:
+        letter = found[(p, o)]
+        target = replay_target(letter, dlq)
+        if target not in existing:
+            raise NotFound("topic_not_found", f"original topic {target!r} of {dlq}[{p}]@{o} does not exist")
+        headers = [
+            ("dlq.replayed.from", f"{dlq}/{p}/{o}".encode()),
+            ("dlq.replayed.at", str(now_ms()).encode()),
+        ]
+        by_target.setdefault(target, []).append((letter.key, letter.value, headers))
+        refs.setdefault(target, []).append({"dlq_partition": p, "dlq_offset": o})
+    return by_target, refs
+
+
+async def replay(kafka: KafkaGateway, settings: GatewaySettings, topic: str, body: ReplayIn) -> ReplayResult:
+    """Send the chosen dead letters back to their original topics, with their original key and value."""
+    dlq = dlq_name(topic)
+    by_target, refs = await _plan(kafka, dlq, await _chosen(kafka, settings, dlq, body))
+    records: list[dict[str, Any]] = []
+    for target, batch in by_target.items():
+        sent = await kafka.send_many(target, batch)
+        for ref, s in zip(refs[target], sent, strict=True):
+            records.append({**ref, "topic": s.topic, "partition": s.partition, "offset": s.offset})
+    targets = {t: len(b) for t, b in by_target.items()}
+    log.info("dlq replayed", dlq=dlq, replayed=len(records), targets=targets)
+    return ReplayResult(dlq_topic=dlq, replayed=len(records), targets=targets, records=records)

@@ -1,0 +1,168 @@
+"""The services' consumers: status (with the desired state from the control topic), control, and the
+gateway's readiness (Kafka decides it; each service's readiness is reported).
+
+Control writes the desired state to the compacted control topic first (every replica follows it and it
+survives restarts), then calls the service's ``/consumer/{action}`` for immediate effect on the replica
+the call reaches. If that call fails the command still stands (``applied: false``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast, get_args
+
+from consumer_runtime import run_checks
+from prometheus_client import Gauge
+from pydantic import BaseModel, Field
+
+from gateway.config import SERVICES
+from gateway.control import Action, ControlPlane
+from gateway.errors import ApiError
+from gateway.kafka import KafkaGateway
+from gateway.logs import log
+from gateway.ops.errors import Invalid, NotFound, Unavailable
+from gateway.upstream import Upstreams
+
+ACTIONS: tuple[str, ...] = get_args(Action)
+READY = Gauge(
+    "gateway_dependency_ready",
+    "1 when the dependency (kafka or a service's /readyz) was ready at the last check "
+    "(/readyz, /health or a /metrics scrape)",
+    ["dependency"],
+)
+
+
+class ServiceStatus(BaseModel):
+    service: str
+    url: str
+    reachable: bool
+    status: dict[str, Any] | None = Field(
+        None, description="The service's /consumer/status: state, assignment, lag, last_error, counts"
+    )
+    error: str | None = None
+    desired: dict[str, Any] | None = Field(None, description="Latest command in the control topic")
+
+
+class ServicesStatus(BaseModel):
+    services: list[ServiceStatus]
+
+
+class ControlResult(BaseModel):
+    service: str
+    action: str
+    command: dict[str, Any]
+    control_topic: str
+    control_partition: int
+    control_offset: int
+    applied: bool = Field(description="The service answered the immediate call")
+    status: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    """``kafka_ok`` decides readiness; ``status`` is ready, degraded (a service is not) or not ready."""
+
+    kafka_ok: bool
+    status: str
+    checks: dict[str, str]
+
+
+async def _status(upstreams: Upstreams, name: str, desired: dict[str, Any] | None) -> ServiceStatus:
+    url = upstreams.urls[name]
+    try:
+        status = await upstreams.json(name, "GET", "/consumer/status", timeout=3.0)
+    except ApiError as exc:  # unreachable or refused: reported, not raised
+        return ServiceStatus(service=name, url=url, reachable=False, error=exc.body.message, desired=desired)
+    return ServiceStatus(service=name, url=url, reachable=True, status=status, desired=desired)
+
+
+async def _desired(control: ControlPlane) -> dict[str, dict[str, Any]]:
+    try:
+        return await control.desired()
+    except Exception as exc:  # Kafka down: statuses are still worth showing
+        log.warning("control topic unreadable", error=repr(exc))
+        return {}
+
+
+async def list_services(upstreams: Upstreams, control: ControlPlane) -> ServicesStatus:
+    desired = await _desired(control)
+    results = await asyncio.gather(*(_status(upstreams, n, desired.get(n)) for n in SERVICES))
+    return ServicesStatus(services=list(results))
+
+
+async def get_service(upstreams: Upstreams, control: ControlPlane, service: str) -> ServiceStatus:
+    """One service's status; :class:`Unavailable` when it cannot be reached."""
+    desired = await _desired(control)
+    status = await _status(upstreams, service, desired.get(service))
+    if not status.reachable:
+        raise Unavailable("upstream_unavailable", status.error or "unreachable", service=service)
+    return status
+
+
+async def control(upstreams: Upstreams, plane: ControlPlane, service: str, action: str) -> ControlResult:
+    """Record ``action`` for ``service`` in the control topic, then ask the service to apply it now."""
+    if service not in SERVICES:
+        raise NotFound("service_not_found", f"unknown service {service!r}")
+    if action not in ACTIONS:
+        raise Invalid("error", f"unknown action {action!r}: use {', '.join(ACTIONS)}", field="action")
+    command, sent = await plane.request(service, cast(Action, action), requested_by="gateway-admin")
+    result = ControlResult(
+        service=service,
+        action=action,
+        command=command,
+        control_topic=sent.topic,
+        control_partition=sent.partition,
+        control_offset=sent.offset,
+        applied=False,
+    )
+    try:
+        # The replica reached here applies the command now; its control follower then skips that offset,
+        # so the command is applied once per replica. The service answers at once (progress: its status).
+        result.status = await upstreams.json(
+            service,
+            "POST",
+            f"/consumer/{action}",
+            params={"control_offset": sent.offset} if sent.partition == 0 else None,
+            timeout=10.0,
+        )
+        result.applied = True
+    except ApiError as exc:
+        result.error = exc.body.message
+        log.warning(
+            "control call failed; desired state recorded",
+            service=service,
+            action=action,
+            error=exc.body.message,
+        )
+    log.info("service control", service=service, action=action, applied=result.applied)
+    return result
+
+
+async def _upstream_ready(upstreams: Upstreams, name: str) -> str:
+    try:
+        response = await upstreams.call(name, "GET", "/readyz", timeout=3.0)
+    except ApiError as exc:
+        return exc.body.message
+    if response.status_code == 200:
+        return "ok"
+    try:
+        checks = response.json().get("checks", {})
+        failing = {k: v for k, v in checks.items() if v != "ok"}
+    except (ValueError, AttributeError):
+        failing = {}
+    return f"not ready: {failing or response.status_code}"
+
+
+async def readiness(kafka: KafkaGateway, upstreams: Upstreams) -> Readiness:
+    """Kafka is the gateway's own dependency (publish, admin): it decides readiness. The services are
+    reported (``degraded``) but do not make the gateway unready: their own endpoints keep working."""
+    (kafka_ok, kafka_report), services = await asyncio.gather(
+        run_checks({"kafka": kafka.ping}),
+        asyncio.gather(*(_upstream_ready(upstreams, n) for n in upstreams.names)),
+    )
+    service_report = dict(zip(upstreams.names, services, strict=True))
+    for name, result in {**kafka_report, **service_report}.items():
+        READY.labels(name).set(1 if result == "ok" else 0)
+    all_ok = kafka_ok and all(v == "ok" for v in services)
+    status = "ready" if all_ok else ("degraded" if kafka_ok else "not ready")
+    return Readiness(kafka_ok=kafka_ok, status=status, checks={**kafka_report, **service_report})

@@ -1,0 +1,83 @@
+"""`make run`'s environment: the local servers, or with EXTERNAL_KAFKA an external broker instead of the local
+one (which is then not started). `devservers up` is recorded by a stub; `devservers env` is the real one (it
+contacts no server)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "run-env.sh"
+
+
+def _run_env(
+    tmp_path: Path, external: str | None, *, on_terminal: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    record = tmp_path / "record"
+    stub = tmp_path / "python"
+    stub.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [[ $3 == up ]]; then printf "%s\\n" "$*" >> "$RECORD"; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    stub.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEV_", "EXTERNAL_KAFKA"))}
+    env.update(VPY=str(stub), RECORD=str(record))
+    if external is not None:
+        env["EXTERNAL_KAFKA"] = external
+    out = tmp_path / "services.env"
+    leader, follower = pty.openpty()  # stdout on a pseudo-terminal: as when a person types `make run`
+    try:
+        done = subprocess.run(
+            ["bash", str(SCRIPT), str(out)],
+            cwd=ROOT,
+            env=env,
+            stdout=follower if on_terminal else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split("=", 1) for line in out.read_text().splitlines() if line]
+    return record.read_text().splitlines(), {k: v for k, v in lines}
+
+
+def test_make_run_uses_the_local_broker_by_default(tmp_path: Path) -> None:
+    started, env = _run_env(tmp_path, None)
+    assert started == ["-m devservers up kafka mysql mongo elasticsearch"]
+    assert env["KAFKA_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:")
+    assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "false"  # the local broker lacks idempotent producers
+    assert {"DB_HOST", "MONGO_URL", "ELASTICSEARCH_URL"} <= env.keys()
+    assert "LOG_JSON" not in env  # piped: the services keep JSON logs
+
+
+def test_make_run_on_a_terminal_asks_for_readable_logs(tmp_path: Path) -> None:
+    _, env = _run_env(tmp_path, None, on_terminal=True)
+    assert env["LOG_JSON"] == "false"
+
+
+@pytest.mark.parametrize("external", ["localhost:9092", "kafka-1.internal:9094,kafka-2.internal:9094"])
+def test_make_run_switches_to_an_external_broker_with_one_variable(tmp_path: Path, external: str) -> None:
+    started, env = _run_env(tmp_path, external)
+    assert started == ["-m devservers up mysql mongo elasticsearch"], "the local broker must not start"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == external
+    assert env["KAFKA_BROKER"] == external
+    assert "KAFKA_ENABLE_IDEMPOTENCE" not in env  # a real broker: the services' default (on)
+    assert {"DB_HOST", "MONGO_URL", "ELASTICSEARCH_URL"} <= env.keys()
+
+
+def test_make_run_writes_its_environment_through_the_script() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    run = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "scripts/run-env.sh .devdata/services.env" in run
+    assert "-e .devdata/services.env" in run
