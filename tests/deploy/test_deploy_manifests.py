@@ -357,6 +357,11 @@ def test_deploy_topic_job_creates_every_topic_with_the_configured_partitions(
     consumed_block = script.split("consumed=(")[1].split(")")[0]
     assert {env[v] for v in re.findall(r"\$\{(KAFKA_[A-Z_]+)", consumed_block)} == consumed
     assert '"$topic.dlq"' in script
+    # retention rule: the message topics (the rebuild's event log) keep everything, also when they existed
+    keep = script.split("--add-config retention.ms=-1")[0].rsplit("for topic in", 1)[1]
+    assert {env[v] for v in re.findall(r"\$\{(KAFKA_[A-Z_]+)", keep)} == {
+        spec.name for spec in TOPICS.values() if spec.name.startswith("platform.messages.")
+    }
     assert int(env["KAFKA_TOPIC_PARTITIONS"]) >= max(spec.partitions for spec in TOPICS.values())
 
 

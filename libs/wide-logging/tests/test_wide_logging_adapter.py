@@ -162,6 +162,8 @@ async def test_invalid_event_is_reduced_not_lost(mongo_url: str, db_name: str, s
     assert docs["big"]["status"] == 500
     assert len(docs["big"]["body"]) == 1024
     assert "limit" in docs["big"]["wide_logging_error"]
+    assert docs["big"]["truncated"] is True
+    assert "truncated" not in docs["odd"]
     assert docs["odd"]["path"] == "/p"
     assert docs["odd"]["wide_logging_reduced"] is True
 
@@ -231,3 +233,47 @@ async def test_job_context_manager_records_errors(mongo_url: str, db_name: str, 
     assert docs["import"]["row"] == 17
     assert docs["import"]["level"] == "error"
     assert docs["import"]["error"]["type"] == "ValueError"
+
+
+async def test_oversized_event_is_truncated_and_publishing_goes_on(
+    kafka_bootstrap: str, topic: str, mongo_url: str, db_name: str
+) -> None:
+    """400 fields of 1,000 characters used to kill the publisher task (ValidationError outside the try)."""
+    logger = WideLogger(config(kafka_bootstrap, topic, mongo_url, db_name))
+    async with logger:
+        logger.finalize({"event_id": "wide", **{f"field_{i}": "y" * 1000 for i in range(400)}})
+        await asyncio.wait_for(logger.drain(), 30)
+        logger.finalize({"event_id": "after", "i": 1})
+        await asyncio.wait_for(logger.drain(), 30)
+    c = logger.counters
+    assert (c.published, c.fallback, c.dropped, c.truncated, c.internal_errors) == (2, 0, 0, 1, 0)
+    records = {
+        r.key: json.loads(r.value) for r in await read_all(kafka_bootstrap, topic, expect=2) if r.value
+    }
+    assert records[b"wide"]["truncated"] is True
+    assert records[b"after"]["i"] == 1
+
+
+async def test_publisher_task_survives_an_unexpected_error(
+    kafka_bootstrap: str, topic: str, mongo_url: str, db_name: str, stored: Any
+) -> None:
+    logger = WideLogger(config(kafka_bootstrap, topic, mongo_url, db_name))
+    original = logger._publish
+    calls = 0
+
+    async def fails_once(raws: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected bug in the publish path")
+        return await original(raws)
+
+    logger._publish = fails_once  # type: ignore[method-assign]
+    async with logger:
+        logger.finalize({"event_id": "first"})
+        await asyncio.wait_for(logger.drain(), 30)
+        logger.finalize({"event_id": "second"})
+        await asyncio.wait_for(logger.drain(), 30)
+    c = logger.counters
+    assert (c.published, c.fallback, c.dropped, c.internal_errors) == (1, 1, 0, 1)
+    assert set(await stored()) == {"first"}  # the batch of the failed attempt went to MongoDB

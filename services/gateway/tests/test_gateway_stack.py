@@ -272,7 +272,12 @@ async def test_offset_reset_round_trip_reprocesses_idempotently(stack: Stack) ->
 
     stopped = await client.post("/api/kafka/stop", headers=AUTH)
     assert stopped.status_code == 200
-    assert stopped.json()["status"]["state"] == "stopped"
+    assert stopped.json()["status"]["leads_to"] == "stopped"  # answered at once; stops in the background
+
+    async def consumer_stopped() -> bool:
+        return (await client.get("/api/kafka/status")).json()["state"] == "stopped"
+
+    await wait_until(consumer_stopped, timeout=30, what="consumer stopped")
     body = {"topic": topic, "to": "earliest"}
     reset = await client.post(f"/api/v1/consumer-groups/{group}/offsets/reset", json=body, headers=AUTH)
     if reset.status_code == 409:  # the local broker may still list the member that just left (docs)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from consumer_runtime import Record
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from issue_ingestor.handlers import (
     IssueRow,
     RejectedEvent,
     SessionRow,
     StoredIssue,
+    WritePlan,
     event_time,
     issue_ids,
     make_version,
@@ -42,20 +46,30 @@ def rec(
     return Record("t", partition, offset, issue.encode(), decode(CHATBOT_ISSUES, raw), ts_ms, raw)
 
 
-def stored_after(rows: list[IssueRow], sessions: list[SessionRow]) -> dict[str, StoredIssue]:
-    """What the database holds after a plan was written to an empty database."""
-    out = {}
-    for row in rows:
-        current = [s for s in sessions if s.issue == row.issue and s.seq == row.session_seq]
-        out[row.issue] = StoredIssue(
-            row.issue,
-            row.is_solved,
-            row.version,
-            row.session_seq,
-            current[0].opened_at if current else None,
-            bool(current) and current[0].status == "open",
-        )
-    return out
+class MemoryDb:
+    """What MySQL holds after plans were written (the planner sends final values: the conditional upserts
+    of ``store.py`` then amount to replacing the row and the sessions it sends)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, IssueRow] = {}
+        self.sessions: dict[tuple[str, int], SessionRow] = {}
+        self.history: dict[str, dict[str, bool]] = {}
+
+    def stored(self) -> dict[str, StoredIssue]:
+        return {
+            issue: StoredIssue(replace(row), tuple(self.history.get(issue, {}).items()))
+            for issue, row in self.rows.items()
+        }
+
+    def write(self, batch: list[Record[Any]]) -> WritePlan:
+        plan = plan_batch(batch, self.stored())
+        for row in plan.issues:
+            self.rows[row.issue] = row
+        for session in plan.sessions:
+            self.sessions[(session.issue, session.seq)] = session
+        for issue, version, solved in plan.events:
+            self.history.setdefault(issue, {})[version] = solved
+        return plan
 
 
 def test_version_orders_by_time_then_partition_then_offset() -> None:
@@ -86,21 +100,19 @@ def test_first_event_already_solved_opens_and_closes() -> None:
 
 
 def test_solved_closes_once_and_reopen_opens_next_session() -> None:
-    first = plan_batch([rec("A", 0)], {})
-    state = stored_after(first.issues, first.sessions)
+    db = MemoryDb()
+    db.write([rec("A", 0)])
 
-    solved = plan_batch([rec("A", 1, isSolved=True, timestamp=T1)], state)
+    solved = db.write([rec("A", 1, isSolved=True, timestamp=T1)])
     assert solved.sessions == [
         SessionRow("A", 1, "closed", datetime(2025, 8, 8, 17, 5, 37, 123000), datetime(2025, 8, 8, 18))
     ]
-    state = stored_after(solved.issues, solved.sessions)
 
-    again = plan_batch([rec("A", 2, isSolved=True, timestamp=T2, description="재확인")], state)
+    again = db.write([rec("A", 2, isSolved=True, timestamp=T2, description="재확인")])
     assert again.sessions == []  # closed once only
     assert again.issues[0].description == "재확인"
-    state = stored_after(again.issues, again.sessions)
 
-    reopened = plan_batch([rec("A", 3, timestamp="2025-08-09T08:00:00Z")], state)
+    reopened = db.write([rec("A", 3, timestamp="2025-08-09T08:00:00Z")])
     assert reopened.sessions == [SessionRow("A", 2, "open", datetime(2025, 8, 9, 8), None)]
     assert reopened.issues[0].session_seq == 2
 
@@ -128,21 +140,57 @@ def test_whole_lifecycle_inside_one_batch() -> None:
 
 def test_redelivery_changes_nothing() -> None:
     batch = [rec("A", 0), rec("A", 1, isSolved=True, timestamp=T1), rec("B", 2)]
-    first = plan_batch(batch, {})
-    again = plan_batch(batch, stored_after(first.issues, first.sessions))
+    db = MemoryDb()
+    db.write(batch)
+    again = db.write(batch)
     assert again.issues == []
+    assert again.events == []
     assert again.sessions == []
     assert (again.accepted, again.ignored) == (0, 3)
 
 
 def test_older_event_does_not_overwrite_newer() -> None:
-    newer = plan_batch([rec("A", 0, isSolved=True, timestamp=T1)], {})
-    late = plan_batch(
-        [rec("A", 5, timestamp=T0, description="old")], stored_after(newer.issues, newer.sessions)
-    )
-    assert late.issues == []
-    assert late.sessions == []
-    assert late.ignored == 1
+    db = MemoryDb()
+    db.write([rec("A", 0, isSolved=True, timestamp=T1, description="new")])
+    before = replace(db.rows["A"])
+    late = db.write([rec("A", 5, timestamp=T0, description="old")])
+    assert late.issues == []  # the newer row and its description stay as they are
+    assert db.rows["A"] == before
+    assert late.events == [("A", late_version(5, T0), False)]  # but the event joins the history
+
+
+def late_version(offset: int, ts: str) -> str:
+    return make_version(datetime.fromisoformat(ts), 0, offset)
+
+
+def test_late_create_fills_the_description_and_the_opened_at() -> None:
+    db = MemoryDb()
+    db.write([rec("A", 7, isSolved=True, timestamp=T1, description=...)])
+    assert db.rows["A"].description is None
+    at_18 = datetime(2025, 8, 8, 18)
+    assert list(db.sessions.values()) == [SessionRow("A", 1, "closed", at_18, at_18)]
+
+    late = db.write([rec("A", 3, timestamp=T0, description="100톤 프레스 유압 이상")])
+    row = db.rows["A"]
+    assert (row.description, row.is_solved, row.kafka_offset) == ("100톤 프레스 유압 이상", True, 7)
+    assert late.sessions == [
+        SessionRow("A", 1, "closed", datetime(2025, 8, 8, 17, 5, 37, 123000), datetime(2025, 8, 8, 18))
+    ]
+
+
+def test_late_unsolved_between_two_solved_opens_the_session_it_missed() -> None:
+    db = MemoryDb()
+    db.write([rec("A", 0), rec("A", 1, isSolved=True, timestamp=T1)])
+    db.write([rec("A", 3, isSolved=True, timestamp="2025-08-08T21:00:00Z")])
+    db.write([rec("A", 2, timestamp=T2)])  # late: reopened at 19:00, closed by the 21:00 event
+    hours = [
+        (s.seq, s.status, s.opened_at.hour, s.closed_at and s.closed_at.hour) for s in db.sessions.values()
+    ]
+    assert hours == [
+        (1, "closed", 17, 18),
+        (2, "closed", 19, 21),
+    ]
+    assert db.rows["A"].session_seq == 2
 
 
 def test_same_timestamp_later_offset_wins() -> None:
@@ -184,3 +232,48 @@ def test_follow_up_without_description_keeps_it() -> None:
     )
     assert plan.issues[0].description == "원인 불명"
     assert plan.issues[0].is_solved is True
+
+
+@st.composite
+def issue_history(draw: st.DrawFn) -> list[Record[Any]]:
+    """One issue's events: colliding minutes, any solved/unsolved pattern, descriptions present, null or
+    absent, several partitions."""
+    events = []
+    for offset in range(draw(st.integers(1, 8))):
+        minute = draw(st.integers(0, 20))
+        events.append(
+            rec(
+                "A",
+                offset,
+                partition=draw(st.integers(0, 2)),
+                isSolved=draw(st.booleans()),
+                description=draw(st.sampled_from([..., None, "원인 A", "원인 B"])),
+                modeLogId=f"LOG_{offset}",
+                timestamp=f"2025-08-08T10:{minute:02d}:00Z",
+            )
+        )
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(issue_history(), st.data())
+def test_any_permutation_and_duplication_gives_the_same_row_and_sessions(
+    events: list[Record[Any]], data: st.DataObject
+) -> None:
+    in_order = MemoryDb()  # the reference: one event at a time, oldest first
+    for event in sorted(events, key=lambda r: make_version(event_time(r), r.partition, r.offset)):
+        in_order.write([event])
+
+    shuffled = data.draw(st.permutations(events))
+    repeated = data.draw(st.lists(st.sampled_from(events), max_size=6))
+    arrival = shuffled + repeated
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(arrival) - 1)), max_size=4)))
+    any_order = MemoryDb()
+    for start, end in zip([0, *cuts], [*cuts, len(arrival)], strict=True):
+        if start < end:
+            any_order.write(arrival[start:end])
+
+    assert any_order.rows == in_order.rows
+    assert any_order.sessions == in_order.sessions
+    opened = sorted(event_time(r) for r in events)[0].replace(tzinfo=None)
+    assert any_order.sessions[("A", 1)].opened_at == opened  # the earliest event time seen

@@ -108,6 +108,7 @@ async def test_invalid_events_go_to_dlq_and_valid_ones_are_stored(
         "wrong_type": issue_json("X6", isSolved="yes"),
         "number_id": issue_json("X7", issue=12345),
         "bad_timestamp": issue_json("X8", timestamp="어제"),
+        "future_timestamp": issue_json("X9", timestamp="2099-01-01T00:00:00Z"),
         "empty": b"",
     }
     values = [issue_json("OK_1"), *bad.values(), issue_json("OK_2", modeType="차량조립설비")]
@@ -130,6 +131,7 @@ async def test_invalid_events_go_to_dlq_and_valid_ones_are_stored(
     assert "isSolved" in reasons["wrong_type"]
     assert "issue" in reasons["number_id"]
     assert "timestamp" in reasons["bad_timestamp"]
+    assert reasons["future_timestamp"].startswith("timestamp: future_timestamp: 2099-01-01T00:00:00Z")
 
     metrics = (await service.http.get("/metrics")).text
     line = next(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from consumer_runtime import Record
-from ingestor_testlib import MysqlDb, fetch, issue_json
+from devservers import drop_mysql_database, ensure_mysql_database
+from ingestor_testlib import ISSUE_DB_PASSWORD, MysqlDb, fetch, issue_json
+from issue_ingestor.handlers import make_version
 from issue_ingestor.store import IssueStore, Migration, bundled_migrations
 from platform_events import CHATBOT_ISSUES, decode
 
@@ -31,7 +34,7 @@ async def sessions(store: IssueStore) -> list[tuple[Any, ...]]:
 
 
 async def test_migrations_recorded_and_idempotent(store: IssueStore) -> None:
-    assert await store.schema_versions() == [m.version for m in bundled_migrations()] == [1]
+    assert await store.schema_versions() == [m.version for m in bundled_migrations()] == [1, 2, 3]
     assert await store.migrate() == []  # nothing pending: nothing applied twice
     charsets = await fetch(
         store,
@@ -182,18 +185,18 @@ async def test_list_filters_paging_and_total(store: IssueStore) -> None:
             )
         )
     await store.write(batch)
-    total, page = await store.list_issues(limit=5, offset=0)
+    total, page, _ = await store.list_issues(limit=5, offset=0)
     assert total == 12
     assert [p["issue"] for p in page] == ["L11", "L10", "L09", "L08", "L07"]
-    total, page = await store.list_issues(limit=5, offset=10)
+    total, page, _ = await store.list_issues(limit=5, offset=10)
     assert total == 12
     assert [p["issue"] for p in page] == ["L01", "L00"]
-    total, page = await store.list_issues(limit=100, offset=0, process_type="장애접수", mode_type="용접기")
+    total, page, _ = await store.list_issues(limit=100, offset=0, process_type="장애접수", mode_type="용접기")
     assert total == 3
     assert {p["issue"] for p in page} == {"L01", "L05", "L09"}
-    total, _ = await store.list_issues(limit=100, offset=0, is_solved=True)
+    total, _, _ = await store.list_issues(limit=100, offset=0, is_solved=True)
     assert total == 4
-    total, page = await store.list_issues(
+    total, page, _ = await store.list_issues(
         limit=100, offset=0, since=datetime(2025, 8, 3), until=datetime(2025, 8, 6)
     )
     assert total == 3
@@ -218,3 +221,130 @@ async def test_follow_up_without_description_keeps_stored_one(store: IssueStore)
     got = await store.get_issue("K")
     assert got is not None
     assert (got["description"], got["isSolved"]) == ("유압 누유", True)
+
+
+async def test_issue_ids_differing_in_case_accent_or_trailing_space_are_different_issues(
+    store: IssueStore,
+) -> None:
+    ids = ["PRESS_1", "press_1", "PRESS_1 ", "PRÉSS_1"]
+    await store.write([rec(issue_json(i), n) for n, i in enumerate(ids)])
+    await store.write([rec(issue_json("press_1", isSolved=True, timestamp="2025-08-09T00:00:00Z"), 9)])
+    assert sorted(r[0] for r in await rows(store)) == sorted(ids)
+    by_issue = {s[0]: s for s in await sessions(store)}
+    assert len(by_issue) == 4
+    assert by_issue["press_1"][1:3] == (1, "closed")
+    assert all(by_issue[i][1:3] == (1, "open") for i in ids if i != "press_1")
+    got = await store.get_issue("PRESS_1 ")
+    assert got is not None
+    assert got["issue"] == "PRESS_1 "
+    assert await store.get_issue("Press_1") is None
+
+
+async def test_late_create_is_merged_into_the_row_and_the_session(store: IssueStore) -> None:
+    await store.write(
+        [rec(issue_json("M", isSolved=True, description=None, timestamp="2025-08-08T12:00:00Z"), 4)]
+    )
+    await store.write([rec(issue_json("M", description="유압 이상", timestamp="2025-08-08T09:00:00Z"), 1)])
+    got = await store.get_issue("M")
+    assert got is not None
+    assert (got["description"], got["isSolved"], got["kafka_offset"]) == ("유압 이상", True, 4)
+    assert await sessions(store) == [("M", 1, "closed", datetime(2025, 8, 8, 9), datetime(2025, 8, 8, 12))]
+    # a late unsolved event between two solved ones opens the session it belongs to
+    await store.write([rec(issue_json("M", isSolved=True, timestamp="2025-08-08T18:00:00Z"), 7)])
+    await store.write([rec(issue_json("M", timestamp="2025-08-08T15:00:00Z"), 6)])
+    assert await sessions(store) == [
+        ("M", 1, "closed", datetime(2025, 8, 8, 9), datetime(2025, 8, 8, 12)),
+        ("M", 2, "closed", datetime(2025, 8, 8, 15), datetime(2025, 8, 8, 18)),
+    ]
+    got = await store.get_issue("M")
+    assert got is not None
+    assert got["session_seq"] == 2
+
+
+async def test_migrations_upgrade_an_existing_database_and_are_safe_to_rerun(issue_db: MysqlDb) -> None:
+    """A database created by 0001 with data in it: 0002 (binary ids) and 0003 (history + backfill) keep the
+    data, can run again from the start (a crash mid-migration), and the backfilled history keeps the
+    sessions when a late event arrives."""
+    suffix = uuid.uuid4().hex[:8]
+    name, user = f"ii_mig_{suffix}", f"iim_{suffix}"
+    ensure_mysql_database(name, user, ISSUE_DB_PASSWORD, port=issue_db.port)
+    db = MysqlDb(issue_db.host, issue_db.port, name, user)
+    old = IssueStore(db.settings(db_migrate=False))
+    try:
+        first, *later = bundled_migrations()
+        assert await old.migrate([first]) == [1]
+        await fetch(
+            old,
+            "INSERT INTO ChatbotIssue (issue, processType, modeType, modeLogId, description, isSolved, "
+            "`timestamp`, received_at, updated_at, kafka_partition, kafka_offset, session_seq, "
+            "event_version) "
+            "VALUES (%s, '장애접수', '프레스', 'L', '설명', TRUE, %s, %s, %s, 0, 3, 2, %s)",
+            (
+                "OLD_1",
+                datetime(2025, 8, 8, 14),
+                datetime(2025, 8, 8, 14),
+                datetime(2025, 8, 8, 14),
+                make_version(datetime(2025, 8, 8, 14, tzinfo=UTC), 0, 3),
+            ),
+        )
+        await fetch(
+            old,
+            "INSERT INTO ChatbotSession (issue, seq, status, opened_at, closed_at) VALUES "
+            "('OLD_1', 1, 'closed', '2025-08-08 10:00:00', '2025-08-08 11:00:00'), "
+            "('OLD_1', 2, 'closed', '2025-08-08 12:00:00', '2025-08-08 13:00:00')",
+        )
+        assert await old.migrate() == [m.version for m in later]
+        for migration in later:  # a re-run from the start changes nothing and fails nothing
+            async with old.connection() as conn, conn.cursor() as cur:
+                await conn.autocommit(True)
+                for statement in migration.statements():
+                    await cur.execute(statement)
+        columns = await fetch(
+            old,
+            "SELECT TABLE_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'issue' ORDER BY TABLE_NAME",
+        )
+        assert columns == [
+            ("ChatbotIssue", "utf8mb4_nopad_bin"),
+            ("ChatbotIssueEvent", "utf8mb4_nopad_bin"),
+            ("ChatbotSession", "utf8mb4_nopad_bin"),
+        ]
+        assert len(await fetch(old, "SELECT * FROM ChatbotIssueEvent WHERE issue = 'OLD_1'")) == 5
+        # a late event inside the old session 2 changes nothing; one before session 1 moves its opened_at
+        await old.write([rec(issue_json("OLD_1", timestamp="2025-08-08T12:30:00Z"), 1)])
+        await old.write([rec(issue_json("OLD_1", description=None, timestamp="2025-08-08T09:00:00Z"), 0)])
+        assert await sessions(old) == [
+            ("OLD_1", 1, "closed", datetime(2025, 8, 8, 9), datetime(2025, 8, 8, 11)),
+            ("OLD_1", 2, "closed", datetime(2025, 8, 8, 12), datetime(2025, 8, 8, 13)),
+        ]
+        got = await old.get_issue("OLD_1")
+        assert got is not None
+        assert (got["description"], got["isSolved"], got["session_seq"]) == ("설명", True, 2)
+    finally:
+        await old.close()
+        drop_mysql_database(name, user, port=issue_db.port)
+
+
+async def test_every_statement_has_a_server_side_time_limit(issue_db: MysqlDb) -> None:
+    """A hung query ends on the server (MariaDB max_statement_time; MySQL MAX_EXECUTION_TIME hint on reads):
+    the error is an ordinary retried failure, not a connection held forever."""
+    from asyncmy.errors import OperationalError
+
+    limited = IssueStore(issue_db.settings(db_statement_timeout_s=0.5, db_migrate=False))
+    try:
+        assert await fetch(limited, "SELECT @@max_statement_time") == [(0.5,)]
+        with pytest.raises(OperationalError, match="max_statement_time"):
+            await fetch(limited, "SELECT SLEEP(60)")
+    finally:
+        await limited.close()
+
+
+async def test_issue_list_counts_up_to_a_cap(store: IssueStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import issue_ingestor.store as store_module
+
+    monkeypatch.setattr(store_module, "COUNT_CAP", 3)
+    await store.write([rec(issue_json(f"C{i}"), i) for i in range(5)])
+    total, page, capped = await store.list_issues(limit=2, offset=0)
+    assert (total, capped, len(page)) == (3, True, 2)
+    total, page, capped = await store.list_issues(limit=10, offset=0, mode_type="용접기")
+    assert (total, capped, page) == (0, False, [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +15,7 @@ from log_sink.handlers import LogQuery
 from log_sink.store import RejectedByStore, WideEventStore
 from platform_events import LOG_EVENTS, decode
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +151,97 @@ async def test_ping_fails_when_mongodb_is_unreachable() -> None:
     with pytest.raises(Exception, match=r"127\.0\.0\.1:1"):
         await store.ping()
     await store.close()
+
+
+class FreezingProxy:
+    """TCP forwarder on 127.0.0.1 in front of MongoDB; once ``thawed`` is cleared it keeps every connection
+    open but passes nothing on: a hung server, as a half-dead network or a stalled primary looks to it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.thawed = asyncio.Event()
+        self.thawed.set()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> FreezingProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    await self.thawed.wait()  # frozen: hold the bytes
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        tasks = {
+            asyncio.ensure_future(pipe(reader, up_writer)),
+            asyncio.ensure_future(pipe(up_reader, writer)),
+        }
+        self._tasks |= tasks
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks -= tasks
+
+
+async def test_a_hung_mongodb_fails_the_operation_instead_of_hanging(mongo_url: str, fresh_db: str) -> None:
+    """Nothing waits forever: with MongoDB hung mid-connection, a query and a batch write fail (the API
+    answers 503, the runtime retries the batch) instead of waiting for ever."""
+    host, port = mongo_url.removeprefix("mongodb://").split("/")[0].rsplit(":", 1)
+    proxy = await FreezingProxy(host, int(port)).start()
+    store = WideEventStore(
+        f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true", fresh_db, retention_s=None, timeout_ms=500
+    )
+    try:
+        await store.open()
+        await store.write([record(0, event(0))])
+        proxy.thawed.clear()
+        with pytest.raises(PyMongoError):
+            await asyncio.wait_for(store.find(LogQuery(limit=5)), 10)  # 20x the timeout; pymongo alone: ~30 s
+        with pytest.raises(PyMongoError):
+            await asyncio.wait_for(store.write([record(1, event(1))]), 10)
+    finally:
+        proxy.thawed.set()
+        await store.close()
+        await proxy.close()
+
+
+async def test_events_stored_already_past_the_retention_are_counted_and_logged(
+    mongo_url: str, fresh_db: str
+) -> None:
+    """Retention rule: the TTL runs on the event's own time, so a backfill older than the retention is
+    deleted right after it is stored: never silently."""
+    from prometheus_client import REGISTRY
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("log_sink_events_expired_on_arrival_total") or 0.0
+
+    store = await open_store(mongo_url, fresh_db, retention_s=3600)
+    try:
+        before = counted()
+        old = {**event(1), "event_id": "backfill", "timestamp": (T0 - timedelta(hours=3)).isoformat()}
+        assert await store.write([record(0, event(0)), record(1, old)]) == []
+        assert store.expired_on_arrival == 1
+        assert counted() - before == 1
+        kept_forever = await open_store(mongo_url, fresh_db + "_f", retention_s=None)
+        await kept_forever.write([record(2, {**old, "event_id": "backfill2"})])
+        assert kept_forever.expired_on_arrival == 0
+        await kept_forever.close()
+    finally:
+        await store.close()
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+        await client.drop_database(fresh_db + "_f")
+        await client.close()

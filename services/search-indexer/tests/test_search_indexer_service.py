@@ -4,6 +4,7 @@ consume → index → search over HTTP, ordering, dead letters, and rebuild by r
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -302,7 +303,9 @@ async def test_rebuild_by_replay_while_searching(
         new_aliases = (await es.indices.get_alias(name=alias)).body
         assert list(new_aliases) == [status["new_index"]]
         assert status["old_indices"] == list(old_index)
-        assert not (await es.indices.exists(index=next(iter(old_index)))).body  # old index removed
+        assert status["kept_indices"] == list(old_index)  # kept until an admin deletes it (or it expires)
+        assert (await es.indices.exists(index=next(iter(old_index)))).body
+        assert status["old_documents"] is not None
 
         everything = _model(events + extra)
 
@@ -325,3 +328,123 @@ async def test_partition_offsets_use_high_watermarks(kafka_bootstrap: str, kafka
     assert by_partition[0] == (0, 18)
     assert by_partition[1] == (0, 1)
     assert by_partition[2] == (0, 0)
+
+
+async def test_message_topics_are_created_to_keep_everything(kafka_bootstrap: str) -> None:
+    """Retention rule: a rebuild replays platform.messages.* from the beginning, so they keep everything."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_enable_idempotence=False)
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"platform.messages.t{suffix}", f"platform.messages.t{suffix}.dlq", f"other-t{suffix}"]
+    assert await ensure_topics(settings, names) == names
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        retention = {}
+        for name in names:  # one resource per request: what the local broker answers
+            (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+            (resource,) = answer.to_object()["resources"]
+            entries = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+            retention[name] = entries.get("retention.ms")
+    finally:
+        await admin.close()
+        await delete_topics(kafka_bootstrap, names)
+    assert retention[names[0]] == "-1"
+    assert retention[names[1]] != "-1"  # dead letters keep the broker default
+    assert retention[names[2]] != "-1"
+
+
+async def test_rebuild_refused_when_a_topic_lost_history(
+    make_service: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition whose log start offset is above 0 (retention or deleted records; the local broker cannot
+    delete records, so its answer is shifted here): 409 naming the partition, unless force=true."""
+    import search_indexer.rebuild as rebuild_module
+
+    real = rebuild_module.partition_offsets
+
+    async def truncated(*args: Any, **kwargs: Any) -> Any:
+        offsets = await real(*args, **kwargs)
+        return {
+            tp: ((begin + 3, high + 3) if tp.partition == 1 else (begin, high))
+            for tp, (begin, high) in offsets.items()
+        }
+
+    monkeypatch.setattr(rebuild_module, "partition_offsets", truncated)
+    async with make_service(admin_token=ADMIN_TOKEN) as svc:
+        refused = await svc.http.post("/admin/rebuild", headers=ADMIN)
+        assert refused.status_code == 409, refused.text
+        detail = refused.json()
+        text = str(detail)
+        for topic in svc.topics.values():
+            assert f"{topic}[1] (log start 3)" in text
+        assert f"{svc.topics['c']}[0]" not in text
+        assert (await svc.http.get("/admin/rebuild")).json() == {"state": "idle"}  # nothing started
+        forced = await svc.http.post("/admin/rebuild", headers=ADMIN, params={"force": "true"})
+        assert forced.status_code == 202, forced.text
+        assert forced.json()["force"] is True
+        await svc.app.state.rebuild.close()
+
+
+async def test_rebuild_refuses_to_swap_in_a_smaller_index_unless_forced(
+    make_service: Callable[..., Any], es: AsyncElasticsearch, alias: str
+) -> None:
+    """The current index holds a document the topics no longer have (as after retention): the rebuild
+    fails without moving the alias; with force=true it swaps; the old index is kept until an admin deletes
+    it, and expires after REBUILD_KEEP_OLD_INDEX_S."""
+    async with make_service(admin_token=ADMIN_TOKEN) as svc:
+        await svc.send(*(created(f"g{i}", f"보존 검사 {i}", ts=i) for i in range(5)))
+        await svc.until(lambda: _total(svc, "보존", 5), "live index complete")
+        (first,) = (await es.indices.get_alias(name=alias)).body
+        await es.index(
+            index=first, id="only-in-old", document={"content": "보존 검사 옛날", "deleted": False}
+        )
+        await es.indices.refresh(index=first)
+
+        async def rebuild(**params: Any) -> dict[str, Any]:
+            started = await svc.http.post("/admin/rebuild", headers=ADMIN, params=params)
+            assert started.status_code == 202, started.text
+
+            async def over() -> bool:
+                return (await svc.http.get("/admin/rebuild")).json()["state"] in ("done", "failed")
+
+            await svc.until(over, "rebuild over", timeout=60)
+            body: dict[str, Any] = (await svc.http.get("/admin/rebuild")).json()
+            return body
+
+        refused = await rebuild()
+        assert refused["state"] == "failed"
+        assert "holds 5 documents but the current one held 6" in refused["error"]
+        assert list((await es.indices.get_alias(name=alias)).body) == [first]  # alias not moved
+        assert not (await es.indices.exists(index=refused["new_index"])).body
+        assert await svc.ids(q="옛날") == {"only-in-old"}
+
+        forced = await rebuild(force="true")
+        assert forced["state"] == "done", forced
+        assert list((await es.indices.get_alias(name=alias)).body) == [forced["new_index"]]
+        assert forced["kept_indices"] == [first]
+
+        listed = (await svc.http.get("/admin/indices", headers=ADMIN)).json()
+        assert listed["current"] == [forced["new_index"]]
+        assert [r["index"] for r in listed["retired"]] == [first]
+        current = await svc.http.delete(f"/admin/indices/{forced['new_index']}", headers=ADMIN)
+        assert current.status_code == 409
+        assert (await svc.http.delete(f"/admin/indices/{first}")).status_code == 401
+        assert (await svc.http.delete(f"/admin/indices/{first}", headers=ADMIN)).json() == {"deleted": first}
+        assert not (await es.indices.exists(index=first)).body
+
+        # expiry: a retired index is swept once REBUILD_KEEP_OLD_INDEX_S has passed since it was retired
+        manager = svc.app.state.rebuild
+        store = svc.app.state.store
+        await store.create_index(f"{alias}-retired-probe")
+        await store.retire_index(f"{alias}-retired-probe")
+        assert await manager.sweep_retired() == []  # kept: 7 days by default
+        manager.settings = manager.settings.model_copy(update={"rebuild_keep_old_index_s": 0.0})
+        assert await manager.sweep_retired() == [f"{alias}-retired-probe"]
+        assert list((await es.indices.get_alias(name=alias)).body) == [forced["new_index"]]  # never the alias
+
+
+async def _total(svc: Harness, q: str, n: int) -> bool:
+    return bool((await svc.search(q=q, limit=1))["total"] == n)

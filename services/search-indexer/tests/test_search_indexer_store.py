@@ -168,6 +168,9 @@ class FaultProxy:
         self.fail_items = 0
         self.status = 503
         self.bulk_requests = 0
+        #: like Elasticsearch's http.max_content_length: a bigger request body is answered 413
+        self.max_content_length: int | None = None
+        self.bulk_sizes: list[int] = []
         self.url = ""
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -194,6 +197,9 @@ class FaultProxy:
         injected: list[dict[str, Any]] = []
         if request.path.endswith("/_bulk"):
             self.bulk_requests += 1
+            self.bulk_sizes.append(len(body))
+            if self.max_content_length is not None and len(body) > self.max_content_length:
+                return web.json_response({"error": "Request Entity Too Large", "status": 413}, status=413)
             if self.fail_requests > 0:
                 self.fail_requests -= 1
                 lines = [ln for ln in body.split(b"\n") if ln.strip()]
@@ -289,6 +295,29 @@ async def test_items_failing_beyond_the_retry_budget_fail_the_batch(proxy: Fault
         proxy.fail_requests = 0
         result = await store.write(batch)
         assert (result.errors, result.created, result.unchanged, result.updated) == ({}, 1, 1, 0)
+    finally:
+        await store.close()
+
+
+async def test_bulk_requests_are_sized_in_bytes_and_a_413_splits_them(proxy: FaultProxy, alias: str) -> None:
+    """A request above the server's http.max_content_length gets 413: it is split, never resent as is; a
+    document too large on its own is refused (→ DLQ) and the others are stored."""
+    store = MessageStore.from_settings(es_settings(proxy.url, alias, search_bulk_max_bytes=64 * 1024))
+    try:
+        await store.ensure_alias()
+        proxy.max_content_length = 20 * 1024
+        events = [created(f"b{i}", f"{i} " + "가" * 700, ts=1) for i in range(40)]  # ~2 KB each, ~85 KB
+        events.append(created("huge", "나" * 12_000, ts=1))  # ~36 KB: too large even alone
+        result = await store.write(deltas(*events))
+        assert set(result.errors) == {"huge"}
+        assert result.errors["huge"].status == 413
+        assert result.created == 40
+        assert result.split >= 2
+        accepted = [size for size in proxy.bulk_sizes if size <= proxy.max_content_length]
+        assert sum(1 for size in proxy.bulk_sizes if size > 64 * 1024) == 0  # never above the configured size
+        assert len(accepted) >= 5
+        for i in range(40):
+            assert (await store.get_message(f"b{i}")) is not None
     finally:
         await store.close()
 

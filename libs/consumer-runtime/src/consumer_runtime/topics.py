@@ -1,9 +1,16 @@
-"""Create the topics a service needs (and their dead-letter topics) when they are missing."""
+"""Create the topics a service needs (and their dead-letter topics) when they are missing.
+
+**Retention rule.** The message topics (``platform.messages.*``, not their ``.dlq``) are the event log the
+search index is rebuilt from, so they are created with ``retention.ms=-1`` (kept forever): with the broker
+default (7 days) a rebuild after three months would replay one week. Every other topic gets the broker
+default. Topics that already exist are left as they are (see ``topic_configs_for``).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -12,6 +19,20 @@ from consumer_runtime.logging import get_logger
 from consumer_runtime.settings import KafkaSettings
 
 log = get_logger(__name__)
+
+#: Topics whose whole history must be kept (the event log a rebuild replays), by name prefix.
+KEEP_FOREVER_PREFIXES: Final = ("platform.messages.",)
+KEEP_FOREVER_CONFIGS: Final[Mapping[str, str]] = {"retention.ms": "-1"}
+
+
+def topic_configs_for(name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Topic configs ``name`` is created with: ``retention.ms=-1`` for the message topics (not their
+    dead-letter topics), then ``extra`` on top."""
+    configs: dict[str, str] = {}
+    if name.startswith(KEEP_FOREVER_PREFIXES) and not name.endswith(".dlq"):
+        configs.update(KEEP_FOREVER_CONFIGS)
+    configs.update(extra or {})
+    return configs
 
 
 async def ensure_topics(
@@ -35,13 +56,15 @@ async def ensure_topics(
                 name=n,
                 num_partitions=partitions or settings.kafka_topic_partitions,
                 replication_factor=settings.kafka_topic_replication,
-                topic_configs=configs or {},
+                topic_configs=topic_configs_for(n, configs),
             )
             for n in missing
         ]
         with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(new)
-        log.info("topics created", topics=missing)
+        log.info(
+            "topics created", topics=missing, configs={n: topic_configs_for(n, configs) for n in missing}
+        )
         return missing
     finally:
         await admin.close()

@@ -6,6 +6,8 @@ Nothing here performs I/O. Reading the clock (``utc_now``/``now_ms``) and genera
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,19 +17,26 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "DEFAULT_MAX_CLOCK_SKEW",
+    "MAX_CLOCK_SKEW_ENV",
     "MAX_EPOCH_MS",
     "MAX_EVENT_BYTES",
     "MAX_ID_CHARS",
     "MIN_EPOCH_NUMBER_MS",
     "EpochMillis",
     "EventModel",
+    "EventTime",
+    "EventTimeMillis",
     "Id",
     "UtcDatetime",
     "datetime_to_ms",
     "format_timestamp",
+    "max_clock_skew",
     "ms_to_datetime",
     "new_event_id",
     "non_blank",
+    "not_in_future",
+    "not_in_future_ms",
     "now_ms",
     "parse_timestamp",
     "to_utc",
@@ -145,6 +154,80 @@ def parse_timestamp(value: object) -> datetime:
     raise _timestamp_error(_NOT_ISO)
 
 
+# ------------------------------------------------------------------------------------------------ clock rule
+#: Environment variable: how far ahead of the receiver's clock an event time may be. Seconds (``300``) or a
+#: duration with a unit (``500ms``, ``30s``, ``5m``, ``1h``).
+MAX_CLOCK_SKEW_ENV: Final = "MAX_CLOCK_SKEW"
+DEFAULT_MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+_SKEW_UNITS: Final = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_skew(raw: str) -> timedelta:
+    text = raw.strip().lower()
+    factor = 1.0
+    for unit, seconds in _SKEW_UNITS:
+        if text.endswith(unit) and not (unit == "s" and text.endswith("ms")):
+            text, factor = text[: -len(unit)].strip(), seconds
+            break
+    try:
+        value = float(text) * factor
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 366 * 86400:
+        raise ValueError(
+            f"{MAX_CLOCK_SKEW_ENV}: expected seconds (e.g. 300) or a duration such as 5m, got {raw!r}"
+        )
+    return timedelta(seconds=value)
+
+
+def max_clock_skew() -> timedelta:
+    """How far ahead of this process's clock an event time may be (``MAX_CLOCK_SKEW``, default 5 minutes).
+
+    Read from the environment on each call (cached per value), so a bad value names the variable.
+    """
+    raw = os.environ.get(MAX_CLOCK_SKEW_ENV, "")
+    return _parse_skew(raw) if raw.strip() else DEFAULT_MAX_CLOCK_SKEW
+
+
+# A bad MAX_CLOCK_SKEW stops the process at start (importing the event models), naming the variable, instead
+# of making every event fail validation (and be dead-lettered) later.
+max_clock_skew()
+
+
+def _future_error(when: datetime, now: datetime, skew: timedelta) -> PydanticCustomError:
+    return PydanticCustomError(
+        "future_timestamp",
+        "future_timestamp: {timestamp} is {ahead} s ahead of the receiver's clock ({now}); "
+        "at most {skew} s (MAX_CLOCK_SKEW) is accepted, check the producer's clock",
+        {
+            "timestamp": format_timestamp(when),
+            "ahead": round((when - now).total_seconds(), 3),
+            "now": format_timestamp(now),
+            "skew": skew.total_seconds(),
+        },
+    )
+
+
+def not_in_future(value: datetime) -> datetime:
+    """Refuse an event time more than :func:`max_clock_skew` ahead of now (error type
+    ``future_timestamp``): one event dated 2099 would otherwise make every later real event "older"."""
+    now = utc_now()
+    skew = max_clock_skew()
+    if value - now > skew:
+        raise _future_error(value, now, skew)
+    return value
+
+
+def not_in_future_ms(value: int) -> int:
+    """:func:`not_in_future` for epoch milliseconds."""
+    now = now_ms()
+    skew = max_clock_skew()
+    if value - now > skew // timedelta(milliseconds=1):
+        raise _future_error(ms_to_datetime(value), ms_to_datetime(now), skew)
+    return value
+
+
 def non_blank(value: str) -> str:
     """Refuse strings made only of whitespace (the value itself is kept unchanged, never stripped)."""
     if not value.strip():
@@ -162,6 +245,12 @@ UtcDatetime = Annotated[
 
 #: Epoch milliseconds: a JSON integer (strict: no strings, floats or booleans), 1 ≤ value ≤ year 9999.
 EpochMillis = Annotated[int, Field(strict=True, gt=0, le=MAX_EPOCH_MS)]
+
+#: An event time: a :data:`UtcDatetime` no more than ``MAX_CLOCK_SKEW`` ahead of the receiver's clock.
+EventTime = Annotated[UtcDatetime, AfterValidator(not_in_future)]
+
+#: An event time in epoch milliseconds: :data:`EpochMillis` no more than ``MAX_CLOCK_SKEW`` ahead.
+EventTimeMillis = Annotated[EpochMillis, AfterValidator(not_in_future_ms)]
 
 #: Identifier: non-blank string, at most ``MAX_ID_CHARS`` characters. Strict: a JSON number is refused.
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(non_blank)]

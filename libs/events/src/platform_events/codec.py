@@ -35,7 +35,9 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-DecodeErrorKind = Literal["not_json", "not_object", "invalid", "too_large", "not_utf8", "empty"]
+DecodeErrorKind = Literal[
+    "not_json", "not_object", "invalid", "too_large", "not_utf8", "empty", "future_timestamp"
+]
 
 _BOM: Final = b"\xef\xbb\xbf"
 _MAX_REASONS: Final = 5
@@ -47,7 +49,9 @@ class EventDecodeError(ValueError):
     """Bytes that are not a valid event.
 
     ``kind``: ``empty`` (no bytes / null record), ``too_large``, ``not_utf8``, ``not_json``,
-    ``not_object`` (valid JSON but not an object), ``invalid`` (an object failing the schema).
+    ``not_object`` (valid JSON but not an object), ``invalid`` (an object failing the schema),
+    ``future_timestamp`` (valid except for an event time beyond now + ``MAX_CLOCK_SKEW``; the reason starts
+    with ``timestamp: future_timestamp:``).
     ``reason``: human-readable, starts with the field path when one is at fault
     (``"processType: input should be '장애접수' or '정기점검', got '수리'"``).
     ``field``: the (first) offending field path on the wire (``"payload.channel_id"``), else None.
@@ -217,7 +221,11 @@ def _classify(exc: ValidationError, raw: bytes, label: str) -> EventDecodeError:
     reason = "; ".join(details[:_MAX_REASONS])
     if len(details) > _MAX_REASONS:
         reason += f" (+{len(details) - _MAX_REASONS} more)"
-    return EventDecodeError("invalid", reason, field, target=label, details=details)
+    # an otherwise valid event whose only fault is its producer's clock
+    kind: DecodeErrorKind = (
+        "future_timestamp" if all(error["type"] == "future_timestamp" for error in errors) else "invalid"
+    )
+    return EventDecodeError(kind, reason, field, target=label, details=details)
 
 
 def _field_path(error: ErrorDetails) -> str | None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
-from platform_events._common import EventModel, UtcDatetime, non_blank, parse_timestamp, utc_now
+from platform_events._common import EventModel, EventTime, non_blank, parse_timestamp, utc_now
 
 __all__ = [
     "MAX_DESCRIPTION_CHARS",
@@ -59,7 +59,8 @@ class FactoryIssueEvent(EventModel):
       ``"yes"``, ``"true"``, ``1`` are refused rather than guessed.
     - ``timestamp`` absent or ``null`` → the receive time (``decode(..., received_at=...)``, else now).
       ISO-8601 with ``Z``, an offset, or no zone: a naive timestamp is interpreted as **UTC**. Always held as
-      an aware UTC datetime and written back as ``...Z``.
+      an aware UTC datetime and written back as ``...Z``. More than ``MAX_CLOCK_SKEW`` (default 5 minutes)
+      ahead of the receiver's clock is refused (error type ``future_timestamp``).
     - Unknown keys are ignored (tolerant reader).
     """
 
@@ -69,7 +70,7 @@ class FactoryIssueEvent(EventModel):
     mode_log_id: IssueId = Field(alias="modeLogId")
     description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] | None = None
     is_solved: StrictBool = Field(default=False, alias="isSolved")
-    timestamp: UtcDatetime = Field(default_factory=utc_now)
+    timestamp: EventTime = Field(default_factory=utc_now)
 
     @model_validator(mode="before")
     @classmethod

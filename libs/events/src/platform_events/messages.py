@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, Self
 from pydantic import Field, PlainValidator, TypeAdapter, field_validator
 from pydantic_core import PydanticCustomError
 
-from platform_events._common import EpochMillis, EventModel, Id, ms_to_datetime, new_event_id, now_ms
+from platform_events._common import EventModel, EventTimeMillis, Id, ms_to_datetime, new_event_id, now_ms
 
 __all__ = [
     "MAX_CONTENT_CHARS",
@@ -100,7 +100,9 @@ class _MessageEvent(EventModel):
 
     event_type: str
     event_id: Id
-    timestamp: EpochMillis = Field(description="Epoch milliseconds")
+    timestamp: EventTimeMillis = Field(
+        description="Epoch milliseconds; at most MAX_CLOCK_SKEW (default 5 minutes) ahead of the receiver"
+    )
     payload: _MessagePayload
 
     @property

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from platform_events import TOPIC_LOG_EVENTS, validate_topic_name
+from platform_events import MAX_WIDE_EVENT_BYTES, TOPIC_LOG_EVENTS, validate_topic_name
 
 __all__ = ["ConfigError", "WideLoggingConfig"]
 
@@ -61,6 +61,11 @@ class WideLoggingConfig:
     breaker_open_ms: int = 5_000
     #: How long ``close()`` may take to flush what is pending.
     close_timeout_s: float = 10.0
+    #: Every direct MongoDB operation ends within this long (connect, socket, maxTimeMS): then it is retried.
+    mongo_timeout_ms: int = 10_000
+    #: Largest encoded event (bytes); a bigger one is cut to its core fields plus ``truncated: true``.
+    #: At most the wide event limit (256 KiB), well below Kafka's default 1 MB message limit.
+    max_event_bytes: int = MAX_WIDE_EVENT_BYTES
 
     def __post_init__(self) -> None:
         if not self.service.strip():
@@ -81,6 +86,7 @@ class WideLoggingConfig:
             ("WIDE_LOG_FALLBACK_QUEUE_SIZE", self.fallback_queue_size),
             ("WIDE_LOG_BATCH_SIZE", self.batch_size),
             ("WIDE_LOG_PUBLISH_TIMEOUT_MS", self.publish_timeout_ms),
+            ("MONGO_TIMEOUT_MS", self.mongo_timeout_ms),
         ):
             if value < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {value}")
@@ -88,6 +94,11 @@ class WideLoggingConfig:
             raise ConfigError(f"WIDE_LOG_LINGER_MS: must be between 0 and 1000, got {self.linger_ms}")
         if self.publish_retries < 0 or self.retry_backoff_ms < 0 or self.breaker_open_ms < 0:
             raise ConfigError("WIDE_LOG_PUBLISH_RETRIES / _RETRY_BACKOFF_MS / _BREAKER_OPEN_MS must be >= 0")
+        if not 1024 <= self.max_event_bytes <= MAX_WIDE_EVENT_BYTES:
+            raise ConfigError(
+                f"WIDE_LOG_MAX_EVENT_BYTES: must be between 1024 and {MAX_WIDE_EVENT_BYTES}, "
+                f"got {self.max_event_bytes}"
+            )
         if not self.mongo_url.startswith(("mongodb://", "mongodb+srv://")):
             raise ConfigError("MONGO_URL: must start with mongodb:// or mongodb+srv://")
         if not self.mongo_db.strip():
@@ -145,6 +156,8 @@ class WideLoggingConfig:
         number("WIDE_LOG_LINGER_MS", "linger_ms")
         number("WIDE_LOG_BREAKER_OPEN_MS", "breaker_open_ms")
         number("WIDE_LOG_CLOSE_TIMEOUT_S", "close_timeout_s", float)
+        number("WIDE_LOG_MAX_EVENT_BYTES", "max_event_bytes")
+        number("MONGO_TIMEOUT_MS", "mongo_timeout_ms")
         values.update(overrides)
         return cls(**values)
 

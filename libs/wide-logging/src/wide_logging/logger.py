@@ -23,19 +23,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from platform_events import (
     LOG_EVENTS,
-    EventDecodeError,
-    EventEncodeError,
     WideLogEvent,
     decode,
     encode,
-    format_timestamp,
     new_event_id,
     utc_now,
 )
@@ -59,8 +57,12 @@ class Counters:
 
     ``published``: acknowledged by Kafka. ``fallback``: stored directly in MongoDB (MQ disabled, queue full,
     or publishing failed). ``dropped``: neither — must stay 0; every drop is also logged with the event.
-    ``repaired``: events that were not valid wide events (unserialisable / too large) and were stored as a
-    reduced event carrying the reason instead.
+    ``repaired``: events that were not valid wide events (unserialisable, invalid text, ...) and were stored
+    as a reduced event carrying the reason instead. ``truncated``: events above ``max_event_bytes``, stored
+    cut to their core fields plus ``truncated: true`` (also counted in ``repaired``).
+    ``internal_errors``: unexpected errors the background tasks survived (they are restarted; never 0 → dead).
+    Every finalized event ends up in exactly one of ``published``, ``fallback`` or ``dropped`` (or is still
+    queued).
     """
 
     finalized: int = 0
@@ -69,6 +71,8 @@ class Counters:
     dropped: int = 0
     publish_failures: int = 0
     repaired: int = 0
+    truncated: int = 0
+    internal_errors: int = 0
 
 
 class WideLogger:
@@ -100,6 +104,8 @@ class WideLogger:
         self._settled = asyncio.Event()
         self._settled.set()
         self._in_flight: dict[int, bytes] = {}  # taken from a queue, not yet settled (by object id)
+        self._publishing: list[dict[str, Any] | bytes] = []  # the publish loop's current batch
+        self._storing: list[bytes] = []  # the fallback loop's current batch
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -110,12 +116,23 @@ class WideLogger:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if self._mongo is None:
+            timeout_ms = self.config.mongo_timeout_ms
             self._mongo = AsyncMongoClient(
-                self.config.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5_000, connect=False
+                self.config.mongo_url,
+                tz_aware=True,
+                connect=False,
+                serverSelectionTimeoutMS=min(5_000, timeout_ms),
+                connectTimeoutMS=timeout_ms,
+                socketTimeoutMS=timeout_ms,
+                timeoutMS=timeout_ms,  # a hung MongoDB fails the insert, which is then retried
             )
         self._tasks = [
-            asyncio.create_task(self._publish_loop(), name="wide-logging:publish"),
-            asyncio.create_task(self._fallback_loop(), name="wide-logging:fallback"),
+            asyncio.create_task(
+                self._supervised(self._publish_loop, self._recover_publish), name="wide-logging:publish"
+            ),
+            asyncio.create_task(
+                self._supervised(self._fallback_loop, self._recover_store), name="wide-logging:fallback"
+            ),
         ]
 
     async def __aenter__(self) -> WideLogger:
@@ -182,26 +199,31 @@ class WideLogger:
         """Hand the finished event over; returns at once, never blocks, never raises.
 
         Missing ``event_id``/``timestamp``/``service`` are filled in. The mapping is copied (shallowly), so
-        the caller may reuse it. Serialisation happens in the background task.
+        the caller may reuse it. Serialisation happens in the background task (``MQ_ENABLED=false``: here).
         """
         try:
-            if isinstance(event, WideLogEvent):
-                item = event.model_dump(mode="python", by_alias=True)
+            try:
+                if isinstance(event, WideLogEvent):
+                    item = event.model_dump(mode="python", by_alias=True)
+                else:
+                    item = dict(event)
+                item.setdefault("event_id", new_event_id())
+                item.setdefault("timestamp", utc_now())
+                item.setdefault("service", self.config.service)
+            except Exception as exc:  # a broken mapping must not break the request path
+                log.error("wide event could not be read: %s", _safe_repr(exc))
+                reason = f"finalize() got an unreadable event: {_safe_repr(exc)}"
+                item = {"event_id": new_event_id(), "timestamp": utc_now(), "service": self.config.service,
+                        "wide_logging_error": reason}  # fmt: skip
+            self.counters.finalized += 1
+            loop = self._loop
+            if loop is not None and threading.get_ident() != self._loop_thread:
+                loop.call_soon_threadsafe(self._enqueue, item)
             else:
-                item = dict(event)
-            item.setdefault("event_id", new_event_id())
-            item.setdefault("timestamp", utc_now())
-            item.setdefault("service", self.config.service)
-        except Exception as exc:  # a broken mapping must not break the request path
-            log.error("wide event could not be read: %r", exc)
-            item = {"event_id": new_event_id(), "timestamp": utc_now(), "service": self.config.service,
-                    "wide_logging_error": f"finalize() got an unreadable event: {exc!r}"}  # fmt: skip
-        self.counters.finalized += 1
-        loop = self._loop
-        if loop is not None and threading.get_ident() != self._loop_thread:
-            loop.call_soon_threadsafe(self._enqueue, item)
-        else:
-            self._enqueue(item)
+                self._enqueue(item)
+        except Exception as exc:  # last line of defence: the request path never sees a logging error
+            self.counters.internal_errors += 1
+            log.error("finalize() failed: %s", _safe_repr(exc))
 
     # ------------------------------------------------------------------------------------------ internals
     def _settle(self, count: int) -> None:
@@ -213,16 +235,20 @@ class WideLogger:
     def _enqueue(self, item: dict[str, Any]) -> None:
         self._unsettled += 1
         self._settled.clear()
-        if self._closed:
-            self._drop(item, "logger is closed")
-            return
-        if self.config.mq_enabled:
-            try:
-                self._queue.put_nowait(item)
+        try:
+            if self._closed:
+                self._drop(item, "logger is closed")
                 return
-            except asyncio.QueueFull:
-                pass
-        self._to_fallback(self._encode(item)[1])
+            if self.config.mq_enabled:
+                try:
+                    self._queue.put_nowait(item)
+                    return
+                except asyncio.QueueFull:
+                    pass
+            self._to_fallback(self._encode(item)[1])
+        except Exception as exc:  # never: _encode and _drop do not raise; counted if it happens anyway
+            self.counters.internal_errors += 1
+            self._drop(item, f"internal error: {_safe_repr(exc)}")
 
     def _to_fallback(self, raw: bytes) -> None:
         try:
@@ -230,26 +256,99 @@ class WideLogger:
         except asyncio.QueueFull:
             self._drop(raw, "both queues are full (Kafka and MongoDB are too slow or down)")
 
-    def _drop(self, item: dict[str, Any] | bytes, reason: str) -> None:
+    def _drop(self, item: Any, reason: str) -> None:
+        """Count the event as dropped and write it to the process log (as far as it can be shown)."""
         self.counters.dropped += 1
         self._settle(1)
-        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else json.dumps(item, default=str)
-        log.error("wide event dropped (%s): %s", reason, text)
+        try:
+            if isinstance(item, bytes):
+                text = item.decode("utf-8", "replace")
+            else:
+                text = json.dumps(item, default=_safe_repr, ensure_ascii=False)
+        except Exception:  # not JSON (circular, too deep, odd keys): its repr, bounded
+            text = _safe_repr(item)
+        try:
+            log.error("wide event dropped (%s): %s", reason, text)
+        except Exception:
+            self.counters.internal_errors += 1
 
     def _encode(self, item: dict[str, Any]) -> tuple[bytes, bytes]:
-        """(key, wire bytes) of the event; an event that is not a valid wide event is reduced, never lost."""
+        """(key, wire bytes) of the event; never raises.
+
+        An event that is not a valid wide event is reduced to its core and short scalar fields (strings cut
+        to 1,024 characters). One above ``max_event_bytes`` is reduced the same way and marked
+        ``truncated: true``; if that is still too big, only the core fields (``event_id``, ``timestamp``,
+        ``service``) are kept. Either way it carries the reason and keeps its ``event_id`` when usable."""
+        limit = self.config.max_event_bytes
+        size: int | None = None
         try:
             event = WideLogEvent.model_validate(item)
             raw = encode(event)
-        except (ValidationError, EventEncodeError) as exc:
-            self.counters.repaired += 1
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.warning(
-                "wide event %s is not valid (%s); storing a reduced copy", item.get("event_id"), reason
-            )
-            event = WideLogEvent.model_validate(_reduced(item, str(exc)))
+            if len(raw) <= limit:
+                return event.event_id.encode("utf-8"), raw
+            size = len(raw)
+            reason = f"wide event is {size} bytes encoded; the limit is {limit} bytes"
+        except Exception as exc:  # ValidationError, EventEncodeError, RecursionError, odd objects, ...
+            reason = _safe_reason(exc)
+            if "too_large" in reason or "bytes encoded" in reason:
+                size = -1
+        self.counters.repaired += 1
+        truncated = size is not None
+        if truncated:
+            self.counters.truncated += 1
+        candidates: list[Callable[[], dict[str, Any]]] = [
+            lambda: _reduced(item, reason, truncated=truncated),
+            lambda: _core(item, reason, truncated=True),
+        ]
+        for build in candidates:
+            try:
+                event = WideLogEvent.model_validate(build())
+                raw = encode(event)
+                if len(raw) <= limit:
+                    break
+            except Exception:
+                continue
+        else:  # even the core fields are unusable: a fresh core event that carries the reason
+            fresh = _core({}, reason, truncated=True, service=self.config.service)
+            event = WideLogEvent.model_validate(fresh)
             raw = encode(event)
+        try:
+            log.warning("wide event %s is not valid (%s); storing a reduced copy", event.event_id, reason)
+        except Exception:
+            self.counters.internal_errors += 1
         return event.event_id.encode("utf-8"), raw
+
+    async def _supervised(self, loop: Any, recover: Any) -> None:
+        """Run a background loop forever: an unexpected error is counted and logged, the batch it was
+        working on is recovered (never lost uncounted), and the loop starts again."""
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counters.internal_errors += 1
+                with contextlib.suppress(Exception):
+                    log.error("wide-logging background task failed, restarting: %s", _safe_repr(exc))
+                recover()
+                await asyncio.sleep(0.05)
+
+    def _recover_publish(self) -> None:
+        """The publish loop died mid-batch: what it had not settled goes to the MongoDB fallback."""
+        batch, self._publishing = self._publishing, []
+        for entry in batch:
+            if isinstance(entry, bytes):
+                if self._in_flight.pop(id(entry), None) is not None:
+                    self._to_fallback(entry)
+            else:
+                self._to_fallback(self._encode(entry)[1])
+
+    def _recover_store(self) -> None:
+        """The fallback loop died mid-batch: what it had not settled is counted as dropped and logged."""
+        batch, self._storing = self._storing, []
+        for raw in batch:
+            if self._in_flight.pop(id(raw), None) is not None:
+                self._drop(raw, "internal error while storing it")
 
     async def _publish_loop(self) -> None:
         while True:
@@ -257,12 +356,15 @@ class WideLogger:
             batch = [first]
             while len(batch) < self.config.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._publishing = list(batch)
             encoded = [self._encode(item) for item in batch]
             for _key, raw in encoded:
                 self._in_flight[id(raw)] = raw
+            self._publishing = [raw for _key, raw in encoded]
             for _key, raw in await self._publish(encoded):
                 self._in_flight.pop(id(raw), None)
                 self._to_fallback(raw)
+            self._publishing = []
 
     async def _publish(self, raws: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """Publish with retries; returns what could not be published."""
@@ -334,7 +436,9 @@ class WideLogger:
                 batch.append(self._fallback.get_nowait())
             for raw in batch:
                 self._in_flight[id(raw)] = raw
+            self._storing = batch
             await self._store(batch)
+            self._storing = []
 
     async def _store(self, raws: list[bytes]) -> None:
         """Direct MongoDB write, retried with backoff until it succeeds or the logger closes (then what is
@@ -346,9 +450,9 @@ class WideLogger:
             try:
                 docs.append(to_document(decode(LOG_EVENTS, raw)))
                 kept.append(raw)
-            except EventDecodeError as exc:  # cannot happen for bytes we encoded; never lose it silently
+            except Exception as exc:  # cannot happen for bytes we encoded; never lose it silently
                 self._in_flight.pop(id(raw), None)
-                self._drop(raw, f"not a wide event: {exc}")
+                self._drop(raw, f"not a wide event: {_safe_repr(exc)}")
         collection = self._mongo[self.config.mongo_db][WIDE_EVENTS]
         attempt = 0
         while not self._closed:
@@ -376,7 +480,70 @@ class WideLogger:
             self._drop(doc, "MongoDB unreachable")
 
 
-def _reduced(item: MutableMapping[str, Any] | Mapping[str, Any], error: str) -> dict[str, Any]:
+_MAX_REASON_CHARS: Final = 2000
+
+
+def _safe_repr(value: object, limit: int = 4000) -> str:
+    """``repr`` that never raises (an object's own ``__repr__`` may) and stays bounded."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def _safe_reason(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, ValidationError):  # the first line only names the model: add the first error
+        with contextlib.suppress(Exception):
+            error = exc.errors(include_url=False, include_input=False)[0]
+            first = f"{'.'.join(str(p) for p in error['loc']) or 'event'}: {error['type']}: {error['msg']}"
+    return first[:_MAX_REASON_CHARS]
+
+
+def _core(
+    item: Mapping[str, Any], error: str, *, truncated: bool, service: str | None = None
+) -> dict[str, Any]:
+    """The core fields (``event_id``, ``timestamp``, ``service``) of an event, each kept only if usable,
+    plus the reason and the ``truncated`` marker."""
+    event_id = item.get("event_id")
+    ts = item.get("timestamp")
+    svc = item.get("service", service)
+    out: dict[str, Any] = {
+        "event_id": event_id if isinstance(event_id, str) and _usable(event_id, 128) else new_event_id(),
+        "timestamp": ts if isinstance(ts, str | datetime) and _usable_time(ts) else utc_now(),
+        "service": svc if isinstance(svc, str) and _usable(svc, 128) else (service or "unknown"),
+        "wide_logging_error": error[:_MAX_REASON_CHARS].encode("utf-8", "replace").decode("utf-8"),
+        "wide_logging_reduced": True,
+    }
+    if truncated:
+        out["truncated"] = True
+    return out
+
+
+def _usable(text: str, max_chars: int) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return 0 < len(text) <= max_chars and bool(text.strip())
+
+
+def _usable_time(value: str | datetime) -> bool:
+    try:
+        WideLogEvent.model_validate({"event_id": "x", "service": "x", "timestamp": value})
+    except Exception:
+        return False
+    return True
+
+
+def _reduced(
+    item: MutableMapping[str, Any] | Mapping[str, Any], error: str, *, truncated: bool
+) -> dict[str, Any]:
     """The core fields plus the short scalar context of an invalid event, and why it was reduced."""
     out: dict[str, Any] = {}
     for key, value in item.items():
@@ -384,19 +551,6 @@ def _reduced(item: MutableMapping[str, Any] | Mapping[str, Any], error: str) -> 
             out[str(key)[:128]] = value
         elif isinstance(value, str):
             out[str(key)[:128]] = value[:_MAX_SCALAR_CHARS]
-    event_id = item.get("event_id")
-    out["event_id"] = (
-        str(event_id)[:128] if isinstance(event_id, str) and event_id.strip() else new_event_id()
-    )
-    ts = item.get("timestamp")
-    out["timestamp"] = ts if isinstance(ts, str) else format_timestamp(utc_now()) if ts is None else ts
-    service = item.get("service")
-    out["service"] = str(service)[:128] if isinstance(service, str) and service.strip() else "unknown"
-    out["wide_logging_error"] = error[:2000]
-    out["wide_logging_reduced"] = True
-    try:
-        WideLogEvent.model_validate(out)
-    except ValidationError:
-        out["timestamp"] = format_timestamp(utc_now())
-        out = {k: v for k, v in out.items() if not isinstance(v, float) or v == v}
+    out.update(_core(item, error, truncated=truncated))
+    out = {k: v for k, v in out.items() if not isinstance(v, float) or v == v}
     return out

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from platform_events import ModeType, ProcessType, parse_timestamp
 from pydantic import BaseModel, Field
 
-from issue_ingestor.store import IssueStore
+from issue_ingestor.store import COUNT_CAP, IssueStore
 
 MAX_PAGE = 1000
 
@@ -36,7 +36,8 @@ class IssueOut(BaseModel):
 
 
 class IssuePage(BaseModel):
-    total: int
+    total: int = Field(description=f"matching issues, counted up to {COUNT_CAP}")
+    total_capped: bool = Field(False, description=f"true: more than {COUNT_CAP} match (total is {COUNT_CAP})")
     limit: int
     offset: int
     items: list[IssueOut]
@@ -87,7 +88,8 @@ def issues_router() -> APIRouter:
         store: StoreDep,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[
-            int, Query(ge=0, le=10_000_000, description="rows to skip (bounded so the SQL stays valid)")
+            int,
+            Query(ge=0, le=COUNT_CAP, description=f"rows to skip (at most {COUNT_CAP}: narrow with from/to)"),
         ] = 0,
         process_type: Annotated[ProcessType | None, Query(alias="processType")] = None,
         mode_type: Annotated[ModeType | None, Query(alias="modeType")] = None,
@@ -97,7 +99,7 @@ def issues_router() -> APIRouter:
         ] = None,
         until: Annotated[str | None, Query(alias="to", description="event time < this (ISO-8601)")] = None,
     ) -> dict[str, Any]:
-        total, items = await store.list_issues(
+        total, items, capped = await store.list_issues(
             limit=limit,
             offset=offset,
             process_type=process_type.value if process_type else None,
@@ -106,7 +108,7 @@ def issues_router() -> APIRouter:
             since=_time(since, "from"),
             until=_time(until, "to"),
         )
-        return {"total": total, "limit": limit, "offset": offset, "items": items}
+        return {"total": total, "total_capped": capped, "limit": limit, "offset": offset, "items": items}
 
     @router.get("/issues/{issue_id}", response_model=IssueOut, summary="One issue")
     async def get_issue(issue_id: str, store: StoreDep) -> dict[str, Any]:

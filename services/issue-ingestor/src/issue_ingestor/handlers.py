@@ -2,16 +2,17 @@
 
 Rules (also in the README):
 
-- **Version.** Every event gets a version: its event time (µs), then its Kafka partition and offset. A row is
-  replaced only by an event with a greater version, so a redelivered event (same version) or a late, older
-  one (smaller version) changes nothing. Equal timestamps are ordered by offset (same partition = the later
-  event wins).
-- **Sessions.** The current session is open exactly while the issue is unsolved:
-  the first event of an issue opens session 1 (closed at once when that event is already solved);
-  an accepted event with ``isSolved: true`` closes the open session (once: later solved events change
-  nothing); an accepted ``isSolved: false`` event for a solved issue opens the next session (seq + 1).
-  Events that are not accepted (stale or redelivered) never touch sessions.
-- **Description.** A newer event without ``description`` (absent or null) keeps the stored one.
+- **Version.** Every event gets a version: its event time (µs), then its Kafka partition and offset. Equal
+  timestamps are ordered by offset (same partition = the later event wins).
+- **Merge, not last-write-only.** Every event's (version, isSolved) is kept in ``ChatbotIssueEvent``. The row
+  reflects the newest event; its description is the one of the newest event that carried one (so a late
+  "create" still fills a description no newer event had). A redelivered event (version already stored)
+  changes nothing.
+- **Sessions** are folded from the whole history in version order: the first event opens session 1
+  (closed at once when it is already solved); a solved event closes the open session; an unsolved event
+  while none is open opens the next one. A late event re-folds the history: a session's ``opened_at`` is the
+  earliest event time seen. Any permutation or duplication of an issue's events gives the same row and
+  sessions.
 - **Missing timestamp.** The event time is the Kafka record timestamp, not the time of processing, so a
   redelivery computes the same version.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -36,10 +37,12 @@ __all__ = [
     "StoredIssue",
     "WritePlan",
     "event_time",
+    "fold_sessions",
     "make_version",
     "plan_batch",
     "prepare",
     "to_db_datetime",
+    "version_time",
 ]
 
 _ORIGIN: Final = datetime(1, 1, 1, tzinfo=UTC)
@@ -103,21 +106,9 @@ def _has_timestamp(raw: bytes) -> bool:
     return not (isinstance(data, dict) and data.get("timestamp") is None)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredIssue:
-    """What the batch logic needs to know about an issue already in the database."""
-
-    issue: str
-    is_solved: bool
-    version: str
-    session_seq: int
-    session_opened_at: datetime | None  # naive UTC, of the current session
-    session_open: bool
-
-
 @dataclass(slots=True)
 class IssueRow:
-    """Values of one ``ChatbotIssue`` upsert (datetimes naive UTC). Built per event, settled by the fold."""
+    """Values of one ``ChatbotIssue`` upsert (datetimes naive UTC)."""
 
     issue: str
     process_type: str
@@ -130,6 +121,8 @@ class IssueRow:
     kafka_offset: int
     session_seq: int
     version: str
+    #: version of the event the description came from ("" = no event carried one)
+    description_version: str = ""
 
     def params(self, now: datetime) -> tuple[Any, ...]:
         """Parameters in the column order of ``store.UPSERT_ISSUES`` (received_at = updated_at = now)."""
@@ -147,7 +140,17 @@ class IssueRow:
             self.kafka_offset,
             self.session_seq,
             self.version,
+            self.description_version,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIssue:
+    """What the batch logic needs to know about an issue already in the database: its row and the
+    (version, isSolved) of every event stored for it (table ``ChatbotIssueEvent``)."""
+
+    row: IssueRow
+    history: tuple[tuple[str, bool], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,25 +169,47 @@ class SessionRow:
 
 @dataclass
 class WritePlan:
-    """Everything one batch writes: at most one issue row per issue, the sessions it opened or closed."""
+    """Everything one batch writes: at most one issue row per issue, the sessions that changed, and the
+    events new to the history."""
 
     issues: list[IssueRow] = field(default_factory=list)
     sessions: list[SessionRow] = field(default_factory=list)
+    events: list[tuple[str, str, bool]] = field(default_factory=list)  # (issue, version, isSolved)
     failures: list[Failure] = field(default_factory=list)
-    accepted: int = 0  # events that changed their issue
-    ignored: int = 0  # redelivered or older than what is stored
+    accepted: int = 0  # events new to their issue's history (stored)
+    ignored: int = 0  # redelivered: already in the history
     opened: int = 0
     closed: int = 0
 
 
-@dataclass
-class _State:
-    row: IssueRow
-    is_solved: bool
-    session_seq: int
-    session_opened_at: datetime | None
-    session_open: bool
-    changed: bool = False
+def version_time(version: str) -> datetime:
+    """The event time (naive UTC) a version starts with."""
+    return (_ORIGIN + timedelta(microseconds=int(version[:18]))).replace(tzinfo=None)
+
+
+def fold_sessions(issue: str, history: Mapping[str, bool]) -> list[SessionRow]:
+    """The sessions of an issue from its whole history ``{version: isSolved}``, folded in version order.
+
+    The first event opens session 1 (closed at once when it is solved); a solved event closes the open
+    session; an unsolved event while no session is open opens the next one. Any permutation or duplication
+    of the events gives the same result, since only the set of versions matters.
+    """
+    out: list[SessionRow] = []
+    is_open = False
+    for version in sorted(history):
+        solved = history[version]
+        at = version_time(version)
+        if not out:
+            out.append(SessionRow(issue, 1, "closed" if solved else "open", at, at if solved else None))
+            is_open = not solved
+        elif solved and is_open:
+            last = out[-1]
+            out[-1] = SessionRow(issue, last.seq, "closed", last.opened_at, at)
+            is_open = False
+        elif not solved and not is_open:
+            out.append(SessionRow(issue, len(out) + 1, "open", at, None))
+            is_open = True
+    return out
 
 
 def _candidate(record: Record[FactoryIssueEvent]) -> IssueRow:
@@ -241,77 +266,57 @@ def prepare(records: Sequence[Record[FactoryIssueEvent]]) -> Prepared:
 def plan_batch(
     records: Sequence[Record[FactoryIssueEvent]] | Prepared, stored: Mapping[str, StoredIssue]
 ) -> WritePlan:
-    """Fold the batch's events, in order, onto the stored state of their issues."""
+    """Merge the batch's events into the stored state of their issues; the result does not depend on the
+    order (or repetition) in which an issue's events arrive.
+
+    - The row's fields come from the newest event (greatest version) ever seen, its description from the
+      newest event that carried one, its ``session_seq`` from the sessions.
+    - The sessions are folded from the whole history (stored versions + the batch's new ones); only the
+      sessions that differ from the fold of the stored history are written.
+    """
     prepared = records if isinstance(records, Prepared) else prepare(records)
     plan = WritePlan(failures=list(prepared.failures))
-    states: dict[str, _State] = {}
-    sessions: dict[tuple[str, int], SessionRow] = {}
-
+    by_issue: dict[str, list[IssueRow]] = {}
     for row in prepared.rows:
-        state = states.get(row.issue)
-        if state is None:
-            known = stored.get(row.issue)
-            if known is not None:
-                state = _State(
-                    row=row,
-                    is_solved=known.is_solved,
-                    session_seq=known.session_seq,
-                    session_opened_at=known.session_opened_at,
-                    session_open=known.session_open,
-                )
-                current_version = known.version
+        by_issue.setdefault(row.issue, []).append(row)
+
+    for issue, rows in by_issue.items():
+        known = stored.get(issue)
+        history = dict(known.history) if known is not None else {}
+        new: dict[str, IssueRow] = {}
+        for row in rows:
+            if row.version in history or row.version in new:
+                plan.ignored += 1
             else:
-                current_version = ""
-        else:
-            current_version = state.row.version
-
-        if row.version <= current_version:
-            plan.ignored += 1
+                new[row.version] = row
+                plan.accepted += 1
+        if not new:
             continue
-        plan.accepted += 1
+        before = fold_sessions(issue, history)
+        history.update((version, row.is_solved) for version, row in new.items())
+        after = fold_sessions(issue, history)
 
-        if state is None:  # first event ever seen for this issue: session 1
-            state = _State(
-                row=row, is_solved=False, session_seq=0, session_opened_at=None, session_open=False
-            )
-            _open(plan, sessions, state, row)
-        elif row.is_solved and state.session_open:
-            _close(plan, sessions, state, row)
-        elif not row.is_solved and not state.session_open:
-            _open(plan, sessions, state, row)
-        if row.is_solved and state.session_open:  # a first event that is already solved
-            _close(plan, sessions, state, row)
+        newest = new[max(new)]
+        base = known.row if known is not None and known.row.version > newest.version else newest
+        result = replace(base)
+        described = [version for version, row in new.items() if row.description is not None]
+        best = max(described) if described else ""
+        if known is not None and known.row.description_version >= best:
+            result.description = known.row.description
+            result.description_version = known.row.description_version
+        else:
+            result.description = new[best].description if best else None
+            result.description_version = best
+        result.session_seq = len(after)
 
-        if row.description is None and state.changed:  # a follow-up without description keeps it
-            row.description = state.row.description
-        state.row = row
-        state.is_solved = row.is_solved
-        state.changed = True
-        states[row.issue] = state
-
-    for state in states.values():
-        if state.changed:
-            state.row.session_seq = state.session_seq
-            plan.issues.append(state.row)
-    plan.sessions = list(sessions.values())
+        if known is None or result != known.row:
+            plan.issues.append(result)
+        plan.events.extend((issue, version, row.is_solved) for version, row in sorted(new.items()))
+        plan.sessions.extend(s for s in after if s.seq > len(before) or s != before[s.seq - 1])
+        plan.opened += len(after) - len(before)
+        plan.closed += max(0, _closed(after) - _closed(before))
     return plan
 
 
-def _open(plan: WritePlan, sessions: dict[tuple[str, int], SessionRow], state: _State, row: IssueRow) -> None:
-    state.session_seq += 1
-    state.session_opened_at = row.timestamp
-    state.session_open = True
-    sessions[(row.issue, state.session_seq)] = SessionRow(
-        row.issue, state.session_seq, "open", row.timestamp, None
-    )
-    plan.opened += 1
-
-
-def _close(
-    plan: WritePlan, sessions: dict[tuple[str, int], SessionRow], state: _State, row: IssueRow
-) -> None:
-    opened_at = state.session_opened_at or row.timestamp
-    key = (row.issue, state.session_seq)
-    sessions[key] = SessionRow(row.issue, state.session_seq, "closed", opened_at, row.timestamp)
-    state.session_open = False
-    plan.closed += 1
+def _closed(sessions: Sequence[SessionRow]) -> int:
+    return sum(1 for s in sessions if s.status == "closed")

@@ -23,20 +23,27 @@ from consumer_runtime import Failure, PermanentError, Record, get_logger
 from platform_events import FactoryIssueEvent, format_timestamp
 
 from issue_ingestor.config import Settings
-from issue_ingestor.handlers import StoredIssue, WritePlan, issue_ids, plan_batch, prepare
+from issue_ingestor.handlers import IssueRow, StoredIssue, WritePlan, issue_ids, plan_batch, prepare
 
 log = get_logger(__name__)
 
 ISSUE_COLUMNS: Final = (
     "issue, processType, modeType, modeLogId, description, isSolved, `timestamp`, received_at, updated_at, "
-    "kafka_partition, kafka_offset, session_seq, event_version"
+    "kafka_partition, kafka_offset, session_seq, event_version, description_version"
 )
 _NEWER: Final = "VALUES(event_version) > event_version"
-#: Assignments run left to right and see the new values of earlier columns: ``event_version`` goes last.
+_NEWER_DESCRIPTION: Final = "VALUES(description_version) > description_version"
+#: Assignments run left to right and see the new values of earlier columns: ``updated_at`` goes first (it
+#: compares every version), ``description`` before ``description_version``, ``event_version`` last.
 UPSERT_ISSUES: Final = (
-    f"INSERT INTO ChatbotIssue ({ISSUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    f"INSERT INTO ChatbotIssue ({ISSUE_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE "
-    f"description = IF({_NEWER}, COALESCE(VALUES(description), description), description), "
+    f"updated_at = IF({_NEWER} OR {_NEWER_DESCRIPTION} OR VALUES(session_seq) > session_seq, "
+    "VALUES(updated_at), updated_at), "
+    f"description = IF({_NEWER_DESCRIPTION}, VALUES(description), description), "
+    "description_version = GREATEST(description_version, VALUES(description_version)), "
+    "session_seq = GREATEST(session_seq, VALUES(session_seq)), "
     + ", ".join(
         f"{col} = IF({_NEWER}, VALUES({col}), {col})"
         for col in (
@@ -45,26 +52,30 @@ UPSERT_ISSUES: Final = (
             "modeLogId",
             "isSolved",
             "`timestamp`",
-            "updated_at",
             "kafka_partition",
             "kafka_offset",
-            "session_seq",
         )
     )
     + ", event_version = GREATEST(event_version, VALUES(event_version))"
 )
-#: A session is inserted once; re-applying it can only close an open one (closed_at is set once).
+#: Sessions are folded from the whole history of the issue (under the row lock): the planner sends only the
+#: ones that changed, with their final values.
 UPSERT_SESSIONS: Final = (
     "INSERT INTO ChatbotSession (issue, seq, status, opened_at, closed_at) VALUES (%s, %s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE "
-    "closed_at = IF(status = 'open' AND VALUES(status) = 'closed', VALUES(closed_at), closed_at), "
-    "status = IF(VALUES(status) = 'closed', 'closed', status)"
+    "status = VALUES(status), opened_at = VALUES(opened_at), closed_at = VALUES(closed_at)"
 )
-_LOAD_STATE: Final = (
-    "SELECT c.issue, c.isSolved, c.event_version, c.session_seq, s.opened_at, s.status "
-    "FROM ChatbotIssue c LEFT JOIN ChatbotSession s ON s.issue = c.issue AND s.seq = c.session_seq "
-    "WHERE c.issue IN ({}) FOR UPDATE"
+#: Each event once per issue: a redelivery is a no-op.
+INSERT_EVENTS: Final = (
+    "INSERT INTO ChatbotIssueEvent (issue, event_version, isSolved) VALUES (%s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE isSolved = isSolved"
 )
+_LOAD_ROWS: Final = (
+    "SELECT issue, processType, modeType, modeLogId, description, isSolved, `timestamp`, kafka_partition, "
+    "kafka_offset, session_seq, event_version, description_version "
+    "FROM ChatbotIssue WHERE issue IN ({}) FOR UPDATE"
+)
+_LOAD_HISTORY: Final = "SELECT issue, event_version, isSolved FROM ChatbotIssueEvent WHERE issue IN ({})"
 
 #: Server errors that mean "this data can never be written as is" (strict mode data errors, FK, ...).
 PERMANENT_ERRORS: Final = frozenset(
@@ -95,6 +106,12 @@ ISSUE_FIELDS: Final = (
     "session_seq",
 )
 SESSION_FIELDS: Final = ("id", "issue", "seq", "status", "opened_at", "closed_at")
+
+#: ``GET /issues`` counts matching rows up to this many, never more (``total_capped`` says so): a
+#: ``COUNT(*)`` over millions of rows on every page is a full index scan.
+COUNT_CAP: Final = 10_000
+#: On MySQL (which has no ``max_statement_time``) reads carry this optimizer hint; MariaDB ignores it.
+_MYSQL_READ_LIMIT: Final = "/*+ MAX_EXECUTION_TIME({ms}) */"
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _MIGRATION_LOCK: Final = "issue_ingestor_schema_migration"
@@ -160,7 +177,9 @@ class IssueStore:
             "charset": "utf8mb4",
             "autocommit": False,
             "connect_timeout": self.settings.db_connect_timeout_s,
-            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
+            # MariaDB only (MySQL reads a comment): the server ends any statement after this many seconds
+            f" /*M!100108 , max_statement_time = {self.settings.db_statement_timeout_s:g} */",
             "ssl": self.settings.db_ssl_context(),
         }
 
@@ -210,6 +229,9 @@ class IssueStore:
             raise
         finally:
             pool.release(conn)
+
+    def _read_hint(self) -> str:
+        return _MYSQL_READ_LIMIT.format(ms=int(self.settings.db_statement_timeout_s * 1000))
 
     async def _timed(self, coro: Any) -> Any:
         return await asyncio.wait_for(coro, self.settings.db_statement_timeout_s)
@@ -302,6 +324,8 @@ class IssueStore:
                 now = utc_now_naive()
                 if plan.issues:
                     await cur.executemany(UPSERT_ISSUES, [row.params(now) for row in plan.issues])
+                if plan.events:
+                    await cur.executemany(INSERT_EVENTS, plan.events)
                 if plan.sessions:
                     await cur.executemany(UPSERT_SESSIONS, [s.params() for s in plan.sessions])
                 await conn.commit()
@@ -315,20 +339,35 @@ class IssueStore:
         return plan.failures
 
     async def _load_state(self, cur: Any, ids: list[str]) -> dict[str, StoredIssue]:
+        """Lock the batch's issues and read their rows and event histories."""
         if not ids:
             return {}
-        await cur.execute(_LOAD_STATE.format(", ".join(["%s"] * len(ids))), ids)
-        out: dict[str, StoredIssue] = {}
-        for issue, solved, version, seq, opened_at, status in await cur.fetchall():
-            out[issue] = StoredIssue(
-                issue=issue,
-                is_solved=bool(solved),
-                version=version,
-                session_seq=int(seq),
-                session_opened_at=opened_at,
-                session_open=status == "open",
+        marks = ", ".join(["%s"] * len(ids))
+        await cur.execute(_LOAD_ROWS.format(marks), ids)
+        rows = {
+            r[0]: IssueRow(
+                issue=r[0],
+                process_type=r[1],
+                mode_type=r[2],
+                mode_log_id=r[3],
+                description=r[4],
+                is_solved=bool(r[5]),
+                timestamp=r[6],
+                kafka_partition=int(r[7]),
+                kafka_offset=int(r[8]),
+                session_seq=int(r[9]),
+                version=r[10],
+                description_version=r[11],
             )
-        return out
+            for r in await cur.fetchall()
+        }
+        if not rows:
+            return {}
+        await cur.execute(_LOAD_HISTORY.format(", ".join(["%s"] * len(rows))), list(rows))
+        history: dict[str, list[tuple[str, bool]]] = {}
+        for issue, version, solved in await cur.fetchall():
+            history.setdefault(issue, []).append((version, bool(solved)))
+        return {issue: StoredIssue(row, tuple(history.get(issue, ()))) for issue, row in rows.items()}
 
     # ------------------------------------------------------------------ queries (HTTP API)
     async def list_issues(
@@ -341,8 +380,9 @@ class IssueStore:
         is_solved: bool | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """Issues newest first (event time), filtered; returns (total matching, one page)."""
+    ) -> tuple[int, list[dict[str, Any]], bool]:
+        """Issues newest first (event time), filtered; returns (total matching up to ``COUNT_CAP``, one page,
+        whether there are more than ``COUNT_CAP``)."""
         where: list[str] = []
         args: list[Any] = []
         if process_type is not None:
@@ -362,19 +402,26 @@ class IssueStore:
             args.append(until)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)
+        hint = self._read_hint()
         async with self.connection() as conn, conn.cursor() as cur:
-            await self._timed(cur.execute(f"SELECT COUNT(*) FROM ChatbotIssue{clause}", args))
+            await self._timed(
+                cur.execute(
+                    f"SELECT {hint} COUNT(*) FROM (SELECT 1 FROM ChatbotIssue{clause} LIMIT %s) AS capped",
+                    [*args, COUNT_CAP + 1],
+                )
+            )
             (total,) = await cur.fetchone()
             await self._timed(
                 cur.execute(
-                    f"SELECT {columns} FROM ChatbotIssue{clause} "
+                    f"SELECT {hint} {columns} FROM ChatbotIssue{clause} "
                     "ORDER BY `timestamp` DESC, issue ASC LIMIT %s OFFSET %s",
                     [*args, limit, offset],
                 )
             )
             rows = await cur.fetchall()
             await conn.commit()
-        return int(total), [self._issue_dict(r) for r in rows]
+        capped = int(total) > COUNT_CAP
+        return min(int(total), COUNT_CAP), [self._issue_dict(r) for r in rows], capped
 
     async def get_issue(self, issue_id: str) -> dict[str, Any] | None:
         columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)

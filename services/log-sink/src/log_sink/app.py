@@ -15,7 +15,12 @@ SERVICE = "log-sink"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    store = WideEventStore(settings.mongo_url, settings.log_mongo_db, retention_s=settings.retention_s)
+    store = WideEventStore(
+        settings.mongo_url,
+        settings.log_mongo_db,
+        retention_s=settings.retention_s,
+        timeout_ms=settings.mongo_timeout_ms,
+    )
     runner = ConsumerRunner(
         name=SERVICE,
         settings=settings,

@@ -18,6 +18,9 @@ class Settings(ServiceSettings):  # consumer_runtime has no py.typed yet
 
     mongo_url: str = "mongodb://127.0.0.1:27017"
     log_mongo_db: str = Field("logs", min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_-]+$")
+    #: Every MongoDB operation ends within this long (connect, socket reads, server-side maxTimeMS): a hung
+    #: MongoDB becomes a retried batch, never a stuck consumer or request.
+    mongo_timeout_ms: int = Field(10_000, ge=100, le=600_000)
     #: Documents expire this many days after their event ``timestamp`` (TTL index); 0 keeps them forever.
     log_retention_days: float = Field(30, ge=0, le=36_500)
     #: Upper bound of ``limit`` on GET /logs.

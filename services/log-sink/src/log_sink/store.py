@@ -8,7 +8,8 @@ runtime retries the batch with backoff).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumer_runtime import Failure, Record, get_logger
@@ -24,6 +25,11 @@ log = get_logger(__name__)
 INSERTED = Counter("log_sink_events_inserted_total", "Wide events inserted into MongoDB")
 DUPLICATES = Counter(
     "log_sink_events_duplicate_total", "Wide events already stored (redelivery or fallback copy)"
+)
+EXPIRED_ON_ARRIVAL = Counter(
+    "log_sink_events_expired_on_arrival_total",
+    "Wide events stored although their event time was already past LOG_RETENTION_DAYS (the TTL index "
+    "deletes them within about a minute): backfills and replays older than the retention",
 )
 REJECTED = Counter("log_sink_events_rejected_total", "Wide events MongoDB can never store (sent to the DLQ)")
 
@@ -44,15 +50,26 @@ class WideEventStore:
         *,
         retention_s: int | None,
         client: AsyncMongoClient[dict[str, Any]] | None = None,
+        timeout_ms: int = 10_000,
     ) -> None:
+        self.timeout_ms = timeout_ms
         self._client: AsyncMongoClient[dict[str, Any]] = client or AsyncMongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=5_000, connect=False
+            url,
+            tz_aware=True,
+            connect=False,
+            # nothing waits forever: selection, connect, every socket read; queries also carry maxTimeMS so
+            # the server stops their work too
+            serverSelectionTimeoutMS=min(5_000, timeout_ms),
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
         )
         self._owns_client = client is None
         self.database = database
         self.retention_s = retention_s
         self.collection: AsyncCollection[dict[str, Any]] = self._client[database][WIDE_EVENTS]
         self.effective_ttl_s: int | None = None
+        #: events stored although already past the retention (see ``_report_expired``)
+        self.expired_on_arrival = 0
 
     async def open(self) -> None:
         """Create the indexes (idempotent). Fails loudly when MongoDB is unreachable at start."""
@@ -82,14 +99,39 @@ class WideEventStore:
             Failure(records[i], RejectedByStore(reason), stage="sink") for i, reason in outcome.failed.items()
         ]
         REJECTED.inc(len(failures))
+        self._report_expired(docs, outcome.failed)
         if outcome.duplicates:
             log.debug("duplicates skipped", duplicates=outcome.duplicates, inserted=outcome.inserted)
         return failures
 
+    def _report_expired(self, docs: Sequence[dict[str, Any]], failed: Mapping[int, str]) -> None:
+        """Retention rule: the TTL counts from the event's own time, so an event that arrives older than
+        the retention is deleted right after it is stored. Never silently: each one is counted and logged."""
+        if self.retention_s is None:
+            return
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.retention_s)
+        expired = [doc for i, doc in enumerate(docs) if i not in failed and _event_time(doc) < cutoff]
+        if not expired:
+            return
+        self.expired_on_arrival += len(expired)
+        EXPIRED_ON_ARRIVAL.inc(len(expired))
+        log.warning(
+            "wide events stored already past the retention; the TTL index deletes them shortly",
+            count=len(expired),
+            retention_s=self.retention_s,
+            oldest=min(_event_time(doc) for doc in expired).isoformat(),
+            event_ids=[doc["_id"] for doc in expired],
+        )
+
     # ------------------------------------------------------------------ queries
     async def find(self, query: LogQuery) -> tuple[list[dict[str, Any]], str | None]:
         """One page, newest first; the cursor continues after the last item (None at the end)."""
-        cursor = self.collection.find(build_filter(query)).sort(SORT).limit(query.limit + 1)
+        cursor = (
+            self.collection.find(build_filter(query))
+            .sort(SORT)
+            .limit(query.limit + 1)
+            .max_time_ms(self.timeout_ms)
+        )
         docs = await cursor.to_list(length=query.limit + 1)
         more = len(docs) > query.limit
         docs = docs[: query.limit]
@@ -97,9 +139,9 @@ class WideEventStore:
         return [to_public(d) for d in docs], next_cursor
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
-        doc = await self.collection.find_one({"_id": event_id})
+        doc = await self.collection.find_one({"_id": event_id}, max_time_ms=self.timeout_ms)
         if doc is None:  # stored by an older producer with an ObjectId _id
-            doc = await self.collection.find_one({"event_id": event_id})
+            doc = await self.collection.find_one({"event_id": event_id}, max_time_ms=self.timeout_ms)
         return to_public(doc) if doc is not None else None
 
     async def find_all(self) -> list[dict[str, Any]]:
@@ -107,4 +149,11 @@ class WideEventStore:
         return [to_public(d) async for d in self.collection.find({}).sort(SORT)]
 
     async def count(self) -> int:
-        return await self.collection.count_documents({})
+        return await self.collection.count_documents({}, maxTimeMS=self.timeout_ms)
+
+
+def _event_time(doc: Mapping[str, Any]) -> datetime:
+    value = doc.get("timestamp")
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return datetime.now(UTC)  # not a date: the TTL index never deletes it

@@ -18,7 +18,9 @@ log = get_logger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
-    store = NotificationStore(settings.mongo_url, settings.notifier_mongo_db)
+    store = NotificationStore(
+        settings.mongo_url, settings.notifier_mongo_db, timeout_ms=settings.mongo_timeout_ms
+    )
     publisher = NotificationPublisher(settings, settings.kafka_topic_notifications_sent)
     sink = NotificationSink(
         store,

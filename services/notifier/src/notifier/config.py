@@ -25,6 +25,8 @@ class Settings(ServiceSettings):
 
     mongo_url: str = Field("mongodb://127.0.0.1:27017", min_length=1)
     notifier_mongo_db: str = Field("notifications", min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_-]+$")
+    #: Every MongoDB operation ends within this long (connect, socket reads, server-side maxTimeMS).
+    mongo_timeout_ms: int = Field(5_000, ge=100, le=600_000)
 
     notification_preview_chars: int = Field(200, ge=1, le=40_000, description="body = content preview")
     notification_title: str = Field("새 멘션", min_length=1, max_length=256)

@@ -37,8 +37,15 @@ class InsertResult:
 
 class NotificationStore:
     def __init__(self, url: str, database: str, *, timeout_ms: int = 5000) -> None:
+        # nothing waits forever: selection, connect, every socket read, and the operation as a whole
+        # (timeoutMS also sends maxTimeMS, so the server stops a find too)
         self._client: AsyncMongoClient[Doc] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
+            url,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
+            timeoutMS=timeout_ms,
+            tz_aware=True,
         )
         self.db: AsyncDatabase[Doc] = self._client[database]
         self.notifications = self.db["notifications"]

@@ -1,4 +1,4 @@
-"""The service's own HTTP API: message search, get by id, rebuild start/status."""
+"""The service's own HTTP API: message search, get by id, rebuild start/status, retired indexes."""
 
 from __future__ import annotations
 
@@ -99,9 +99,18 @@ async def get_message(store: StoreDep, message_id: str) -> dict[str, Any]:
     summary="Rebuild the index by replaying the message topics, then swap the alias",
     dependencies=[Depends(_require_admin)],
 )
-async def start_rebuild(manager: RebuildDep) -> dict[str, Any]:
+async def start_rebuild(
+    manager: RebuildDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="rebuild even when a topic lost history (log start offset > 0) and swap the alias "
+            "even when the new index holds fewer documents than the current one"
+        ),
+    ] = False,
+) -> dict[str, Any]:
     try:
-        return await manager.start()
+        return await manager.start(force=force)
     except RebuildBusyError as exc:
         raise HTTPException(409, str(exc)) from None
     except RebuildError as exc:
@@ -111,3 +120,36 @@ async def start_rebuild(manager: RebuildDep) -> dict[str, Any]:
 @router.get("/admin/rebuild", tags=["rebuild"], summary="Progress of the current (or last) rebuild")
 async def rebuild_status(manager: RebuildDep) -> dict[str, Any]:
     return manager.status()
+
+
+@router.get(
+    "/admin/indices",
+    tags=["rebuild"],
+    summary="The indexes behind the alias and the ones a rebuild retired (kept until deleted or expired)",
+    dependencies=[Depends(_require_admin)],
+)
+async def list_indices(store: StoreDep, manager: RebuildDep) -> dict[str, Any]:
+    keep = manager.settings.rebuild_keep_old_index_s
+    retired = await store.retired_indices()
+    return {
+        "alias": store.alias,
+        "current": await store.alias_indices(),
+        "retired": [
+            {"index": name, "retired_at": at, "expires_at": at + keep} for name, at in sorted(retired.items())
+        ],
+    }
+
+
+@router.delete(
+    "/admin/indices/{name}",
+    tags=["rebuild"],
+    summary="Delete an index a rebuild retired (never the one behind the alias)",
+    dependencies=[Depends(_require_admin)],
+)
+async def delete_retired_index(store: StoreDep, name: str) -> dict[str, Any]:
+    if name in await store.alias_indices():
+        raise HTTPException(409, f"{name} is behind the alias {store.alias!r}: searches use it")
+    if name not in await store.retired_indices():
+        raise HTTPException(404, f"{name} is not an index a rebuild of {store.alias!r} retired")
+    await store.delete_index(name)
+    return {"deleted": name}

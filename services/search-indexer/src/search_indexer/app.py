@@ -47,10 +47,16 @@ def create_app(settings: Settings, *, store: MessageStore | None = None) -> Fast
     )
     rebuild = RebuildManager(settings, store)
 
+    sweeper: list[asyncio.Task[None]] = []
+
     async def startup() -> None:
         await _ensure_alias(store)
+        sweeper.append(asyncio.create_task(rebuild.sweep_forever(), name="search-indexer:sweep-retired"))
 
     async def shutdown() -> None:
+        for task in sweeper:
+            task.cancel()
+        await asyncio.gather(*sweeper, return_exceptions=True)
         await rebuild.close()
         await store.close()
 

@@ -42,9 +42,16 @@ class Settings(ServiceSettings):
     # Bulk items that fail with 429/5xx are retried this many times inside one write (then the batch).
     search_write_max_retries: int = Field(3, ge=0, le=20)
     search_write_retry_backoff_ms: int = Field(100, ge=1)
+    # One bulk request carries at most this many bytes: well below Elasticsearch's http.max_content_length
+    # (100 MB by default). A 413 answer halves it for the rest of the write (a lone document that still gets
+    # 413 is refused for good: DLQ).
+    search_bulk_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
 
     rebuild_batch_size: int = Field(1000, ge=1, le=100_000)
     rebuild_timeout_s: float = Field(3600.0, gt=0)
+    # After a rebuild swapped the alias, the old index is kept this long (an admin may delete it sooner with
+    # DELETE /admin/indices/{name}); 0 = delete it right after the swap.
+    rebuild_keep_old_index_s: float = Field(7 * 86400.0, ge=0)
     # POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>"; unset, it is refused (403).
     admin_token: SecretStr | None = None
 

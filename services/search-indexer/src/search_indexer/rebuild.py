@@ -9,7 +9,15 @@
    index until that instant and the complete new one after it;
 4. snapshot the high watermarks again and let the replay catch up to them: events another writer stored in
    the *old* index just before the swap are replayed into the new one (the merge makes the overlap harmless);
-5. stop the replay consumer and delete the old index.
+5. stop the replay consumer. The old index is **kept** (marked ``_meta.retired_at``) until an admin deletes
+   it (``DELETE /admin/indices/{name}``) or ``REBUILD_KEEP_OLD_INDEX_S`` has passed (default 7 days).
+
+**Guards** (a rebuild by replay must never shrink the index; ``force=true`` overrides both):
+
+- refused at start (409, naming the partitions) when any partition's log start offset is above 0: the
+  topic no longer holds the whole history (retention, deleted records), so the replay would lose documents;
+- the alias moves only when the new index holds at least as many documents (tombstones included) as the
+  current one held before the replay started; otherwise the rebuild fails and the new index is deleted.
 
 High watermarks come from a group-less consumer's fetch responses (``consumer.highwater``), not from
 ``end_offsets()``, which the local Tansu broker answers wrongly (see README "stand-in differences").
@@ -44,6 +52,38 @@ class RebuildError(RuntimeError):
 
 class RebuildBusyError(RebuildError):
     pass
+
+
+class RebuildRefusedError(RebuildError):
+    """A guard refused the rebuild (``force=true`` overrides it)."""
+
+
+def truncated_partitions(offsets: Offsets) -> list[str]:
+    """``topic[partition] (log start N)`` of every partition whose history no longer starts at offset 0."""
+    return [
+        f"{tp.topic}[{tp.partition}] (log start {begin})"
+        for tp, (begin, _high) in sorted(offsets.items(), key=lambda item: (item[0].topic, item[0].partition))
+        if begin > 0
+    ]
+
+
+def check_complete_history(offsets: Offsets, *, force: bool) -> None:
+    """Refuse a replay that cannot see every event ever published (unless ``force``)."""
+    missing = truncated_partitions(offsets)
+    if missing and not force:
+        raise RebuildRefusedError(
+            "the message topics no longer hold their whole history, so a replay would build a smaller index: "
+            f"{', '.join(missing)}; the current index is kept (force=true rebuilds anyway)"
+        )
+
+
+def check_not_smaller(new_index: str, new_docs: int, old_docs: int, *, force: bool) -> None:
+    """Refuse to swap in an index that holds fewer documents than the current one (unless ``force``)."""
+    if new_docs < old_docs and not force:
+        raise RebuildRefusedError(
+            f"the new index {new_index} holds {new_docs} documents but the current one held {old_docs} "
+            "(tombstones included): alias not moved, new index deleted (force=true swaps anyway)"
+        )
 
 
 async def partition_offsets(
@@ -125,10 +165,17 @@ class RebuildManager:
             }
         return st
 
-    async def start(self) -> dict[str, Any]:
+    async def start(self, *, force: bool = False) -> dict[str, Any]:
+        """Start a rebuild. :class:`RebuildRefusedError` when the topics lost history (unless ``force``)."""
         if not self.settings.kafka_enabled:
             raise RebuildError("KAFKA_ENABLED=false: there is no event log to replay")
         if self.running:
+            raise RebuildBusyError(f"rebuild {self._status.get('id')} is already {self._status.get('state')}")
+        topics = [spec.name for spec in self.settings.topic_specs()]
+        if self.settings.kafka_auto_create_topics:
+            await ensure_topics(self.settings, topics)
+        check_complete_history(await partition_offsets(self.settings, topics), force=force)
+        if self.running:  # another start() won the race while we looked at the topics
             raise RebuildBusyError(f"rebuild {self._status.get('id')} is already {self._status.get('state')}")
         rebuild_id = uuid.uuid4().hex[:8]
         self._target = {}
@@ -140,7 +187,10 @@ class RebuildManager:
             "new_index": self.store.new_index_name(),
             "old_indices": await self.store.alias_indices(),
             "group": f"{self.settings.kafka_consumer_group}-rebuild-{rebuild_id}",
-            "topics": [spec.name for spec in self.settings.topic_specs()],
+            "topics": topics,
+            "force": force,
+            "old_documents": None,
+            "kept_indices": [],
             "phase": "replay",
             "replayed": 0,
             "total": None,
@@ -168,6 +218,28 @@ class RebuildManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    async def sweep_retired(self) -> list[str]:
+        """Delete the retired indexes older than ``REBUILD_KEEP_OLD_INDEX_S``; returns the deleted ones."""
+        keep = self.settings.rebuild_keep_old_index_s
+        now = time.time()
+        deleted = []
+        for name, retired_at in (await self.store.retired_indices()).items():
+            if now - retired_at >= keep:
+                await self.store.delete_index(name)
+                deleted.append(name)
+        if deleted:
+            log.info("retired indexes deleted", indices=deleted, keep_s=keep)
+        return deleted
+
+    async def sweep_forever(self, every_s: float = 3600.0) -> None:
+        """Background task of the app: sweep now and then (errors are logged, never fatal)."""
+        while True:
+            try:
+                await self.sweep_retired()
+            except Exception as exc:
+                log.warning("sweeping retired indexes failed", error=repr(exc))
+            await asyncio.sleep(max(1.0, min(every_s, self.settings.rebuild_keep_old_index_s or every_s)))
+
     # ------------------------------------------------------------------------------------------ the run
     async def _run(self) -> None:
         st = self._status
@@ -184,7 +256,11 @@ class RebuildManager:
             if s.kafka_auto_create_topics:
                 await ensure_topics(s, st["topics"])
             st["state"] = "replaying"
+            # counted before the target is taken: everything in it came from events below the target
+            if st["old_indices"]:
+                st["old_documents"] = await self.store.count(visible_only=False)
             self._target = await partition_offsets(s, st["topics"])
+            check_complete_history(self._target, force=st["force"])
             runner = ConsumerRunner(
                 name="search-indexer-rebuild",
                 settings=s,
@@ -203,6 +279,8 @@ class RebuildManager:
             st["state"] = "swapping"
             await self.store.set_refresh_interval(new_index, s.search_index_refresh_interval)
             await self.store.refresh(new_index)
+            new_documents = await self.store.count(new_index, visible_only=False)
+            check_not_smaller(new_index, new_documents, st["old_documents"] or 0, force=st["force"])
             st["old_indices"] = await self.store.swap_alias(new_index)
             swapped = True
             st["swapped_at"] = time.time()
@@ -215,7 +293,10 @@ class RebuildManager:
             st["state"] = "cleaning_up"
             await runner.close()
             for old in st["old_indices"]:
-                await self.store.delete_index(old)
+                await self.store.retire_index(old)
+            st["kept_indices"] = list(st["old_indices"])
+            await self.sweep_retired()
+            st["kept_indices"] = [i for i in st["kept_indices"] if i in await self.store.retired_indices()]
             st["documents"] = await self.store.count(new_index)
             st["state"] = "done"
             m.REBUILDS.labels(outcome="done").inc()
@@ -228,12 +309,9 @@ class RebuildManager:
                 rate_eps=st["rate_eps"],
             )
         except BaseException as exc:
-            st["state"] = "failed"
-            st["error"] = (
-                "cancelled" if isinstance(exc, asyncio.CancelledError) else f"{type(exc).__name__}: {exc}"
-            )
+            error = "cancelled" if isinstance(exc, asyncio.CancelledError) else f"{type(exc).__name__}: {exc}"
             m.REBUILDS.labels(outcome="failed").inc()
-            log.error("rebuild failed", rebuild=st["id"], error=st["error"], swapped=swapped)
+            log.error("rebuild failed", rebuild=st["id"], error=error, swapped=swapped)
             if runner is not None:
                 with contextlib.suppress(Exception):
                     await runner.close()
@@ -241,7 +319,9 @@ class RebuildManager:
                 with contextlib.suppress(Exception):
                     await self.store.delete_index(new_index)
             else:
-                st["error"] += f" (alias already on {new_index}; old index kept: {st['old_indices']})"
+                error += f" (alias already on {new_index}; old index kept: {st['old_indices']})"
+            st["error"] = error
+            st["state"] = "failed"  # only now: the clean-up above is done when a client sees it
             if not isinstance(exc, Exception):
                 raise
         finally:

@@ -9,14 +9,18 @@ rebuild replay) never lose each other's events:
 2. the others are read first with one ``mget`` (through the alias); the stored state is merged with the delta
    and written back with ``if_seq_no``/``if_primary_term`` to the concrete index the read came from, or not at
    all when the merge changes nothing (a stale or redelivered event);
-3. all writes of a round go out as **one bulk request** (``async_streaming_bulk`` with one chunk). Per item:
+3. all writes of a round go out as bulk requests of at most ``SEARCH_BULK_MAX_BYTES`` (10 MiB, below
+   Elasticsearch's ``http.max_content_length``; ``async_streaming_bulk`` splits by bytes only). Per item:
    ``409`` → read, merge and write again in the next round; ``429``/``5xx`` → again after a backoff; any other
-   error → the records behind that document are returned as permanent failures (→ DLQ).
+   error → the records behind that document are returned as permanent failures (→ DLQ). A whole request
+   answered ``413`` (too large for the server) is split: the byte limit halves for the rest of the write and
+   the unsent documents go again; a document that gets ``413`` on its own is refused for good (→ DLQ).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from consumer_runtime import get_logger
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_streaming_bulk
 
 from search_indexer import handlers as h
@@ -34,7 +38,7 @@ from search_indexer.config import Settings
 log = get_logger(__name__)
 
 _MAX_CONFLICT_ROUNDS: Final = 10
-_MAX_CHUNK_BYTES: Final = 512 * 1024 * 1024  # one bulk request per write round, however large
+_MIN_CHUNK_BYTES: Final = 1024
 
 
 class TransientWriteError(RuntimeError):
@@ -74,6 +78,12 @@ class WriteResult:
     conflicts: int = 0
     retried: int = 0
     rounds: int = 0
+    split: int = 0  # bulk requests answered 413 (too large) and split
+
+
+def _action_bytes(action: Mapping[str, Any]) -> int:
+    """Roughly what one bulk action costs on the wire: its source (the action line is small)."""
+    return len(json.dumps(action.get("_source"), ensure_ascii=False, default=str).encode("utf-8")) + 200
 
 
 class MessageStore:
@@ -153,6 +163,24 @@ class MessageStore:
     async def delete_index(self, name: str) -> None:
         await self.es.options(ignore_status=404).indices.delete(index=name)
 
+    async def retire_index(self, name: str) -> None:
+        """Mark an index the alias left (``_meta.retired_at``, epoch seconds): kept, swept later."""
+        await self.es.indices.put_mapping(index=name, meta={"retired_at": time.time()})
+        log.info("index retired (kept)", index=name)
+
+    async def retired_indices(self) -> dict[str, float]:
+        """``{name: retired_at}`` of this alias's indexes that a rebuild retired (never the alias's own)."""
+        resp = await self.es.options(ignore_status=404).indices.get_mapping(index=f"{self.alias}-*")
+        if resp.meta.status == 404:
+            return {}
+        current = set(await self.alias_indices())
+        out: dict[str, float] = {}
+        for name, body in resp.body.items():
+            retired_at = ((body or {}).get("mappings") or {}).get("_meta", {}).get("retired_at")
+            if name not in current and isinstance(retired_at, int | float):
+                out[name] = float(retired_at)
+        return out
+
     async def set_refresh_interval(self, index: str, value: str) -> None:
         await self.es.indices.put_settings(index=index, settings={"index": {"refresh_interval": value}})
 
@@ -176,6 +204,7 @@ class MessageStore:
         to_read = {mid for mid, delta in pending.items() if not delta.has_create or delta.deleted}
         conflict_rounds = 0
         retry_rounds = 0
+        max_bytes = self.settings.search_bulk_max_bytes
         while pending:
             result.rounds += 1
             if to_read:
@@ -187,35 +216,51 @@ class MessageStore:
             conflicted: set[str] = set()
             retry: dict[str, Any] = {}
             started = time.perf_counter()
-            async for ok, item in async_streaming_bulk(
-                self.es,
-                actions,
-                chunk_size=len(actions),
-                max_chunk_bytes=_MAX_CHUNK_BYTES,
-                raise_on_error=False,
-                raise_on_exception=True,
-                max_retries=0,
-            ):
-                del ok
-                mid = ids.pop(0)
-                op, info = next(iter(item.items()))
-                del op
-                status = int(info.get("status", 0))
-                outcome = h.classify_item(status, info.get("error"))
-                m.ITEMS.labels(outcome=outcome).inc()
-                if outcome == "ok":
-                    if info.get("result") == "created":
-                        result.created += 1
+            try:
+                async for ok, item in async_streaming_bulk(
+                    self.es,
+                    actions,
+                    chunk_size=len(actions),
+                    max_chunk_bytes=max_bytes,
+                    raise_on_error=False,
+                    raise_on_exception=True,
+                    max_retries=0,
+                ):
+                    del ok
+                    mid = ids.pop(0)
+                    op, info = next(iter(item.items()))
+                    del op
+                    status = int(info.get("status", 0))
+                    outcome = h.classify_item(status, info.get("error"))
+                    m.ITEMS.labels(outcome=outcome).inc()
+                    if outcome == "ok":
+                        if info.get("result") == "created":
+                            result.created += 1
+                        else:
+                            result.updated += 1
+                        del pending[mid]
+                    elif outcome == "conflict":
+                        conflicted.add(mid)
+                    elif outcome == "retry":
+                        retry[mid] = info.get("error")
                     else:
-                        result.updated += 1
-                    del pending[mid]
-                elif outcome == "conflict":
-                    conflicted.add(mid)
-                elif outcome == "retry":
-                    retry[mid] = info.get("error")
+                        result.errors[mid] = ItemError(mid, status, info.get("error"))
+                        del pending[mid]
+            except ApiError as exc:
+                if exc.meta.status != 413 or not ids:
+                    raise
+                # The request starting at ids[0] was too large for the server: never resend it as is.
+                first = ids[0]
+                alone = _action_bytes(actions[len(actions) - len(ids)]) >= max_bytes
+                if alone or max_bytes <= _MIN_CHUNK_BYTES:
+                    result.errors[first] = ItemError(
+                        first, 413, "document too large for the server's http.max_content_length"
+                    )
+                    del pending[first]
                 else:
-                    result.errors[mid] = ItemError(mid, status, info.get("error"))
-                    del pending[mid]
+                    max_bytes = max(_MIN_CHUNK_BYTES, max_bytes // 2)
+                result.split += 1
+                log.warning("bulk request too large (413); splitting", max_bytes=max_bytes, refused=alone)
             m.BULK_SECONDS.observe(time.perf_counter() - started)
             if conflicted:
                 result.conflicts += len(conflicted)

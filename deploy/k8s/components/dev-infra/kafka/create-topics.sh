@@ -56,6 +56,13 @@ for topic in "${topics[@]}"; do
     --topic "$topic" --partitions "$partitions" --replication-factor "$replication" \
     --config "retention.ms=$retention"
 done
+# Retention rule: the message topics are the event log the search index is rebuilt from, so they keep
+# everything (retention.ms=-1). Set with --alter as well, so topics created earlier with the broker default
+# (7 days) get it too. Their .dlq topics keep the default.
+for topic in "${KAFKA_TOPIC_MESSAGES_CREATED}" "${KAFKA_TOPIC_MESSAGES_UPDATED}" "${KAFKA_TOPIC_MESSAGES_DELETED}"; do
+  "$bin/kafka-configs.sh" --bootstrap-server "$bootstrap" --alter --entity-type topics \
+    --entity-name "$topic" --add-config retention.ms=-1
+done
 # the control topic keeps the latest command per service: one partition, compacted
 "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --create --if-not-exists \
   --topic "$control" --partitions 1 --replication-factor "$replication" --config cleanup.policy=compact

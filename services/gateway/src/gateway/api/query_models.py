@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 #: issue-ingestor ``MAX_PAGE``: most issues (and log events) in one page.
 MAX_PAGE = 1000
 #: issue-ingestor's deepest page offset (a huge OFFSET breaks its SQL; no one pages that far).
-MAX_ISSUE_OFFSET = 10_000_000
+MAX_ISSUE_OFFSET = 10_000  # the issue-ingestor counts and pages up to its COUNT_CAP
 #: search-indexer ``MAX_RESULT_WINDOW``: offset + limit of a search stays within it.
 SEARCH_WINDOW = 10_000
 #: search-indexer: most hits in one page.
