@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults lint fmt bench deploy-check kind-up kind-down browser clean
+.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults soak lint fmt bench deploy-check kind-up kind-down browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -69,6 +69,10 @@ test-faults: infra-up ## the slow fault-injection suite, and a larger run of the
 	RUNNER_PROPERTY_EXAMPLES=300 RUNNER_PROPERTY_STEPS=50 $(VPY) -m pytest -q \
 	  libs/consumer-runtime/tests/test_runner_properties.py $(PYTEST_ARGS)
 	$(VPY) -m pytest -m faults $(PYTEST_ARGS)
+
+SOAK_S ?= 300
+soak: install ## chaos soak: load + a random fault every 10 s for SOAK_S s (default 300); report in benchmarks/results/soak/
+	SOAK_S=$(SOAK_S) $(VPY) -m benchmarks.soak
 
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check .

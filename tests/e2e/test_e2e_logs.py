@@ -62,6 +62,20 @@ def check_events(events: list[dict[str, Any]], request_ids: list[str], user: str
         assert e["cart"] == {"items": 3, "total_krw": 45000}
 
 
+def test_check_events_fails_on_a_request_stored_twice() -> None:
+    """check_events counts events per request_id (a field the store does not key on), so a second copy of a
+    request's wide event written under another event_id (a writer without the log-sink's unique key) fails."""
+    ids = ["req-a", "req-b"]
+    events = [
+        {"event_id": f"e{i}", "request_id": r, "timestamp": "t", "method": "GET", "status": 200,
+         "level": "info", "user_id": "u", "상품": "무선 키보드", "cart": {"items": 3, "total_krw": 45000}}
+        for i, r in enumerate(ids)
+    ]  # fmt: skip
+    check_events(events, ids, "u")
+    with pytest.raises(AssertionError, match="stored more than once"):
+        check_events([*events, {**events[1], "event_id": "e-copy"}], ids, "u")
+
+
 async def test_app_wide_events_queryable_via_gateway(stack: Stack, gw: httpx.AsyncClient) -> None:
     service = f"shop-{stack.names.rid}"
     app = stack.spawn_app("wide-app", [sys.executable, APP], {"WIDE_LOG_SERVICE": service})

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from e2e_harness import Stack
+from e2e_harness import Stack, shared_endpoints
 
 SINK_TOPIC = {
     "issue-ingestor": "chatbot-issue-events",
@@ -52,6 +57,7 @@ def event_for(sink: str, i: int) -> tuple[bytes, bytes]:
             "service": "fault-test",
             "path": f"/orders/{i}",
             "status": 200,
+            "ledger": eid,  # what the checks count by: a payload field the store does not key on
         }
         return eid.encode(), json.dumps(value).encode()
     # search-indexer and notifier both read platform.messages.created
@@ -81,80 +87,179 @@ def expected_keys(sink: str, n: int, skip: set[int] | None = None) -> set[str]:
         return {f"ev{i:07d}" for i in ids}
     if sink == "search-indexer":
         return {f"msg{i:07d}" for i in ids}
-    return {f"evt{i:07d}:{u}" for i in ids for u in ("user_a", "user_b")}
+    return {f"evt{i:07d}:{u}" for i in ids for u in ("user_a", "user_b")}  # notifier, notifier.sent
 
 
 # --------------------------------------------------------------------------------------------- stored
-async def stored(sink: str, stack: Stack) -> tuple[int, list[str]]:
-    """(number of stored records, their keys as a list — duplicates kept) read from the sink's datastore."""
+# Each sink's unique keys make a second copy of a record impossible in its store, so counting stored keys
+# can never show a duplicate. A check counts instead what each *write* leaves behind, grouped by an id that is
+# not the store's key:
+#   issue-ingestor   chatbot sessions per issue (a redelivered first event would open a second one)
+#   log-sink         documents per ``ledger`` field (a payload field; the store keys on ``_id``/``event_id``)
+#   search-indexer   Elasticsearch ``_version`` per message (each index/update of a document adds one)
+#   notifier         notification documents per (event_id, user_id) fields (the store keys on ``_id``)
+#   notifier.sent    ``platform.notifications.sent`` records per (event_id, user_id), read from Kafka
+# tests/faults/test_exactly_once_checks.py shows each check failing on a store written twice.
+CHECKS = (*("issue-ingestor", "log-sink", "search-indexer", "notifier"), "notifier.sent")
+
+
+@dataclass
+class Tally:
+    """What a sink's store shows: writes per ledger id, counted by a signal its unique keys cannot hide."""
+
+    sink: str
+    signal: str
+    writes: Counter[str] = field(default_factory=Counter)
+    solved: set[str] = field(default_factory=set)  # issue-ingestor: issues whose row says isSolved
+
+    @property
+    def stored(self) -> int:
+        """Distinct ids written at least once."""
+        return sum(1 for v in self.writes.values() if v > 0)
+
+    def verdict(self, expected: set[str]) -> dict[str, list[str]]:
+        present = {k for k, v in self.writes.items() if v > 0}
+        return {
+            "missing": sorted(expected - present),
+            "duplicated": sorted(k for k, v in self.writes.items() if v > 1),
+            "unexpected": sorted(present - expected),
+        }
+
+
+def assert_exactly_once(tally: Tally, expected: set[str]) -> None:
+    v = tally.verdict(expected)
+    twice = [(k, tally.writes[k]) for k in v["duplicated"][:3]]
+    assert not any(v.values()), (
+        f"{tally.sink} ({tally.signal}): {tally.stored} stored of {len(expected)} expected; "
+        f"{len(v['missing'])} missing (e.g. {v['missing'][:3]}), {len(v['duplicated'])} written more than "
+        f"once (e.g. {twice}), {len(v['unexpected'])} unexpected"
+    )
+
+
+async def stored(sink: str, stack: Stack) -> Tally:
+    """The sink's :class:`Tally`, read from its datastore (or, for ``notifier.sent``, from Kafka)."""
     ep, n = stack.ep, stack.names
     if sink == "issue-ingestor":
-        import asyncmy
-
-        conn = await asyncmy.connect(
-            host=ep.mysql_host,
-            port=ep.mysql_port,
-            user=n.mysql_user,
-            password=stack.mysql_password,
+        return await issue_tally(
+            host=ep.mysql_host, port=ep.mysql_port, user=n.mysql_user, password=stack.mysql_password,
             db=n.mysql_db,
-            connect_timeout=5,
-        )
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute("SELECT issue FROM ChatbotIssue")
-                issues = [r[0] for r in await cur.fetchall()]
-                # a redelivered first event must not open a second chatbot session
-                await cur.execute("SELECT issue FROM ChatbotSession")
-                sessions = [r[0] for r in await cur.fetchall()]
-        finally:
-            conn.close()
-        assert len(sessions) == len(set(sessions)), "an issue got more than one chatbot session"
-        return len(issues), issues
-    if sink in ("log-sink", "notifier"):
-        from pymongo import AsyncMongoClient
+        )  # fmt: skip
+    if sink == "log-sink":
+        return await mongo_tally(sink, ep.mongo_url, n.logs_db, "wide_events", ("ledger",))
+    if sink == "notifier":
+        return await mongo_tally(sink, ep.mongo_url, n.notifier_db, "notifications", ("event_id", "user_id"))
+    if sink == "notifier.sent":
+        return await sent_tally(ep.kafka, n.topic("platform.notifications.sent"))
+    return await es_tally(ep.elasticsearch_url, n.search_alias)
 
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            ep.mongo_url, serverSelectionTimeoutMS=5000
-        )
-        try:
-            if sink == "log-sink":
-                coll = client[n.logs_db]["wide_events"]
-                keys = [d["event_id"] async for d in coll.find({}, {"event_id": 1})]
-            else:
-                coll = client[n.notifier_db]["notifications"]
-                keys = [
-                    f"{d['event_id']}:{d['user_id']}"
-                    async for d in coll.find({}, {"event_id": 1, "user_id": 1})
-                ]
-            return await coll.count_documents({}), keys
-        finally:
-            await client.close()
+
+async def issue_tally(*, host: str, port: int, user: str, password: str, db: str) -> Tally:
+    import asyncmy
+
+    tally = Tally("issue-ingestor", "chatbot sessions per issue")
+    conn = await asyncmy.connect(host=host, port=port, user=user, password=password, db=db, connect_timeout=5)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "SELECT i.issue, i.isSolved, COUNT(s.id) FROM ChatbotIssue i "
+                "LEFT JOIN ChatbotSession s ON s.issue = i.issue GROUP BY i.issue, i.isSolved"
+            )
+            for issue, solved, sessions in await cur.fetchall():
+                tally.writes[issue] = int(sessions)
+                if solved:
+                    tally.solved.add(issue)
+    finally:
+        conn.close()
+    return tally
+
+
+async def mongo_tally(sink: str, url: str, db: str, collection: str, fields: tuple[str, ...]) -> Tally:
+    from pymongo import AsyncMongoClient
+
+    tally = Tally(sink, f"documents per {'+'.join(fields)}")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, serverSelectionTimeoutMS=5000)
+    try:
+        projection = dict.fromkeys(fields, 1)
+        async for d in client[db][collection].find({}, projection):
+            if all(f in d for f in fields):
+                tally.writes[":".join(str(d[f]) for f in fields)] += 1
+    finally:
+        await client.close()
+    return tally
+
+
+async def es_tally(url: str, alias: str) -> Tally:
     from elasticsearch import AsyncElasticsearch
     from elasticsearch.helpers import async_scan
 
-    es = AsyncElasticsearch(ep.elasticsearch_url, request_timeout=60)
+    tally = Tally("search-indexer", "_version per message")
+    es = AsyncElasticsearch(url, request_timeout=60)
     try:
-        await es.indices.refresh(index=n.search_alias)
-        count = (await es.count(index=n.search_alias))["count"]
-        keys = [
-            hit["_id"]
-            async for hit in async_scan(
-                es, index=n.search_alias, query={"query": {"match_all": {}}}, size=2000
-            )
-        ]
-        return count, keys
+        await es.indices.refresh(index=alias)
+        async for hit in async_scan(
+            es, index=alias, query={"query": {"match_all": {}}}, size=2000, version=True
+        ):
+            tally.writes[hit["_source"]["message_id"]] += int(hit["_version"])
     finally:
         await es.close()
+    return tally
 
 
-def assert_exactly_once(sink: str, count: int, keys: list[str], expected: set[str]) -> None:
-    dupes = len(keys) - len(set(keys))
-    missing = expected - set(keys)
-    extra = set(keys) - expected
-    assert (not missing, not extra, dupes, count) == (True, True, 0, len(expected)), (
-        f"{sink}: stored {count} (expected {len(expected)}), {len(missing)} missing "
-        f"(e.g. {sorted(missing)[:3]}), {len(extra)} unexpected, {dupes} duplicates"
+async def sent_tally(bootstrap: str, topic: str, idle_s: float = 0.0) -> Tally:
+    tally = Tally("notifier.sent", "notifications.sent records per event_id+user_id")
+    for rec in await read_to_end(bootstrap, topic, idle_s=idle_s):
+        v = json.loads(rec.value or b"{}")
+        tally.writes[f"{v['event_id']}:{v['user_id']}"] += 1
+    return tally
+
+
+#: topic → offsets below the high watermark that read_to_end(idle_s>0) could not fetch (seen on Tansu with S3
+#: storage after broker restarts: the fetch returns nothing between the last record and the high watermark)
+READ_SHORTFALL: dict[str, int] = {}
+
+
+async def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0, idle_s: float = 0.0) -> list[Any]:
+    """Every record of ``topic`` up to its high watermarks (no group)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        # The end is the high watermark of the fetch responses (Tansu's ListOffsets answers 1 for "latest").
+        upto = {tp: 0 for tp in tps}  # next offset to read per partition (by what was returned)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        progress_at = time.monotonic()
+        while True:
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                out.extend(msgs)
+                if msgs:
+                    upto[tp] = max(upto[tp], msgs[-1].offset + 1)
+                    progress_at = time.monotonic()
+            high = {tp: consumer.highwater(tp) for tp in tps}
+            if all(h is not None and upto[tp] >= h for tp, h in high.items()):
+                break
+            stalled = time.monotonic() - progress_at > idle_s
+            if time.monotonic() > deadline or (stalled and idle_s > 0):
+                if idle_s > 0:  # the caller accepts a tail it cannot fetch (counted in ``unread``)
+                    unread = sum(max(0, (h or 0) - upto[tp]) for tp, h in high.items())
+                    READ_SHORTFALL[topic] = unread
+                    break
+                raise AssertionError(f"{topic}: read up to {upto}, not to its high watermarks {high}")
+        return out
+    finally:
+        await consumer.stop()
 
 
 # --------------------------------------------------------------------------------------------- private MySQL
@@ -206,3 +311,57 @@ class PrivateMariaDB:
                 self.popen.kill()
                 self.popen.wait(10)
         self.popen = None
+
+
+# ----------------------------------------------------------------------------------------- private datastores
+class Datastore:
+    """stop()/start() a private datastore; ``endpoints`` point the stack at it."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.kind = kind
+        self.directory = directory
+        self._srv: Any = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Datastore]:
+        if self.kind == "mysql":
+            self._srv = PrivateMariaDB(self.directory).install()
+            self._srv.start()
+        else:
+            from devservers import start_private
+
+            self._srv = start_private(self.kind, data_dir=self.directory)
+        try:
+            yield self
+        finally:
+            self._srv.stop()
+
+    def endpoints(self) -> Any:
+        ep = shared_endpoints(["kafka"])
+        if self.kind == "mysql":
+            ep.mysql_port = self._srv.port
+        elif self.kind == "mongo":
+            ep.mongo_url = self._srv.address
+        else:
+            ep.elasticsearch_url = self._srv.address
+        return ep
+
+    def stop(self) -> None:
+        self._srv.stop()
+
+    def start(self) -> None:
+        self._srv.start()
+
+    @property
+    def pid(self) -> int:
+        """The server's PID (its own session: the PID is its process group)."""
+        pid = self._srv.popen.pid if self.kind == "mysql" else self._srv.pid
+        assert pid is not None, f"{self.kind} is not running"
+        return int(pid)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server hangs (connections stay open, nothing answers)."""
+        os.killpg(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.pid, signal.SIGCONT)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from e2e_harness import GRACEFUL, SINKS, Stack, committed_offsets, eventually, produce
-from faults_lib import SINK_TOPIC, assert_exactly_once, event_for, expected_keys, stored
+from faults_lib import CHECKS, SINK_TOPIC, assert_exactly_once, event_for, expected_keys, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -48,7 +48,7 @@ async def _produce_all(stack: Stack, n: int, chunks: int = 10, pause: float = 0.
 
 
 async def _drained(stack: Stack, sink: str, n: int) -> bool:
-    count, _ = await stored(sink, stack)
+    count = (await stored(sink, stack)).stored
     return count >= len(expected_keys(sink, n))
 
 
@@ -81,9 +81,8 @@ async def test_sigkill_each_sink_three_times_stores_every_event_once(
             what=f"{sink} stored all {n} events after 3 SIGKILLs",
         )
     await asyncio.sleep(2.0)  # late redeliveries would show up now as duplicates
-    for sink in SINKS:
-        count, keys = await stored(sink, stack)
-        assert_exactly_once(sink, count, keys, expected_keys(sink, n))
+    for sink in CHECKS:  # the sinks and notifications.sent
+        assert_exactly_once(await stored(sink, stack), expected_keys(sink, n))
     assert kills == dict.fromkeys(SINKS, 3)
     assert all(stack.procs[s].starts == 4 for s in SINKS)
     print(f"sigkill x3 x{len(SINKS)} sinks, {n} events each: {time.monotonic() - started:.1f}s")
@@ -106,15 +105,15 @@ async def test_sigterm_flushes_buffer_and_nothing_is_redelivered(
 
     for sink in SINKS:
         await eventually(lambda sink=sink: buffered(sink), timeout=60, what=f"{sink} buffered {n} events")
-        count, _ = await stored(sink, stack)
+        count = (await stored(sink, stack)).stored
         assert count == 0, f"{sink} wrote before its batch was due"
 
     rcs = await asyncio.gather(*(asyncio.to_thread(stack.terminate, s) for s in SINKS))
     assert all(rc in GRACEFUL for rc in rcs), dict(zip(SINKS, rcs, strict=True))
 
+    assert_exactly_once(await stored("notifier.sent", stack), expected_keys("notifier", n))
     for sink in SINKS:
-        count, keys = await stored(sink, stack)
-        assert_exactly_once(sink, count, keys, expected_keys(sink, n))  # flushed at SIGTERM
+        assert_exactly_once(await stored(sink, stack), expected_keys(sink, n))  # flushed at SIGTERM
         topic = stack.names.topic(SINK_TOPIC[sink])
         committed = await committed_offsets(stack.ep.kafka, stack.names.group(sink), topic)
         assert sum(committed.values()) == n, f"{sink} committed {committed} of {n} at SIGTERM"

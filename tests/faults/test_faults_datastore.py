@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from e2e_harness import Sampler, Stack, eventually, produce, shared_endpoints
-from faults_lib import SINK_TOPIC, PrivateMariaDB, assert_exactly_once, event_for, expected_keys, stored
+from e2e_harness import Sampler, Stack, eventually, produce
+from faults_lib import SINK_TOPIC, Datastore, assert_exactly_once, event_for, expected_keys, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -32,45 +30,6 @@ def outage_s(request: pytest.FixtureRequest) -> float:
     if raw:
         return float(raw)
     return 30.0 if (request.config.option.markexpr or "").strip() == "faults" else 10.0
-
-
-class Datastore:
-    """stop()/start() a private datastore; ``endpoints`` point the stack at it."""
-
-    def __init__(self, kind: str, directory: Path) -> None:
-        self.kind = kind
-        self.directory = directory
-        self._srv: Any = None
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[Datastore]:
-        if self.kind == "mysql":
-            self._srv = PrivateMariaDB(self.directory).install()
-            self._srv.start()
-        else:
-            from devservers import start_private
-
-            self._srv = start_private(self.kind, data_dir=self.directory)
-        try:
-            yield self
-        finally:
-            self._srv.stop()
-
-    def endpoints(self) -> Any:
-        ep = shared_endpoints(["kafka"])
-        if self.kind == "mysql":
-            ep.mysql_port = self._srv.port
-        elif self.kind == "mongo":
-            ep.mongo_url = self._srv.address
-        else:
-            ep.elasticsearch_url = self._srv.address
-        return ep
-
-    def stop(self) -> None:
-        self._srv.stop()
-
-    def start(self) -> None:
-        self._srv.start()
 
 
 async def _ready(url: str) -> int:
@@ -140,12 +99,11 @@ async def test_datastore_outage_under_load(
         n = produced
 
         async def done() -> bool:
-            count, _ = await stored(sink, stack)
+            count = (await stored(sink, stack)).stored
             return count >= n
 
         await eventually(done, timeout=60 + n / 300, interval=1.0, what=f"{sink} stored all {n} events")
-        count, keys = await stored(sink, stack)
-        assert_exactly_once(sink, count, keys, expected_keys(sink, n))
+        assert_exactly_once(await stored(sink, stack), expected_keys(sink, n))
         assert peak_kb <= baseline_kb + MEMORY_SLACK_KB, (
             f"{sink} RSS grew from {baseline_kb} kB to {peak_kb} kB during the outage"
         )
