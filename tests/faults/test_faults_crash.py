@@ -121,7 +121,14 @@ async def test_sigterm_flushes_buffer_and_nothing_is_redelivered(
     # restarted: nothing is consumed again
     stack.extra_env.update(MQ_BATCH_SIZE="100", MQ_BATCH_TIMEOUT_MS="200")
     await stack.start(*SINKS)
-    await asyncio.sleep(8.0)  # group join + a few polls
+
+    async def running(sink: str) -> bool:
+        async with httpx.AsyncClient(timeout=5) as c:
+            return bool((await c.get(f"{stack.url(sink)}/consumer/status")).json()["state"] == "running")
+
+    for sink in SINKS:  # the group join takes a few seconds on the local broker, longer on a busy machine
+        await eventually(lambda sink=sink: running(sink), timeout=60, what=f"{sink} running after restart")
+    await asyncio.sleep(2.0)  # a few polls: anything uncommitted would be consumed again by now
     async with httpx.AsyncClient(timeout=5) as c:
         for sink in SINKS:
             st = (await c.get(f"{stack.url(sink)}/consumer/status")).json()

@@ -149,7 +149,8 @@ class ConsumerRunner:
             else max(1.0, settings.kafka_session_timeout_ms / 2000)
         )
         self.reconnect_backoff_s = reconnect_backoff_s
-        self.start_timeout_s = max(30.0, 3 * settings.kafka_session_timeout_ms / 1000)
+        # a join completes within the rebalance timeout (= the session timeout here) when the group is healthy
+        self.start_timeout_s = max(15.0, 3 * settings.kafka_session_timeout_ms / 1000)
         self._clock = clock
 
         # lifecycle and operator state
