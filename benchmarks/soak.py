@@ -51,6 +51,7 @@ from e2e_harness import SINKS, Endpoints, Names, Stack  # noqa: E402
 from faults_lib import (  # noqa: E402
     BASE,
     CHECKS,
+    READ_HOLES,
     READ_SHORTFALL,
     PrivateMariaDB,
     Tally,
@@ -481,7 +482,7 @@ class Soak:
 
         for name, topic in TOPIC.items():
             dlq_topic = self.stack.names.dlq(topic)
-            letters = await read_to_end(self.stack.ep.kafka, dlq_topic, idle_s=10.0)
+            letters = await read_to_end(self.stack.ep.kafka, dlq_topic, timeout=300, idle_s=30.0)
             for sink in (s for s in SINKS if FEED[s] == name):
                 group = self.stack.names.group(sink)
                 mine = [r for r in letters if decode_headers(r.headers).get("dlq.consumer.group") == group]
@@ -500,6 +501,7 @@ class Soak:
                     "letters": sum(keys.values()),  # more than poison: dead-lettered again after a redelivery
                     "without_headers": len(bad_headers),
                     "unread_offsets": READ_SHORTFALL.get(dlq_topic, 0),
+                    "log_holes": len(READ_HOLES.get(dlq_topic, [])),
                 }
         return out
 
@@ -531,7 +533,7 @@ class Soak:
         for check in CHECKS:
             if check == "notifier.sent":  # a tail the broker cannot serve is counted, not waited for
                 sent = self.stack.names.topic("platform.notifications.sent")
-                tally = await sent_tally(self.stack.ep.kafka, sent, idle_s=10.0)
+                tally = await sent_tally(self.stack.ep.kafka, sent, idle_s=30.0, timeout=300)
             else:
                 tally = await stored(check, self.stack)
             tallies[check] = tally
@@ -552,8 +554,11 @@ class Soak:
                 row["isSolved wrong"] = len(wrong)
                 if wrong:
                     row["examples"]["isSolved wrong"] = sorted(wrong)[:3]
-            if check == "notifier.sent" and READ_SHORTFALL.get(sent):
-                row["unread_offsets"] = READ_SHORTFALL[sent]
+            if check == "notifier.sent":
+                if READ_SHORTFALL.get(sent):
+                    row["unread_offsets"] = READ_SHORTFALL[sent]
+                if READ_HOLES.get(sent):
+                    row["log_holes"] = len(READ_HOLES[sent])
             if check in dlq:
                 row["dead-lettered"] = f"{dlq[check]['dead_lettered']}/{dlq[check]['poison']}"
             rows.append(row)

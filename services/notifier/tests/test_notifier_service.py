@@ -124,6 +124,45 @@ async def test_stored_but_unpublished_is_published_on_retry_once(start_service: 
     assert len({decode(NotificationSentEvent, r.value).notification_id for r in published}) == 2
 
 
+async def test_published_then_interrupted_is_not_published_again(start_service: Any) -> None:
+    """The crash window: the publish reached the broker (all of it for one batch, half of it for the next)
+    but the batch did not finish — its checkpoint write failed, or the send failed after some records were
+    acknowledged. The redelivered batch reads the sent topic back and publishes only what is missing:
+    every notification is a record on the topic exactly once (counted per record, not by a unique key)."""
+    svc: Service = await start_service()
+    sink = svc.app.state.runner.sink
+    real_advance, real_publish = sink.store.advance_checkpoints, sink.publisher.publish
+    failed = {"advance": False, "publish": False}
+
+    async def advance_fails_once(*args: Any, **kwargs: Any) -> None:
+        if not failed["advance"]:
+            failed["advance"] = True
+            raise ConnectionError("checkpoint write lost (test)")
+        await real_advance(*args, **kwargs)
+
+    async def publish_half_then_fail(events: Any) -> None:
+        if not failed["publish"] and len(events) >= 2:
+            failed["publish"] = True
+            await real_publish(events[: len(events) // 2])
+            raise ConnectionError("broker went away after acknowledging half (test)")
+        await real_publish(events)
+
+    sink.store.advance_checkpoints = advance_fails_once
+    u2, u3 = uid("u2"), uid("u3")
+    await svc.send(message([u2, u3]), message([u2, u3]))
+    await svc.wait_consumed(2)
+    sink.publisher.publish = publish_half_then_fail
+    await svc.send(message([u2, u3]), message([u2, u3]))
+    await svc.wait_consumed(4)
+    assert failed == {"advance": True, "publish": True}
+    assert svc.app.state.runner.counts.retries >= 2
+    assert (await svc.notifications(u2))["total"] == 4
+    published = await sent_records(svc, expect=9)
+    ids = Counter(decode(NotificationSentEvent, r.value).notification_id for r in published)
+    assert len(ids) == 8
+    assert set(ids.values()) == {1}, ids
+
+
 async def test_stream_receives_a_new_notification_live(start_service: Any) -> None:
     svc: Service = await start_service()
     u2 = uid("u2")
@@ -189,6 +228,7 @@ async def test_stream_on_another_replica_gets_notifications_stored_elsewhere(sta
         await a.send(event)
         got = await client.next()
         assert got["id"] == notification_id_for(event.event_id, u2)
+        await a.wait_consumed(1)  # published before its batch is counted as stored
         assert a.app.state.runner.counts.stored == 1
         assert b.app.state.runner.counts.stored == 0
     finally:

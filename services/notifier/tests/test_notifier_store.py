@@ -41,6 +41,19 @@ async def test_checkpoints_only_move_forward(store: NotificationStore) -> None:
     assert (await store.get_checkpoints([topic]))[(topic, 0)] == 9
 
 
+async def test_sent_positions_are_recorded_per_source_partition(store: NotificationStore) -> None:
+    """A read-back for several source partitions starts, per sent partition, at the lowest position recorded
+    with their checkpoints; a sent partition one of them has no position for is read from its beginning."""
+    topic = uid("topic")
+    await store.advance_checkpoints({(topic, 0): 5}, {0: 10, 1: 4})
+    await store.advance_checkpoints({(topic, 1): 8}, {0: 12})
+    await store.advance_checkpoints({(topic, 0): 6}, {0: 11, 1: 6})
+    assert await store.sent_positions([(topic, 0)]) == {0: 11, 1: 6}
+    assert await store.sent_positions([(topic, 0), (topic, 1)]) == {0: 11}
+    assert await store.sent_positions([(topic, 2)]) == {}
+    assert await store.get_checkpoints([topic]) == {(topic, 0): 6, (topic, 1): 8}
+
+
 async def test_since_pages_by_seq_then_id(store: NotificationStore) -> None:
     user = uid("u")
     docs = [{**doc(f"{user}-{i}", uid("e"), user), "seq": 100 + i // 3} for i in range(7)]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import RecordMetadata
 
 from consumer_runtime.settings import KafkaSettings
 
@@ -76,15 +77,16 @@ class LazyProducer:
                 self._producer = await start_producer(self._settings)
             return self._producer
 
-    async def send_all(self, records: Sequence[OutRecord]) -> None:
+    async def send_all(self, records: Sequence[OutRecord]) -> list[RecordMetadata]:
+        """Send and wait for every acknowledgement; the broker's metadata (partition, offset) per record."""
         if not records:
-            return
+            return []
         producer = await self.start()
         futures = [
             await producer.send(topic, value=value, key=key, headers=headers)
             for topic, value, key, headers in records
         ]
-        await asyncio.gather(*futures)
+        return list(await asyncio.gather(*futures))
 
     async def close(self) -> None:
         async with self._lock:

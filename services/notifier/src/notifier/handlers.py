@@ -113,6 +113,15 @@ def already_published(doc: Mapping[str, Any], checkpoints: Mapping[tuple[str, in
     return done is not None and offset <= done
 
 
+def source_key(doc: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(topic, partition) a stored notification was made from, if it records one."""
+    src = doc.get("source") or {}
+    topic, partition = src.get("topic"), src.get("partition")
+    if isinstance(topic, str) and isinstance(partition, int):
+        return (topic, partition)
+    return None
+
+
 def checkpoint_advances(sources: Iterable[Source]) -> dict[tuple[str, int], int]:
     """The highest offset per (topic, partition) in a batch: what the publish checkpoint moves to."""
     out: dict[tuple[str, int], int] = {}

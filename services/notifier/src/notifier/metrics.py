@@ -22,3 +22,8 @@ LIVE_OVERFLOWS = Counter(
 TAIL_RECORDS = Counter(
     "notifier_tail_records_total", "Records read by the live tail, by outcome", ["outcome"]
 )
+READBACK = Counter(
+    "notifier_publish_readbacks_total",
+    "Read-backs of the sent topic before publishing an interrupted batch again, by outcome",
+    ["outcome"],
+)

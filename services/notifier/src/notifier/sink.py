@@ -7,10 +7,13 @@ never published (its source offset is past the partition's publish checkpoint); 
 checkpoints to the batch's offsets. The runtime commits the Kafka offsets only after this returns.
 
 Guarantee: a notification is stored once per (event_id, user). It is published after it is stored; on a
-redelivery or replay it is not published again. The only window for a second publish is a crash (or a
-failed checkpoint write) after the broker acknowledged the publish and before the checkpoint moved, or two
-replicas handling the same partition during a rebalance; readers deduplicate by the deterministic
-``notification_id``.
+redelivery or replay it is not published again. A batch whose publish was interrupted (a crash, a failed
+send or checkpoint write, a broker restart that lost the acknowledgement of a written record) is found on
+redelivery by step (4): before publishing those again the sink reads the sent topic back from the positions
+recorded with the checkpoints and publishes only what is not there. What remains is two replicas handling
+the same partition during a rebalance (a write still running on the old owner after its revoke timeout);
+readers can deduplicate by the deterministic ``notification_id``. Kafka transactions would close that too,
+but the local broker (Tansu) implements neither idempotent nor transactional producers.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from consumer_runtime import Failure, PermanentError, Record, get_logger
 from platform_events import MessageCreatedEvent, now_ms
 
 from notifier import metrics as m
-from notifier.handlers import Source, already_published, checkpoint_advances, plan, recipients, to_event
+from notifier.handlers import (
+    Source,
+    already_published,
+    checkpoint_advances,
+    plan,
+    recipients,
+    source_key,
+    to_event,
+)
 from notifier.publisher import NotificationPublisher
 from notifier.store import NotificationStore
 
@@ -38,11 +49,13 @@ class NotificationSink:
         *,
         title: str,
         preview_chars: int,
+        readback_timeout_s: float = 15.0,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.title = title
         self.preview_chars = preview_chars
+        self.readback_timeout_s = readback_timeout_s
         self._last_seq = 0
 
     def _assign_seq(self, docs: list[dict[str, Any]]) -> None:
@@ -52,6 +65,23 @@ class NotificationSink:
             doc["seq"] = base + k
         if docs:
             self._last_seq = base + len(docs) - 1
+
+    async def _not_yet_published(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Of stored notifications past their publish checkpoint, those not found in the sent topic."""
+        if not candidates:
+            return []
+        sources = {source_key(d) for d in candidates} - {None}
+        since = await self.store.sent_positions(s for s in sources if s is not None)
+        seen = await self.publisher.published_ids(since, timeout_s=self.readback_timeout_s)
+        if seen is None:
+            m.READBACK.labels(outcome="timed_out").inc()
+            log.warning("sent topic not read back in time; publishing again", count=len(candidates))
+            return candidates
+        m.READBACK.labels(outcome="read").inc()
+        found = [d for d in candidates if d["_id"] in seen]
+        if found:
+            m.PUBLISHED.labels(reason="found_published").inc(len(found))
+        return [d for d in candidates if d["_id"] not in seen]
 
     async def ping(self) -> None:
         await self.store.ping()
@@ -105,10 +135,13 @@ class NotificationSink:
             stored = await self.store.find_many(docs[i]["_id"] for i in result.duplicates)
             topics = {d["source"].get("topic") for d in stored.values() if isinstance(d.get("source"), dict)}
             checkpoints = await self.store.get_checkpoints(t for t in topics if isinstance(t, str))
-            republish = [d for d in stored.values() if not already_published(d, checkpoints)]
+            candidates = [d for d in stored.values() if not already_published(d, checkpoints)]
+            republish = await self._not_yet_published(candidates)
 
         await self.publisher.publish([to_event(d) for d in [*to_publish, *republish]])
-        await self.store.advance_checkpoints(checkpoint_advances(source for _, _, source in events))
+        await self.store.advance_checkpoints(
+            checkpoint_advances(source for _, _, source in events), self.publisher.positions
+        )
 
         m.CREATED.inc(len(to_publish))
         m.DUPLICATES.inc(len(result.duplicates) + in_batch_duplicates)

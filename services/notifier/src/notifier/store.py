@@ -7,7 +7,9 @@ Collections (in the notifier's own database):
   String ids only (see INFRA.md).
 - ``preferences``: ``_id`` = user id, ``muted_channels`` = list of channel ids.
 - ``publish_checkpoints``: ``_id`` = source topic, ``p<partition>`` = last source offset whose
-  notifications were all published to ``platform.notifications.sent``.
+  notifications were all published to ``platform.notifications.sent``; ``s<partition>q<sent partition>`` =
+  where the sent topic's partition ended (as far as the publishing replica knew) when that checkpoint moved:
+  a batch after the checkpoint was published at or after it, so a read-back starts there.
 """
 
 from __future__ import annotations
@@ -117,17 +119,43 @@ class NotificationStore:
                     out[(doc["_id"], int(name[1:]))] = value
         return out
 
-    async def advance_checkpoints(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        """Move checkpoints forward, one write per topic (``$max``: a replayed batch never moves one back).
+    async def advance_checkpoints(
+        self, offsets: Mapping[tuple[str, int], int], sent_positions: Mapping[int, int] | None = None
+    ) -> None:
+        """Move checkpoints forward, one write per topic (``$max``: a replayed batch never moves one back),
+        with the sent topic's positions (partition → end offset known to the publisher) for each.
 
-        One document per topic with a top-level field ``p<partition>`` each (the local stand-in mishandles
-        ``$max`` on dotted paths in an upsert; top-level fields work on both).
+        One document per topic with top-level fields ``p<partition>`` and ``s<partition>q<sent partition>``
+        (the local stand-in mishandles ``$max`` on dotted paths in an upsert; top-level fields work on both).
         """
         by_topic: dict[str, dict[str, int]] = {}
         for (topic, partition), offset in offsets.items():
-            by_topic.setdefault(topic, {})[f"p{partition}"] = offset
+            fields = by_topic.setdefault(topic, {})
+            fields[f"p{partition}"] = offset
+            for sent_partition, position in (sent_positions or {}).items():
+                fields[f"s{partition}q{sent_partition}"] = position
         for topic, fields in by_topic.items():
             await self.checkpoints.update_one({"_id": topic}, {"$max": fields}, upsert=True)
+
+    async def sent_positions(self, sources: Iterable[tuple[str, int]]) -> dict[int, int]:
+        """Where a read-back of the sent topic must start to see every publish made after the checkpoints of
+        ``sources`` ((topic, partition) pairs): per sent partition the lowest position recorded with them; a
+        sent partition missing for any source is left out (read from its beginning)."""
+        wanted = list(dict.fromkeys(sources))
+        if not wanted:
+            return {}
+        topics = [t for t, _ in wanted]
+        docs = {doc["_id"]: doc async for doc in self.checkpoints.find({"_id": {"$in": topics}})}
+        per_source: list[dict[int, int]] = []
+        for topic, partition in wanted:
+            prefix = f"s{partition}q"
+            known: dict[int, int] = {}
+            for name, value in (docs.get(topic) or {}).items():
+                if name.startswith(prefix) and name[len(prefix) :].isdigit() and isinstance(value, int):
+                    known[int(name[len(prefix) :])] = value
+            per_source.append(known)
+        common = set.intersection(*(set(k) for k in per_source))
+        return {q: min(k[q] for k in per_source) for q in common}
 
     # ------------------------------------------------------------------ reads (the API side)
     async def get(self, user_id: str, notification_id: str) -> Doc | None:
