@@ -5,6 +5,8 @@ One batch: (1) look up the mentioned users' muted channels (one query); (2) buil
 "duplicate"; (4) publish what was inserted *and* any duplicate that was stored by an earlier attempt but
 never published (its source offset is past the partition's publish checkpoint); (5) move the publish
 checkpoints to the batch's offsets. The runtime commits the Kafka offsets only after this returns.
+Step (4) publishes in source position order, each record with its position in headers: within a partition,
+notifications are stored, published and streamed in offset order, which the stream cursor relies on.
 
 Guarantee: a notification is stored once per (event_id, user). It is published after it is stored; on a
 redelivery or replay it is not published again. The only window for a second publish is a crash (or a
@@ -16,14 +18,23 @@ replicas handling the same partition during a rebalance; readers deduplicate by 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from consumer_runtime import Failure, PermanentError, Record, get_logger
-from platform_events import MessageCreatedEvent, now_ms
+from platform_events import MessageCreatedEvent
 
 from notifier import metrics as m
-from notifier.handlers import Source, already_published, checkpoint_advances, plan, recipients, to_event
+from notifier.handlers import (
+    Source,
+    already_published,
+    checkpoint_advances,
+    plan,
+    publish_order,
+    recipients,
+    source_of,
+    to_event,
+)
 from notifier.publisher import NotificationPublisher
 from notifier.store import NotificationStore
 
@@ -44,10 +55,16 @@ class NotificationSink:
         self.title = title
         self.preview_chars = preview_chars
         self._last_seq = 0
+        #: This replica's clock (epoch ns): ``created_at`` and ``seq``. Replaceable in tests (clock skew).
+        self.clock_ns: Callable[[], int] = time.time_ns
 
     def _assign_seq(self, docs: list[dict[str, Any]]) -> None:
-        """Stream order: epoch microseconds, strictly increasing within this process (ties broken by id)."""
-        base = max(time.time_ns() // 1000, self._last_seq + 1)
+        """List order (``seq``): epoch µs of this replica's clock, strictly increasing within this process.
+
+        Only the list API sorts by it. Replicas' clocks differ, so it is *not* a resume cursor: live streams
+        resume by the message event's position (cursor.py).
+        """
+        base = max(self.clock_ns() // 1000, self._last_seq + 1)
         for k, doc in enumerate(docs):
             doc["seq"] = base + k
         if docs:
@@ -66,7 +83,7 @@ class NotificationSink:
 
         users = {user for _, event, _ in events for user in recipients(event)}
         muted = await self.store.muted_channels(users)
-        created_at = now_ms()
+        created_at = self.clock_ns() // 1_000_000
         docs: list[dict[str, Any]] = []
         owner: list[Record[Any]] = []
         planned_ids: set[str] = set()
@@ -107,7 +124,9 @@ class NotificationSink:
             checkpoints = await self.store.get_checkpoints(t for t in topics if isinstance(t, str))
             republish = [d for d in stored.values() if not already_published(d, checkpoints)]
 
-        await self.publisher.publish([to_event(d) for d in [*to_publish, *republish]])
+        # in source position order: a partition's notifications reach the live streams in offset order
+        ordered = publish_order([*to_publish, *republish])
+        await self.publisher.publish([(to_event(d), source_of(d)) for d in ordered])
         await self.store.advance_checkpoints(checkpoint_advances(source for _, _, source in events))
 
         m.CREATED.inc(len(to_publish))
