@@ -167,7 +167,9 @@ async def test_hub_resync_wakes_every_stream_for_a_catch_up() -> None:
     a, b = hub.subscribe("a"), hub.subscribe("b")
     hub.publish(LiveItem({"user_id": "b", "n": 1}))  # b's queue is full: the resync cannot be queued
     assert hub.resync() == 2
-    assert a.overflowed and b.overflowed
+    assert a.overflowed
+    assert b.overflowed
     assert await asyncio.wait_for(a.queue.get(), 1) is RESYNC
     got = await asyncio.wait_for(b.queue.get(), 1)
-    assert got is not None and got.item["n"] == 1  # the full queue wakes b; the flag makes it catch up
+    assert got is not None  # the full queue wakes b; the flag makes it catch up
+    assert got.item["n"] == 1
