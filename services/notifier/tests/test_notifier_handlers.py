@@ -18,7 +18,7 @@ from notifier.handlers import (
     split_bulk_errors,
     to_event,
 )
-from notifier.live import LiveHub
+from notifier.live import RESYNC, LiveHub, LiveItem
 from platform_events import MessageCreatedEvent, notification_id_for
 
 SRC = Source("platform.messages.created", 1, 42)
@@ -144,16 +144,32 @@ async def test_hub_fans_out_by_user_and_marks_overflow() -> None:
     hub = LiveHub(queue_size=1)
     a1, a2, b = hub.subscribe("a"), hub.subscribe("a"), hub.subscribe("b")
     assert hub.connections == 3
-    assert hub.publish({"user_id": "a", "n": 1}) == 2
-    assert hub.publish({"user_id": "c", "n": 0}) == 0
+    assert hub.publish(LiveItem({"user_id": "a", "n": 1}, Source("t", 0, 1))) == 2
+    assert hub.publish(LiveItem({"user_id": "c", "n": 0})) == 0
     assert not a1.overflowed
-    assert hub.publish({"user_id": "a", "n": 2}) == 0
+    assert hub.publish(LiveItem({"user_id": "a", "n": 2})) == 0
     assert a1.overflowed
     assert a2.overflowed
     assert not b.overflowed
-    assert (await asyncio.wait_for(a1.queue.get(), 1))["n"] == 1
+    got = await asyncio.wait_for(a1.queue.get(), 1)
+    assert got is not None
+    assert got.item["n"] == 1
+    assert got.source == Source("t", 0, 1)
     hub.unsubscribe(a1)
     hub.unsubscribe(a1)
     assert hub.connections == 2
     hub.close()
     assert await asyncio.wait_for(b.queue.get(), 1) is None
+
+
+async def test_hub_resync_wakes_every_stream_for_a_catch_up() -> None:
+    hub = LiveHub(queue_size=1)
+    a, b = hub.subscribe("a"), hub.subscribe("b")
+    hub.publish(LiveItem({"user_id": "b", "n": 1}))  # b's queue is full: the resync cannot be queued
+    assert hub.resync() == 2
+    assert a.overflowed
+    assert b.overflowed
+    assert await asyncio.wait_for(a.queue.get(), 1) is RESYNC
+    got = await asyncio.wait_for(b.queue.get(), 1)
+    assert got is not None  # the full queue wakes b; the flag makes it catch up
+    assert got.item["n"] == 1

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from consumer_runtime import decode_headers
 from consumer_runtime.testing import produce, read_all, wait_until
+from notifier.handlers import source_from_headers
 from platform_events import NotificationSentEvent, decode, notification_id_for
 
 from .conftest import Service, message, open_stream, uid
@@ -59,6 +60,14 @@ async def test_mentions_create_one_notification_each_and_publish_it(start_servic
     assert sorted(e.user_id for e in events) == sorted([u2, u3])
     assert all(r.key == e.user_id.encode() for r, e in zip(published, events, strict=True))
     assert {e.notification_id for e in events} == {n2["notification_id"], n3["notification_id"]}
+    # each record names its message event's position (the streams' cursor), the same for both users
+    sources = {source_from_headers(r.headers) for r in published}
+    assert len(sources) == 1
+    [source] = sources
+    assert source is not None
+    assert source.topic == svc.settings.kafka_topic_messages_created
+    stored = await svc.app.state.store.get(u2, n2["notification_id"])
+    assert stored["source"] == {"topic": source.topic, "partition": source.partition, "offset": source.offset}
 
 
 async def test_duplicate_mentions_and_self_mention(start_service: Any) -> None:
@@ -176,7 +185,8 @@ async def test_stream_receives_a_new_notification_live(start_service: Any) -> No
         latency = got["at"] - sent_at
         print(f"event → stream latency: {latency * 1000:.0f} ms")  # measured; the benchmark reports p99
         assert got["event"] == "notification"
-        assert got["id"] == notification_id_for(event.event_id, u2)
+        assert got["data"]["notification_id"] == notification_id_for(event.event_id, u2)
+        assert got["id"].startswith("c1.")
         assert got["data"]["user_id"] == u2
         assert got["data"]["message_id"] == event.message_id
         assert got["data"]["read"] is False
@@ -199,17 +209,74 @@ async def test_reconnect_with_last_event_id_receives_what_it_missed(start_servic
     await svc.send(missed[0], message([other]), missed[1], missed[2])
     await svc.wait_count(u2, 4)
 
+    assert seen["id"].startswith("c1.")  # the SSE id is the stream cursor, not the notification id
     again = await open_stream(svc, u2, last_event_id=seen["id"])
     try:
         got = [await again.next() for _ in range(3)]
-        assert [g["id"] for g in got] == [notification_id_for(e.event_id, u2) for e in missed]
+        # one partition here (one channel): the order of the topic
+        assert [g["data"]["notification_id"] for g in got] == [
+            notification_id_for(e.event_id, u2) for e in missed
+        ]
         # and it keeps streaming live after the catch-up
         live = message([u2])
         await svc.send(live)
-        assert (await again.next())["id"] == notification_id_for(live.event_id, u2)
+        assert (await again.next())["data"]["notification_id"] == notification_id_for(live.event_id, u2)
         assert again.events.empty()
     finally:
         await again.close()
+
+
+async def test_a_resume_id_of_the_earlier_stream_is_still_accepted(start_service: Any) -> None:
+    """Fallback: a notification id (what the stream sent as ``id`` before cursors) or a bare ``seq`` resumes
+    by ``seq`` as before (sent with their own ids); from then on the ids are cursors."""
+    svc: Service = await start_service()
+    u2 = uid("u2")
+    await svc.send(message([u2]))
+    [first] = await svc.wait_count(u2, 1)
+    missed = [message([u2]) for _ in range(2)]
+    await svc.send(*missed)
+    await svc.wait_count(u2, 3)
+    missed_ids = [notification_id_for(e.event_id, u2) for e in missed]
+    seq = (await svc.app.state.store.get(u2, first["notification_id"]))["seq"]
+
+    for legacy_id in (first["notification_id"], str(seq)):
+        again = await open_stream(svc, u2, last_event_id=legacy_id)
+        try:
+            got = [await again.next() for _ in missed_ids]
+            assert [g["data"]["notification_id"] for g in got] == missed_ids
+            assert [g["id"] for g in got] == missed_ids  # a drop here resumes the same way
+            live = message([u2])
+            await svc.send(live)
+            nxt = await again.next()
+            assert nxt["data"]["notification_id"] == notification_id_for(live.event_id, u2)
+            assert nxt["id"].startswith("c1.")
+            assert again.events.empty()
+        finally:
+            await again.close()
+        await wait_until(lambda: svc.hub.connections == 0, timeout=10, what="stream closed")
+        missed_ids = [*missed_ids, nxt["data"]["notification_id"]]
+
+
+async def test_a_restarted_live_tail_makes_open_streams_catch_up(start_service: Any) -> None:
+    """What was published while the tail was not reading is read back from the store, in place."""
+    svc: Service = await start_service()
+    u2 = uid("u2")
+    await svc.wait_assigned()
+    client = await open_stream(svc, u2)
+    try:
+        await svc.tail.stop()
+        during = message([u2])
+        await svc.send(during)
+        await svc.wait_count(u2, 1)
+        await svc.tail.start()  # positions at the end: the record published meanwhile is behind it
+        got = await client.next()
+        assert got["data"]["notification_id"] == notification_id_for(during.event_id, u2)
+        after = message([u2])
+        await svc.send(after)
+        assert (await client.next())["data"]["notification_id"] == notification_id_for(after.event_id, u2)
+        assert client.events.empty()
+    finally:
+        await client.close()
 
 
 async def test_stream_on_another_replica_gets_notifications_stored_elsewhere(start_service: Any) -> None:
@@ -227,7 +294,7 @@ async def test_stream_on_another_replica_gets_notifications_stored_elsewhere(sta
         event = message([u2])
         await a.send(event)
         got = await client.next()
-        assert got["id"] == notification_id_for(event.event_id, u2)
+        assert got["data"]["notification_id"] == notification_id_for(event.event_id, u2)
         await a.wait_consumed(1)  # published before its batch is counted as stored
         assert a.app.state.runner.counts.stored == 1
         assert b.app.state.runner.counts.stored == 0

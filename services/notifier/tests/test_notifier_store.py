@@ -69,6 +69,37 @@ async def test_since_pages_by_seq_then_id(store: NotificationStore) -> None:
     assert [d["_id"] for d in newest] == expected[::-1][:2]
 
 
+async def test_after_cursor_pages_by_position(store: NotificationStore) -> None:
+    """The stream resume query: strictly after the cursor in each partition, all of a partition it lacks."""
+    user, topic = uid("u"), uid("topic")
+
+    def at(partition: int, offset: int, *, t: str = topic, u: str = user) -> dict[str, object]:
+        return {
+            **doc(f"{u}-{t}-{partition}-{offset}", uid("e"), u),
+            "source": {"topic": t, "partition": partition, "offset": offset},
+        }
+
+    docs = [at(p, o) for o in (11, 3, 7) for p in (2, 0, 1)]
+    docs += [at(0, 50, t=uid("other-topic")), at(0, 50, u=uid("other-user")), doc(uid("n"), uid("e"), user)]
+    await store.insert_notifications(docs)
+
+    def positions(found: list[dict[str, object]]) -> list[tuple[object, object]]:
+        return [(d["source"]["partition"], d["source"]["offset"]) for d in found]  # type: ignore[index]
+
+    everything = await store.after_cursor(user, topic, {}, limit=100)
+    assert positions(everything) == [(p, o) for p in (0, 1, 2) for o in (3, 7, 11)]
+    after = await store.after_cursor(user, topic, {0: 7, 1: 2}, limit=100)
+    assert positions(after) == [(0, 11), (1, 3), (1, 7), (1, 11), (2, 3), (2, 7), (2, 11)]
+    page = await store.after_cursor(user, topic, {0: 7, 1: 2}, limit=2)
+    assert positions(page) == [(0, 11), (1, 3)]
+    nxt = await store.after_cursor(user, topic, {0: 11, 1: 3}, limit=2)  # the next page: the cursor moved
+    assert positions(nxt) == [(1, 7), (1, 11)]
+    assert await store.after_cursor(user, topic, {0: 11, 1: 11, 2: 11}, limit=10) == []
+
+    keys = [info["key"] for info in (await store.notifications.index_information()).values()]
+    assert [("user_id", 1), ("source.topic", 1), ("source.partition", 1), ("source.offset", 1)] in keys
+
+
 async def test_muted_channels_lookup(store: NotificationStore) -> None:
     u1, u2 = uid("u"), uid("u")
     assert await store.mute(u1, "ch1") == ["ch1"]

@@ -12,8 +12,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from notifier import metrics as m
 from notifier.config import Settings
-from notifier.handlers import SeenIds, public
-from notifier.live import LiveHub, NotificationTail
+from notifier.cursor import MAX_CURSOR_CHARS, LegacyResume, StreamCursor, parse_resume
+from notifier.handlers import SeenIds, Source, public, source_of
+from notifier.live import RESYNC, LiveHub, LiveItem, NotificationTail
 from notifier.store import NotificationStore
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, description="user id")]
@@ -21,7 +22,8 @@ ChannelId = Annotated[str, Path(min_length=1, max_length=128, description="chann
 
 STREAM_EVENT = "notification"
 STREAM_RETRY_MS = 3000
-#: A fresh connection also gets live notifications created this long before it connected.
+#: Live notifications that cannot be placed by position (from another topic than the one consumed here)
+#: are sent if created at most this long before the stream connected.
 FRESH_GRACE_MS = 5000
 
 
@@ -130,81 +132,141 @@ def api_router(
         "/notifications/{user_id}/stream",
         tags=["notifications"],
         summary="Live stream (Server-Sent Events); resume with the Last-Event-ID header",
+        description="Every `id` is an opaque cursor (the positions of the message events sent so far); "
+        "reconnecting with it (`Last-Event-ID`, or `?after=`) sends exactly what came after it, on any "
+        "replica. A notification id of the earlier stream is still accepted (approximate resume).",
         response_class=EventSourceResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def stream(
         request: Request,
         user_id: UserId,
-        last_event_id: Annotated[str | None, Header(max_length=128)] = None,
+        last_event_id: Annotated[str | None, Header(max_length=MAX_CURSOR_CHARS)] = None,
         after: Annotated[
             str | None,
-            Query(max_length=128, description="same as Last-Event-ID (for clients without headers)"),
+            Query(
+                max_length=MAX_CURSOR_CHARS, description="same as Last-Event-ID (for clients without headers)"
+            ),
         ] = None,
     ) -> EventSourceResponse:
-        resume_id = last_event_id or after
-        cursor = await store.get(user_id, resume_id) if resume_id else None
-        sub = hub.subscribe(user_id)  # before the catch-up query: nothing falls between the two
-        overlap_ms = settings.stream_resume_overlap_ms
-        # Live items older than this are not for this connection (already covered by the catch-up, or a
-        # stale record the tail read at start).
-        floor_ms = (
-            cursor["created_at"] - overlap_ms if cursor else sub.created_ms - FRESH_GRACE_MS - overlap_ms
-        )
+        topic = settings.kafka_topic_messages_created
+        resume = parse_resume(last_event_id or after)
+        sub = hub.subscribe(user_id)  # before any store read: nothing published from here on is missed
+        try:
+            legacy_from: tuple[int, str | None] | None = None
+            if isinstance(resume, StreamCursor):
+                cursor = resume
+            else:  # a fresh stream starts after everything already published (the publish checkpoints)
+                checkpoints = await store.get_checkpoints([topic])
+                cursor = StreamCursor({p: o for (t, p), o in checkpoints.items() if t == topic})
+                if isinstance(resume, LegacyResume):
+                    legacy_from = await legacy_start(user_id, resume)
+        except BaseException:
+            hub.unsubscribe(sub)
+            raise
+        overlap_us = settings.stream_resume_overlap_ms * 1000
+        # live items that cannot be placed by position (another topic's): not older than this
+        floor_ms = sub.created_ms - FRESH_GRACE_MS
 
-        async def catch_up(
-            seen: SeenIds, seq_from: int, after_key: tuple[int, str] | None
-        ) -> AsyncIterator[dict[str, Any]]:
+        def sse(item: dict[str, Any], event_id: str) -> ServerSentEvent:
+            m.LIVE_DELIVERED.inc()
+            return ServerSentEvent(
+                data=Notification(**item).model_dump_json(), event=STREAM_EVENT, id=event_id
+            )
+
+        async def catch_up(seen: SeenIds) -> AsyncIterator[ServerSentEvent]:
+            """Everything stored strictly after the cursor, in (partition, offset) order; moves the cursor."""
+            while True:
+                docs = await store.after_cursor(
+                    user_id, topic, cursor.as_dict(), limit=settings.stream_page_size
+                )
+                moved = False
+                for doc in docs:
+                    src = source_of(doc)
+                    if src is None or not cursor.advance(src.partition, src.offset):
+                        continue
+                    moved = True
+                    if seen.add(doc["_id"]):
+                        yield sse(public(doc), cursor.encode())
+                if len(docs) < settings.stream_page_size or not moved:
+                    return
+
+        async def legacy_catch_up(
+            seen: SeenIds, seq: int, last_id: str | None
+        ) -> AsyncIterator[ServerSentEvent]:
+            """The earlier resume (by ``seq``, this replica's clock): sent with their own ids, as before."""
+            after_key = None if overlap_us or last_id is None else (seq, last_id)
+            seq_from = seq - overlap_us if overlap_us or last_id is not None else seq + 1
+            if last_id is not None:
+                seen.add(last_id)
             while True:
                 docs = await store.since(
                     user_id, seq_from=seq_from, after=after_key, limit=settings.stream_page_size
                 )
                 for doc in docs:
                     if seen.add(doc["_id"]):
-                        yield doc
+                        yield sse(public(doc), doc["_id"])
                 if len(docs) < settings.stream_page_size:
                     return
                 after_key = (docs[-1]["seq"], docs[-1]["_id"])
 
-        def sse(item: dict[str, Any]) -> ServerSentEvent:
-            m.LIVE_DELIVERED.inc()
-            return ServerSentEvent(
-                data=Notification(**item).model_dump_json(), event=STREAM_EVENT, id=item["notification_id"]
-            )
+        async def place(entry: LiveItem) -> Source | None:
+            if entry.source is not None:
+                return entry.source
+            # a record published without a position (before this version): the stored document has it
+            doc = await store.get(user_id, entry.item["notification_id"])
+            return source_of(doc) if doc is not None else None
 
         async def events() -> AsyncIterator[ServerSentEvent]:
             seen = SeenIds()
-            newest_seq = sub.created_ms * 1000  # a lower bound of the seq of anything sent from here on
             try:
-                yield ServerSentEvent(comment="connected", retry=STREAM_RETRY_MS)
-                if cursor is not None:
-                    seen.add(cursor["_id"])
-                    if overlap_ms:  # several replicas: re-check a window before the cursor
-                        first = catch_up(seen, cursor["seq"] - overlap_ms * 1000, None)
-                    else:  # strictly after the cursor in stream order
-                        first = catch_up(seen, cursor["seq"], (cursor["seq"], cursor["_id"]))
-                    newest_seq = cursor["seq"]
-                    async for doc in first:
-                        newest_seq = max(newest_seq, doc["seq"])
-                        yield sse(public(doc))
+                # the cursor as the first id: a client that reconnects before any notification resumes here
+                yield ServerSentEvent(
+                    comment="connected", retry=STREAM_RETRY_MS, id=None if legacy_from else cursor.encode()
+                )
+                if legacy_from is not None:
+                    async for event in legacy_catch_up(seen, *legacy_from):
+                        yield event
+                    yield ServerSentEvent(id=cursor.encode())  # from here on: the exact cursor
+                async for event in catch_up(seen):
+                    yield event
                 while True:
-                    item = await sub.queue.get()
-                    if sub.overflowed:  # items were dropped: read them back from the store
+                    entry = await sub.queue.get()
+                    if sub.overflowed:  # items may have been missed: read them back from the store
                         sub.overflowed = False
-                        async for doc in catch_up(seen, newest_seq - overlap_ms * 1000, None):
-                            newest_seq = max(newest_seq, doc["seq"])
-                            yield sse(public(doc))
-                    if item is None:
+                        async for event in catch_up(seen):
+                            yield event
+                    if entry is None:
                         return
-                    if item["created_at"] < floor_ms or not seen.add(item["notification_id"]):
+                    if entry is RESYNC:
                         continue
-                    # created_at (ms, taken before seq was assigned) bounds this item's seq from below
-                    newest_seq = max(newest_seq, item["created_at"] * 1000)
-                    yield sse(item)
+                    item = entry.item
+                    src = await place(entry)
+                    if src is not None and src.topic == topic:
+                        # strictly after the cursor in its partition, or already sent (catch-up, an earlier
+                        # connection, a stale record the tail read at start)
+                        if not cursor.advance(src.partition, src.offset) or not seen.add(
+                            item["notification_id"]
+                        ):
+                            continue
+                    elif item["created_at"] < floor_ms or not seen.add(item["notification_id"]):
+                        continue
+                    yield sse(item, cursor.encode())
             finally:
                 hub.unsubscribe(sub)
 
         return EventSourceResponse(events(), ping=settings.stream_ping_s, send_timeout=30)
+
+    async def legacy_start(user_id: str, resume: LegacyResume) -> tuple[int, str | None] | None:
+        """Where a legacy resume id starts: (seq, notification id) of a stored notification, or a bare seq."""
+        if resume.seq is not None:
+            return (resume.seq, None)
+        if resume.notification_id is None:
+            return None
+        doc = await store.get(user_id, resume.notification_id)
+        if doc is None or not isinstance(doc.get("seq"), int):
+            return None  # unknown id: a fresh stream
+        return (doc["seq"], doc["_id"])
 
     # ------------------------------------------------------------------ preferences
     @router.get("/preferences/{user_id}", tags=["preferences"], summary="A user's notification preferences")

@@ -36,7 +36,8 @@ class Settings(ServiceSettings):
         0,
         ge=0,
         le=3_600_000,
-        description="with several replicas: a resume also re-sends this window before the last seen id",
+        description="legacy resume ids only (a notification id or seq of the earlier stream): also re-send "
+        "this window before it; cursors (every id the stream sends now) are exact and need none",
     )
     stream_ping_s: float = Field(15.0, gt=0)
     stream_page_size: int = Field(500, ge=1, le=10_000)

@@ -1,15 +1,18 @@
-"""Pure functions: message events → notification documents, publish decisions, stream cursors.
+"""Pure functions: message events → notification documents, publish decisions, source positions.
 
 Nothing here performs I/O; the store and the sink call these and the unit tests check them without servers.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from platform_events import MessageCreatedEvent, NotificationSentEvent, notification_id_for
+
+_NUMBER: Final = re.compile(r"[0-9]{1,18}")
 
 #: Characters kept from the message text in the notification body (an ellipsis marks a cut).
 ELLIPSIS: Final = "…"
@@ -83,6 +86,65 @@ def plan(
     return docs, skipped
 
 
+#: Headers of a ``platform.notifications.sent`` record: the position of the message event it came from
+#: (the stream cursor of every replica, see cursor.py). Headers, not event fields: the schema is a contract.
+SOURCE_TOPIC_HEADER: Final = "notifier.source.topic"
+SOURCE_PARTITION_HEADER: Final = "notifier.source.partition"
+SOURCE_OFFSET_HEADER: Final = "notifier.source.offset"
+
+
+def source_of(doc: Mapping[str, Any]) -> Source | None:
+    """Where a stored notification's message event was read (None when the document does not say)."""
+    src = doc.get("source")
+    if not isinstance(src, Mapping):
+        return None
+    topic, partition, offset = src.get("topic"), src.get("partition"), src.get("offset")
+    if not isinstance(topic, str) or not isinstance(partition, int) or not isinstance(offset, int):
+        return None
+    if isinstance(partition, bool) or isinstance(offset, bool) or partition < 0 or offset < 0:
+        return None
+    return Source(topic, partition, offset)
+
+
+def source_headers(source: Source | None) -> list[tuple[str, bytes]] | None:
+    """The position headers of a published notification (None when its position is unknown)."""
+    if source is None:
+        return None
+    return [
+        (SOURCE_TOPIC_HEADER, source.topic.encode()),
+        (SOURCE_PARTITION_HEADER, str(source.partition).encode()),
+        (SOURCE_OFFSET_HEADER, str(source.offset).encode()),
+    ]
+
+
+def source_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> Source | None:
+    """The position a live record carries in its headers, or None (older records have none)."""
+    values: dict[str, bytes] = {}
+    for name, value in headers or ():
+        if name in (SOURCE_TOPIC_HEADER, SOURCE_PARTITION_HEADER, SOURCE_OFFSET_HEADER):
+            values[name] = value
+    try:
+        topic = values[SOURCE_TOPIC_HEADER].decode()
+        partition = values[SOURCE_PARTITION_HEADER].decode()
+        offset = values[SOURCE_OFFSET_HEADER].decode()
+    except (KeyError, UnicodeDecodeError):
+        return None
+    if not topic or not _NUMBER.fullmatch(partition) or not _NUMBER.fullmatch(offset):
+        return None
+    return Source(topic, int(partition), int(offset))
+
+
+def publish_order(docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Documents to publish in source position order (so every partition's notifications are published,
+    and so streamed live, in offset order — the stream cursor relies on it); unplaceable ones last."""
+
+    def key(doc: Mapping[str, Any]) -> tuple[int, str, int, int]:
+        src = source_of(doc)
+        return (1, "", 0, 0) if src is None else (0, src.topic, src.partition, src.offset)
+
+    return sorted(docs, key=key)
+
+
 def to_event(doc: Mapping[str, Any]) -> NotificationSentEvent:
     """The ``platform.notifications.sent`` event for a stored notification document."""
     return NotificationSentEvent(
@@ -105,21 +167,11 @@ def already_published(doc: Mapping[str, Any], checkpoints: Mapping[tuple[str, in
     published; a stored notification whose source offset is at or below it has been published. One without
     a source position (written by something else) counts as published: never republish what we cannot place.
     """
-    src = doc.get("source") or {}
-    topic, partition, offset = src.get("topic"), src.get("partition"), src.get("offset")
-    if not isinstance(topic, str) or not isinstance(partition, int) or not isinstance(offset, int):
+    src = source_of(doc)
+    if src is None:
         return True
-    done = checkpoints.get((topic, partition))
-    return done is not None and offset <= done
-
-
-def source_key(doc: Mapping[str, Any]) -> tuple[str, int] | None:
-    """(topic, partition) a stored notification was made from, if it records one."""
-    src = doc.get("source") or {}
-    topic, partition = src.get("topic"), src.get("partition")
-    if isinstance(topic, str) and isinstance(partition, int):
-        return (topic, partition)
-    return None
+    done = checkpoints.get(src.partition_key)
+    return done is not None and src.offset <= done
 
 
 def checkpoint_advances(sources: Iterable[Source]) -> dict[tuple[str, int], int]:

@@ -4,11 +4,13 @@ Why a tail of the topic and not an in-process hand-off from the sink: with sever
 stored a notification (the owner of the message's partition) is rarely the one holding the user's stream
 connection. Each replica therefore reads *all* partitions of the notifications topic with its own
 group-less consumer (assign + seek to the end, no commits) and hands each record to the connections of
-that user in this process (:class:`LiveHub`). The stream itself catches up from MongoDB on resume and on
-overflow, so the tail only has to be fast, not durable.
+that user in this process (:class:`LiveHub`). The stream itself catches up from MongoDB on resume, on
+overflow and whenever the tail (re)positions at the end of the topic (what was published while it was not
+reading is in the store), so the tail only has to be fast, not durable.
 
-A stale record the tail may read at start (some brokers position "end" at the start of the last batch)
-is harmless: every connection drops live items older than its floor and items it has already sent.
+Each record carries the position of its message event in headers (publisher.py); streams place live items
+by it (cursor.py). A stale record the tail may read at start (some brokers position "end" at the start of
+the last batch) is harmless: its position is not after the stream's cursor, so it is dropped.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumer_runtime import KafkaSettings, get_logger
@@ -26,17 +28,37 @@ from consumer_runtime.topics import ensure_topics
 from platform_events import NOTIFICATIONS_SENT, EventDecodeError, decode
 
 from notifier import metrics as m
-from notifier.handlers import public_from_event
+from notifier.handlers import Source, public_from_event, source_from_headers
 
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class LiveItem:
+    """A notification read by the tail: the public shape, and its message event's position if known."""
+
+    item: dict[str, Any]
+    source: Source | None = None
+
+    @property
+    def user_id(self) -> str:
+        user: str = self.item["user_id"]
+        return user
+
+
+#: Put in a queue to wake its stream up for a catch-up from the store (``overflowed`` is set with it).
+RESYNC: Final = LiveItem({})
+
+
 @dataclass(eq=False)
 class Subscription:
-    """One open stream connection of ``user_id``: a bounded queue of notifications (public shape)."""
+    """One open stream connection of ``user_id``: a bounded queue of live items; ``None`` ends the stream.
+
+    ``overflowed``: items may have been missed (queue full, or the tail restarted): catch up from the store.
+    """
 
     user_id: str
-    queue: asyncio.Queue[dict[str, Any] | None]
+    queue: asyncio.Queue[LiveItem | None]
     overflowed: bool = False
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
@@ -63,18 +85,27 @@ class LiveHub:
             if not subs:
                 del self._subs[sub.user_id]
 
-    def publish(self, item: dict[str, Any]) -> int:
-        """Hand ``item`` to every connection of its user; returns how many got it."""
+    def publish(self, entry: LiveItem) -> int:
+        """Hand ``entry`` to every connection of its user; returns how many got it."""
         delivered = 0
-        for sub in self._subs.get(item["user_id"], ()):
+        for sub in self._subs.get(entry.user_id, ()):
             try:
-                sub.queue.put_nowait(item)
+                sub.queue.put_nowait(entry)
                 delivered += 1
             except asyncio.QueueFull:
                 if not sub.overflowed:
                     sub.overflowed = True
                     m.LIVE_OVERFLOWS.inc()
         return delivered
+
+    def resync(self) -> int:
+        """Every stream catches up from the store (the tail may have missed records); returns how many."""
+        subs = list(self.subscriptions())
+        for sub in subs:
+            sub.overflowed = True
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes its stream anyway
+                sub.queue.put_nowait(RESYNC)
+        return len(subs)
 
     def close(self) -> None:
         """Tell every stream to end (a ``None`` in each queue)."""
@@ -161,12 +192,15 @@ class NotificationTail:
                 self.last_error = None
                 self._ready.set()
                 attempt = 0
-                log.info("live tail started", topic=self.spec.name, partitions=len(tps))
+                # what was published before this position (while no tail was reading) is in the store:
+                # every open stream catches up from there before it takes the next live item
+                resynced = self.hub.resync()
+                log.info("live tail started", topic=self.spec.name, partitions=len(tps), resynced=resynced)
                 while not self._stop.is_set():
                     batch = await consumer.getmany(timeout_ms=500)
                     for msgs in batch.values():
                         for msg in msgs:
-                            self._deliver(msg.value)
+                            self._deliver(msg.value, msg.headers)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -191,7 +225,7 @@ class NotificationTail:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"topic {self.spec.name!r} has no partitions")
 
-    def _deliver(self, raw: bytes | None) -> None:
+    def _deliver(self, raw: bytes | None, headers: Sequence[tuple[str, bytes]] | None = None) -> None:
         self.records += 1
         try:
             event = decode(self.spec, raw)
@@ -199,5 +233,5 @@ class NotificationTail:
             m.TAIL_RECORDS.labels(outcome="invalid").inc()
             log.warning("live tail skipped an invalid record", reason=exc.reason)
             return
-        delivered = self.hub.publish(public_from_event(event))
+        delivered = self.hub.publish(LiveItem(public_from_event(event), source_from_headers(headers)))
         m.TAIL_RECORDS.labels(outcome="delivered" if delivered else "no_listener").inc()

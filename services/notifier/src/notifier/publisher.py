@@ -1,5 +1,8 @@
 """Publishes stored notifications to ``platform.notifications.sent`` (key = user id), acks=all.
 
+Each record carries the position of its message event in headers (``notifier.source.*``): the live streams
+of every replica use it as their resume cursor (cursor.py).
+
 It also reads back what was published (:meth:`NotificationPublisher.published_ids`): the sink's recovery path
 asks which notifications of an interrupted batch already reached the topic, so they are not sent twice.
 """
@@ -16,6 +19,8 @@ from consumer_runtime import KafkaSettings
 from consumer_runtime.kafka_clients import LazyProducer
 from consumer_runtime.topics import ensure_topics
 from platform_events import NOTIFICATIONS_SENT, NotificationSentEvent, encode, encode_key
+
+from notifier.handlers import Source, source_headers
 
 
 class NotificationPublisher:
@@ -39,9 +44,13 @@ class NotificationPublisher:
     async def start(self) -> None:
         await self._producer.start()
 
-    async def publish(self, events: Sequence[NotificationSentEvent]) -> None:
+    async def publish(self, items: Sequence[tuple[NotificationSentEvent, Source | None]]) -> None:
+        """Send (event, source position) pairs in the given order; returns once all are acknowledged."""
         acked = await self._producer.send_all(
-            [(self.topic, encode(event), encode_key(self.spec, event), None) for event in events]
+            [
+                (self.topic, encode(event), encode_key(self.spec, event), source_headers(source))
+                for event, source in items
+            ]
         )
         for meta in acked:
             self.positions[meta.partition] = max(self.positions.get(meta.partition, 0), meta.offset + 1)

@@ -5,6 +5,8 @@ One batch: (1) look up the mentioned users' muted channels (one query); (2) buil
 "duplicate"; (4) publish what was inserted *and* any duplicate that was stored by an earlier attempt but
 never published (its source offset is past the partition's publish checkpoint); (5) move the publish
 checkpoints to the batch's offsets. The runtime commits the Kafka offsets only after this returns.
+Step (4) publishes in source position order, each record with its position in headers: within a partition,
+notifications are stored, published and streamed in offset order, which the stream cursor relies on.
 
 Guarantee: a notification is stored once per (event_id, user). It is published after it is stored; on a
 redelivery or replay it is not published again. A batch whose publish was interrupted (a crash, a failed
@@ -19,11 +21,11 @@ but the local broker (Tansu) implements neither idempotent nor transactional pro
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from consumer_runtime import Failure, PermanentError, Record, get_logger
-from platform_events import MessageCreatedEvent, now_ms
+from platform_events import MessageCreatedEvent
 
 from notifier import metrics as m
 from notifier.handlers import (
@@ -31,8 +33,9 @@ from notifier.handlers import (
     already_published,
     checkpoint_advances,
     plan,
+    publish_order,
     recipients,
-    source_key,
+    source_of,
     to_event,
 )
 from notifier.publisher import NotificationPublisher
@@ -57,10 +60,16 @@ class NotificationSink:
         self.preview_chars = preview_chars
         self.readback_timeout_s = readback_timeout_s
         self._last_seq = 0
+        #: This replica's clock (epoch ns): ``created_at`` and ``seq``. Replaceable in tests (clock skew).
+        self.clock_ns: Callable[[], int] = time.time_ns
 
     def _assign_seq(self, docs: list[dict[str, Any]]) -> None:
-        """Stream order: epoch microseconds, strictly increasing within this process (ties broken by id)."""
-        base = max(time.time_ns() // 1000, self._last_seq + 1)
+        """List order (``seq``): epoch µs of this replica's clock, strictly increasing within this process.
+
+        Only the list API sorts by it. Replicas' clocks differ, so it is *not* a resume cursor: live streams
+        resume by the message event's position (cursor.py).
+        """
+        base = max(self.clock_ns() // 1000, self._last_seq + 1)
         for k, doc in enumerate(docs):
             doc["seq"] = base + k
         if docs:
@@ -70,8 +79,8 @@ class NotificationSink:
         """Of stored notifications past their publish checkpoint, those not found in the sent topic."""
         if not candidates:
             return []
-        sources = {source_key(d) for d in candidates} - {None}
-        since = await self.store.sent_positions(s for s in sources if s is not None)
+        sources = {src.partition_key for src in map(source_of, candidates) if src is not None}
+        since = await self.store.sent_positions(sources)
         seen = await self.publisher.published_ids(since, timeout_s=self.readback_timeout_s)
         if seen is None:
             m.READBACK.labels(outcome="timed_out").inc()
@@ -96,7 +105,7 @@ class NotificationSink:
 
         users = {user for _, event, _ in events for user in recipients(event)}
         muted = await self.store.muted_channels(users)
-        created_at = now_ms()
+        created_at = self.clock_ns() // 1_000_000
         docs: list[dict[str, Any]] = []
         owner: list[Record[Any]] = []
         planned_ids: set[str] = set()
@@ -138,7 +147,9 @@ class NotificationSink:
             candidates = [d for d in stored.values() if not already_published(d, checkpoints)]
             republish = await self._not_yet_published(candidates)
 
-        await self.publisher.publish([to_event(d) for d in [*to_publish, *republish]])
+        # in source position order: a partition's notifications reach the live streams in offset order
+        ordered = publish_order([*to_publish, *republish])
+        await self.publisher.publish([(to_event(d), source_of(d)) for d in ordered])
         await self.store.advance_checkpoints(
             checkpoint_advances(source for _, _, source in events), self.publisher.positions
         )

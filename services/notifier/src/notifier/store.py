@@ -3,7 +3,9 @@
 Collections (in the notifier's own database):
 
 - ``notifications``: ``_id`` = ``notification_id_for(event_id, user)``; unique index on (event_id, user_id);
-  index on (user_id, seq) for listing and stream catch-up (``seq``: stream order, see sink.py).
+  index on (user_id, seq) for listing (``seq``: list order, see sink.py); index on (user_id, source.topic,
+  source.partition, source.offset) for stream resume (the cursor: positions of the message events,
+  see cursor.py).
   String ids only (see INFRA.md).
 - ``preferences``: ``_id`` = user id, ``muted_channels`` = list of channel ids.
 - ``publish_checkpoints``: ``_id`` = source topic, ``p<partition>`` = last source offset whose
@@ -26,6 +28,14 @@ from pymongo.errors import BulkWriteError
 from notifier.handlers import split_bulk_errors
 
 Doc = dict[str, Any]
+
+POSITION_INDEX: list[tuple[str, int | str]] = [
+    ("user_id", ASCENDING),
+    ("source.topic", ASCENDING),
+    ("source.partition", ASCENDING),
+    ("source.offset", ASCENDING),
+]
+POSITION_ORDER: list[tuple[str, int | str]] = [("source.partition", ASCENDING), ("source.offset", ASCENDING)]
 
 
 @dataclass
@@ -59,9 +69,12 @@ class NotificationStore:
         await self.notifications.create_index(
             [("event_id", ASCENDING), ("user_id", ASCENDING)], unique=True, name="event_user_unique"
         )
-        # One secondary index for every per-user query (list, unread, catch-up): each extra index slows the
-        # bulk insert, and a user's notifications are few enough to filter ``read`` among them.
+        # Per-user list queries (list, unread): one index; a user's notifications are few enough to filter
+        # ``read`` among them. Each extra index slows the bulk insert, so there is just one more:
         await self.notifications.create_index([("user_id", ASCENDING), ("seq", DESCENDING)], name="user_seq")
+        # stream resume: a user's notifications strictly after a cursor, in (partition, offset) order; each
+        # branch of the query's $or is one range of this index, already in the sort order
+        await self.notifications.create_index(POSITION_INDEX, name="user_position")
 
     async def close(self) -> None:
         await self._client.close()
@@ -200,6 +213,23 @@ class NotificationStore:
             query["_id"] = {"$ne": exclude}
         cursor = self.notifications.find(query).sort([("seq", ASCENDING), ("_id", ASCENDING)])
         return [doc async for doc in cursor.limit(limit)]
+
+    async def after_cursor(
+        self, user_id: str, topic: str, positions: Mapping[int, int], *, limit: int
+    ) -> list[Doc]:
+        """A user's notifications from ``topic`` strictly after ``positions`` (partition → last offset sent;
+        a partition not in it: all of it), in (partition, offset) order (stream resume, see cursor.py).
+
+        To page, call again with the positions moved to what was returned.
+        """
+        after: list[Doc] = [
+            {"source.partition": partition, "source.offset": {"$gt": offset}}
+            for partition, offset in sorted(positions.items())
+        ]
+        after.append({"source.partition": {"$nin": sorted(positions)}})
+        query: Doc = {"user_id": user_id, "source.topic": topic, "$or": after}
+        cursor = self.notifications.find(query).sort(POSITION_ORDER).limit(limit)
+        return [doc async for doc in cursor]
 
     async def mark_read(self, user_id: str, ids: Sequence[str] | None) -> int:
         """Mark the given notifications (or all when ``ids`` is None) read; returns how many changed."""

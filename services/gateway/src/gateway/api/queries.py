@@ -18,6 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from gateway.api.query_models import (
     MAX_ID,
+    MAX_STREAM_CURSOR,
     IssueQuery,
     LogQuery,
     MarkRead,
@@ -112,8 +113,10 @@ async def stream(
     upstreams: UpstreamsDep,
     request: Request,
     user_id: Id,
-    last_event_id: Annotated[str | None, Header(max_length=MAX_ID)] = None,
-    after: Annotated[str | None, Query(max_length=MAX_ID, description="same as Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=MAX_STREAM_CURSOR)] = None,
+    after: Annotated[
+        str | None, Query(max_length=MAX_STREAM_CURSOR, description="same as Last-Event-ID")
+    ] = None,
 ) -> StreamingResponse:
     headers = {"last-event-id": last_event_id} if last_event_id else None
     params = {"after": after} if after else None

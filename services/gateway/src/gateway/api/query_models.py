@@ -28,6 +28,9 @@ MAX_NOTIFICATION_PAGE = 500
 MAX_NOTIFICATION_OFFSET = 1_000_000
 #: An id (user, channel, author, message, event) as the services accept it.
 MAX_ID = 128
+#: A notification stream's resume cursor (Last-Event-ID / ``after``): the notifier's opaque SSE id, one
+#: position per partition of the message topic (the notifier accepts the same length).
+MAX_STREAM_CURSOR = 1024
 #: Free-text search words.
 MAX_SEARCH_TEXT = 1000
 #: A time bound given as text (ISO-8601 or epoch ms).

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from starlette.datastructures import State
 
 from gateway.api.params import GroupId, TopicName
-from gateway.api.query_models import MAX_ID, MAX_ISSUE_OFFSET, MAX_SEARCH_TEXT
+from gateway.api.query_models import MAX_ID, MAX_ISSUE_OFFSET, MAX_SEARCH_TEXT, MAX_STREAM_CURSOR
 from gateway.console.auth import (
     COOKIE,
     MAX_AGE_S,
@@ -530,7 +530,8 @@ async def notifications_read(request: Request, user_id: UserId) -> Response:
 async def notifications_stream(request: Request, user_id: UserId) -> StreamingResponse:
     """The notifier's live SSE stream, proxied (resumes with the browser's Last-Event-ID)."""
     last = request.headers.get("last-event-id")
-    headers = {"last-event-id": last[:128]} if last else None
+    # an opaque cursor: passed whole or not at all (a cut one could name an earlier position)
+    headers = {"last-event-id": last} if last and len(last) <= MAX_STREAM_CURSOR else None
     upstreams: Upstreams = gw(request).upstreams
     return await upstreams.stream(
         NOTIFIER, f"/notifications/{quote(user_id, safe='')}/stream", None, request, headers
