@@ -228,7 +228,8 @@ class Fault:
     target: str
     at_s: float
     done_s: float = 0.0
-    recovered_s: float | None = None  # from the end of the fault's action to every replica ready
+    ready_s: float | None = None  # from the end of the fault's action to every replica's /readyz 200
+    recovered_s: float | None = None  # … to every replica ready *and* its consumer running (consuming again)
 
 
 class Soak:
@@ -357,7 +358,9 @@ class Soak:
             await producer.stop()
 
     # ------------------------------------------------------------------ readiness
-    async def replica_ready(self, client: httpx.AsyncClient, name: str, inst: str) -> bool:
+    async def replica_ready(self, client: httpx.AsyncClient, name: str, inst: str) -> tuple[bool, bool]:
+        """(ready: ``/readyz`` 200 — what a load balancer or Kubernetes acts on, also "degraded" while the
+        consumer joins its group; consuming: ready and the consumer ``running``)."""
         assert self.stack is not None
         key = self.stack.key(name, inst)
         try:
@@ -365,29 +368,34 @@ class Soak:
             st = (await client.get(f"{self.stack.url(name, inst)}/consumer/status")).json()
         except (httpx.HTTPError, ValueError) as exc:
             self._not_ready(key, repr(exc)[:200])
-            return False
-        ok = r.status_code == 200 and st.get("state") == "running"
-        if not ok:
+            return False, False
+        ready = r.status_code == 200
+        consuming = ready and st.get("state") == "running"
+        if not consuming:
             self._not_ready(key, f"readyz {r.status_code}, state {st.get('state')}: {r.text[:200]}")
         else:
             self._current.pop(key, None)
-        return ok
+        return ready, consuming
 
     def _not_ready(self, key: str, why: str) -> None:
         if self._current.get(key) != why:
             self.not_ready_log.append({"t": self.now(), "replica": key, "answer": why})
         self._current[key] = self.not_ready_seen[key] = why
 
-    async def all_ready(self) -> bool:
+    async def all_ready(self) -> tuple[bool, bool]:
+        """(every replica ready, every replica consuming)."""
         async with httpx.AsyncClient(timeout=3) as c:
-            oks = await asyncio.gather(
+            answers = await asyncio.gather(
                 *(self.replica_ready(c, name, inst) for name in SINKS for inst in REPLICAS)
             )
-        return all(oks)
+        return all(r for r, _ in answers), all(c for _, c in answers)
 
     async def _watch(self, fault: Fault, timeout: float = 180.0) -> None:
         while time.monotonic() - self.t0 - fault.done_s < timeout:
-            if await self.all_ready():
+            ready, consuming = await self.all_ready()
+            if ready and fault.ready_s is None:
+                fault.ready_s = round(self.now() - fault.done_s, 2)
+            if consuming:
                 fault.recovered_s = round(self.now() - fault.done_s, 2)
                 return
             await asyncio.sleep(0.5)
@@ -445,13 +453,12 @@ class Soak:
             await asyncio.sleep(5)
             kinds = Counter(f.kind for f in self.faults)
             async with httpx.AsyncClient(timeout=3) as c:
-                ready = sum(
-                    await asyncio.gather(
-                        *(self.replica_ready(c, name, inst) for name in SINKS for inst in REPLICAS)
-                    )
+                answers = await asyncio.gather(
+                    *(self.replica_ready(c, name, inst) for name in SINKS for inst in REPLICAS)
                 )
+            ready, consuming = sum(r for r, _ in answers), sum(c for _, c in answers)
             log(f"t={self.now():.0f}s produced {self.ledger.records} records; faults {dict(kinds)}; "
-                f"ready replicas {ready}/{len(SINKS) * len(REPLICAS)}")  # fmt: skip
+                f"replicas ready {ready}, consuming {consuming} of {len(answers)}")  # fmt: skip
 
     # ------------------------------------------------------------------ quiesce + compare
     async def lag_zero(self) -> bool:
@@ -521,7 +528,8 @@ class Soak:
         last = self.faults[-1] if self.faults else None
         if self._watchers:
             await asyncio.wait(self._watchers, timeout=180)
-        ready_after_last = last.recovered_s if last is not None else 0.0
+        ready_after_last = last.ready_s if last is not None else 0.0
+        consuming_after_last = last.recovered_s if last is not None else 0.0
         log(f"load stopped: {self.ledger.records} records produced; quiescing")
         await asyncio.to_thread(self.servers.ensure_up)
         drained = await self.drained(timeout=240 + self.ledger.records / 200)
@@ -567,8 +575,11 @@ class Soak:
         for kind in FAULTS:
             fs = [f for f in self.faults if f.kind == kind]
             rs = [f.recovered_s for f in fs if f.recovered_s is not None]
+            ready = [f.ready_s for f in fs if f.ready_s is not None]
             by_kind[kind] = {
                 "count": len(fs),
+                "ready_p50_s": pct(ready, 50) if ready else None,
+                "ready_max_s": max(ready) if ready else None,
                 "recovery_p50_s": pct(rs, 50) if rs else None,
                 "recovery_max_s": max(rs) if rs else None,
                 "not_recovered": len(fs) - len(rs),
@@ -607,6 +618,7 @@ class Soak:
             "recovery_p50_s": pct(recov, 50) if recov else None,
             "recovery_max_s": max(recov) if recov else None,
             "ready_after_last_fault_s": ready_after_last,
+            "consuming_after_last_fault_s": consuming_after_last,
             "dead_letters": dlq,
             "faults": [vars(f) for f in self.faults],
             "not_ready": self.not_ready_log[-300:],
@@ -644,16 +656,27 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['sink']} | {r['events']} | {r['stored']} | {r['missing']} | {r['duplicated']} | "
             f"{r.get('dead-lettered', '–')} | {r['counted by']} |"
         )
-    lines += ["", "| fault | count | recovery p50 | recovery max | not recovered |", "|---|--:|--:|--:|--:|"]
-    for kind, d in result["faults_by_kind"].items():
-        p50 = f"{d['recovery_p50_s']:.1f} s" if d["recovery_p50_s"] is not None else "–"
-        mx = f"{d['recovery_max_s']:.1f} s" if d["recovery_max_s"] is not None else "–"
-        lines.append(f"| {kind} | {d['count']} | {p50} | {mx} | {d['not_recovered']} |")
     lines += [
         "",
-        f"Recovery (end of a fault's action → every replica ready and running): p50 "
-        f"{result['recovery_p50_s']} s, max {result['recovery_max_s']} s; after the last fault "
-        f"{result['ready_after_last_fault_s']} s.",
+        "| fault | count | ready p50 | ready max | consuming p50 | consuming max | not recovered |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+
+    def secs(v: float | None) -> str:
+        return f"{v:.1f} s" if v is not None else "–"
+
+    for kind, d in result["faults_by_kind"].items():
+        lines.append(
+            f"| {kind} | {d['count']} | {secs(d.get('ready_p50_s'))} | {secs(d.get('ready_max_s'))} | "
+            f"{secs(d['recovery_p50_s'])} | {secs(d['recovery_max_s'])} | {d['not_recovered']} |"
+        )
+    lines += [
+        "",
+        "Ready = every replica's `/readyz` answers 200; consuming = ready and every consumer `running` (a "
+        "restarted replica waits for its group's rebalance, ~session timeout + join on this broker).",
+        f"Consuming again after a fault: p50 {result['recovery_p50_s']} s, max {result['recovery_max_s']} s. "
+        f"After the last fault: ready in {result['ready_after_last_fault_s']} s, consuming in "
+        f"{result.get('consuming_after_last_fault_s')} s.",
     ]
     if result["failures"]:
         lines += ["", "Failures:", *[f"- {f}" for f in result["failures"]]]
