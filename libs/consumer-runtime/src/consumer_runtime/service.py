@@ -13,20 +13,27 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer_runtime.control import ControlFollower
 from consumer_runtime.runner import ConsumerRunner
 from consumer_runtime.settings import KafkaSettings
 
 
-class ServiceSettings(KafkaSettings):
-    """Kafka settings plus the HTTP side of a service process."""
+class HttpSettings(BaseSettings):
+    """The HTTP side of a service process: where it listens, how it logs, how long a shutdown may take."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
     shutdown_timeout_s: float = Field(25.0, gt=0, description="keep below terminationGracePeriodSeconds")
+
+
+class ServiceSettings(KafkaSettings, HttpSettings):
+    """A consuming service: the Kafka consumer settings plus the HTTP side."""
 
 
 @asynccontextmanager
@@ -88,7 +95,7 @@ def consumer_lifespan(
     return lifespan
 
 
-def serve(app: FastAPI, settings: ServiceSettings, **uvicorn_options: Any) -> None:
+def serve(app: FastAPI, settings: HttpSettings, **uvicorn_options: Any) -> None:
     """Run the app; logging stays ours (structlog JSON), SIGTERM triggers the graceful lifespan exit."""
     uvicorn.run(
         app,

@@ -20,18 +20,15 @@ class ConfigError(SystemExit):
     """Raised at start-up when the environment is invalid; the message names the variable."""
 
 
-class KafkaSettings(BaseSettings):
-    """Kafka connection and consumer behaviour shared by every service (env names from SPEC.md)."""
+class KafkaClientSettings(BaseSettings):
+    """What every Kafka client of the platform needs: the connection, the producer's durability, topic
+    creation and the control topic. The gateway, which produces and administers but consumes nothing, has
+    these (plus :class:`KafkaGroupSettings` for the group joins of an offset reset) and no consumer ones."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     kafka_enabled: bool = True
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
-    kafka_consumer_group: str = Field("", description="consumer group id; each service sets its default")
-    kafka_max_poll_records: int = Field(500, ge=1, le=100_000)
-    kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
-    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
-    kafka_max_poll_interval_ms: int = Field(300_000, ge=1_000)
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism | None = None
     kafka_sasl_username: str | None = None
@@ -47,16 +44,8 @@ class KafkaSettings(BaseSettings):
     kafka_control_enabled: bool = True
     kafka_control_topic: str = "platform.control"
 
-    mq_batch_size: int = Field(100, ge=1, le=100_000)
-    mq_batch_timeout_ms: int = Field(1000, ge=1, le=600_000)
-    # Transient sink failures: exponential backoff with jitter between these bounds.
-    retry_backoff_initial_ms: int = Field(200, ge=1)
-    retry_backoff_max_ms: int = Field(10_000, ge=1)
-    # A consumer that cannot make progress for this long reports not-ready.
-    consumer_stuck_after_s: float = Field(30.0, gt=0)
-
     @model_validator(mode="after")
-    def _check_security(self) -> KafkaSettings:
+    def _check_security(self) -> KafkaClientSettings:
         if self.kafka_security_protocol.startswith("SASL"):
             if self.kafka_sasl_mechanism is None:
                 raise ValueError("KAFKA_SASL_MECHANISM is required when KAFKA_SECURITY_PROTOCOL is SASL_*")
@@ -97,6 +86,30 @@ class KafkaSettings(BaseSettings):
             "request_timeout_ms": 15_000,
             "retry_backoff_ms": 200,
         }
+
+
+class KafkaGroupSettings(KafkaClientSettings):
+    """What a client that joins a consumer group needs: its session and heartbeat timing."""
+
+    kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+
+
+class KafkaSettings(KafkaGroupSettings):
+    """Kafka connection and consumer behaviour shared by every consuming service (env names in
+    docs/configuration.md)."""
+
+    kafka_consumer_group: str = Field("", description="consumer group id; each service sets its default")
+    kafka_max_poll_records: int = Field(500, ge=1, le=100_000)
+    kafka_max_poll_interval_ms: int = Field(300_000, ge=1_000)
+
+    mq_batch_size: int = Field(100, ge=1, le=100_000)
+    mq_batch_timeout_ms: int = Field(1000, ge=1, le=600_000)
+    # Transient sink failures: exponential backoff with jitter between these bounds.
+    retry_backoff_initial_ms: int = Field(200, ge=1)
+    retry_backoff_max_ms: int = Field(10_000, ge=1)
+    # A consumer that cannot make progress for this long reports not-ready.
+    consumer_stuck_after_s: float = Field(30.0, gt=0)
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer_runtime import ServiceSettings
+from consumer_runtime.service import HttpSettings
+from consumer_runtime.settings import KafkaGroupSettings
 from platform_events import TOPICS, TopicSpec, validate_topic_name
 from pydantic import Field, SecretStr, field_validator
 
@@ -17,12 +18,14 @@ SERVICES: dict[str, str] = {
 }
 
 
-# consumer_runtime ships no py.typed marker yet, so mypy sees its classes as Any.
-class GatewaySettings(ServiceSettings):
-    """Everything the gateway reads from the environment (``load_settings`` names a bad variable)."""
+class GatewaySettings(KafkaGroupSettings, HttpSettings):
+    """Everything the gateway reads from the environment (``load_settings`` names a bad variable).
+
+    Kafka: the client settings (it produces and administers) and the group timing of an ``evict_stale``
+    offset reset, which joins the group it resets; no consumer settings, as it consumes nothing.
+    """
 
     http_port: int = Field(8000, ge=1, le=65535)
-    kafka_consumer_group: str = "gateway"
 
     # ---- security
     admin_token: SecretStr | None = Field(

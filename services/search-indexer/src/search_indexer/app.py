@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from consumer_runtime import ConsumerRunner, get_logger, ops_router
+from consumer_runtime.kafka_clients import Backoff, retry_until_done
 from consumer_runtime.service import consumer_lifespan
 from fastapi import FastAPI
 
@@ -22,19 +22,19 @@ SERVICE = "search-indexer"
 
 async def _ensure_alias(store: MessageStore, timeout_s: float = 30.0) -> None:
     """Wait (bounded) for Elasticsearch at start-up, then make sure the alias and its index exist."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            indices = await store.ensure_alias()
-            log.info("search index ready", alias=store.alias, indices=indices)
-            return
-        except AliasConflictError:
-            raise
-        except Exception as exc:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Elasticsearch at ELASTICSEARCH_URL is not usable: {exc!r}") from exc
-            log.warning("elasticsearch not ready; retrying", error=repr(exc))
-            await asyncio.sleep(1.0)
+    try:
+        indices = await retry_until_done(
+            store.ensure_alias,
+            what="elasticsearch not ready",
+            backoff=Backoff(1.0, 1.0),
+            give_up_after_s=timeout_s,
+            fatal=(AliasConflictError,),
+        )
+    except AliasConflictError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(f"Elasticsearch at ELASTICSEARCH_URL is not usable: {exc!r}") from exc
+    log.info("search index ready", alias=store.alias, indices=indices)
 
 
 def create_app(settings: Settings, *, store: MessageStore | None = None) -> FastAPI:
