@@ -24,7 +24,8 @@ def test_dlq_headers_written_are_parsed_back() -> None:
 
 def test_dlq_headers_missing_or_malformed_are_none() -> None:
     parsed = DlqHeaders.parse([("dlq.original.partition", b"x")])
-    assert parsed.original_partition is None and parsed.original_topic is None
+    assert parsed.original_partition is None
+    assert parsed.original_topic is None
     assert DlqHeaders.parse(None).encode() == []
     assert [k for k, _ in replay_headers("t.dlq", 0, 3)] == ["dlq.replayed.from", "dlq.replayed.at"]
 
@@ -32,9 +33,11 @@ def test_dlq_headers_missing_or_malformed_are_none() -> None:
 async def test_factories() -> None:
     settings = KafkaSettings(kafka_session_timeout_ms=6000, kafka_heartbeat_interval_ms=1000)
     member = new_group_consumer(settings, "a", group_id="g", max_poll_records=7)
-    assert member._group_id == "g" and member._enable_auto_commit is False
+    assert member._group_id == "g"
+    assert member._enable_auto_commit is False
     lone = new_reader(settings, fetch_max_wait_ms=50)
-    assert lone._group_id is None and lone._enable_auto_commit is False
+    assert lone._group_id is None
+    assert lone._enable_auto_commit is False
 
 
 async def test_retry_until_done_retries_then_returns() -> None:
@@ -60,7 +63,7 @@ async def test_retry_until_done_fatal_and_give_up() -> None:
     async def down() -> None:
         raise OSError("down")
 
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="down"):
         await retry_until_done(down, what="x", backoff=Backoff(0.01, 0.01), give_up_after_s=0.03)
 
 
@@ -68,7 +71,8 @@ async def test_backoff_sleep_is_cut_short_by_stop() -> None:
     stop = asyncio.Event()
     backoff = Backoff(5.0, 5.0, stop=stop)
     delay = backoff.failed()
-    assert 2.5 <= delay <= 5.0 and backoff.attempt == 1
+    assert 2.5 <= delay <= 5.0
+    assert backoff.attempt == 1
     stop.set()
     await asyncio.wait_for(backoff.sleep(delay), 1.0)
     backoff.reset()
