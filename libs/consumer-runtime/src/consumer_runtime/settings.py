@@ -7,9 +7,10 @@ error into one line that names the offending variable, so a bad deployment fails
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from platform_events import TOPICS, TopicSpec, resolve_topics, validate_topic_name
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -20,7 +21,33 @@ class ConfigError(SystemExit):
     """Raised at start-up when the environment is invalid; the message names the variable."""
 
 
-class KafkaClientSettings(BaseSettings):
+def _topic_name_fields() -> dict[str, Any]:
+    """One setting per topic of the registry: named by its ``env_var``, the default name by default."""
+    return {
+        spec.env_var.lower(): (str, Field(spec.name, description=f"name of the topic {spec.name!r}"))
+        for spec in TOPICS.values()
+        if spec.env_var
+    }
+
+
+def _legal_topic_name(cls: type, value: str) -> str:
+    return validate_topic_name(value.strip())
+
+
+if TYPE_CHECKING:
+    _TopicNames = BaseSettings
+else:
+    # Generated from platform_events.TOPICS, so the variables (KAFKA_TOPIC_CHATBOT_ISSUES, KAFKA_LOG_TOPIC,
+    # ...) are declared once, in the registry; read them through KafkaClientSettings.topic()/topics().
+    _TopicNames = create_model(
+        "TopicNames",
+        __base__=BaseSettings,
+        __validators__={"_legal_topic_names": field_validator(*_topic_name_fields())(_legal_topic_name)},
+        **_topic_name_fields(),
+    )
+
+
+class KafkaClientSettings(_TopicNames):
     """What every Kafka client of the platform needs: the connection, the producer's durability, topic
     creation and the control topic. The gateway, which produces and administers but consumes nothing, has
     these (plus :class:`KafkaGroupSettings` for the group joins of an offset reset) and no consumer ones."""
@@ -43,6 +70,28 @@ class KafkaClientSettings(BaseSettings):
     # Operator commands for every replica, kept in a compacted topic (consumer_runtime.control).
     kafka_control_enabled: bool = True
     kafka_control_topic: str = "platform.control"
+
+    @field_validator("kafka_control_topic")
+    @classmethod
+    def _legal_control_topic(cls, value: str) -> str:
+        return validate_topic_name(value)
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> KafkaClientSettings:
+        resolve_topics(self.topic_env())  # names every topic configured twice
+        return self
+
+    def topic_env(self) -> dict[str, str]:
+        """The configured topic names by their environment variable."""
+        return {spec.env_var: getattr(self, spec.env_var.lower()) for spec in TOPICS.values() if spec.env_var}
+
+    def topics(self) -> dict[str, TopicSpec[Any]]:
+        """The topic registry keyed by default name, with the configured names applied."""
+        return resolve_topics(self.topic_env())
+
+    def topic(self, default_name: str) -> TopicSpec[Any]:
+        """A topic of the registry (by default name, e.g. ``TOPIC_LOG_EVENTS``) under its configured name."""
+        return self.topics()[default_name]
 
     @model_validator(mode="after")
     def _check_security(self) -> KafkaClientSettings:
@@ -97,7 +146,7 @@ class KafkaGroupSettings(KafkaClientSettings):
 
 class KafkaSettings(KafkaGroupSettings):
     """Kafka connection and consumer behaviour shared by every consuming service (env names in
-    docs/configuration.md)."""
+    docs/contracts.md)."""
 
     kafka_consumer_group: str = Field("", description="consumer group id; each service sets its default")
     kafka_max_poll_records: int = Field(500, ge=1, le=100_000)

@@ -13,7 +13,7 @@ from consumer_runtime.kafka_clients import retry_until_done
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from platform_events import dlq_topic_for
+from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
@@ -68,7 +68,7 @@ def wide_logger(settings: GatewaySettings) -> WideLogger:
     config = WideLoggingConfig.from_env(
         service="gateway",
         kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-        log_topic=settings.kafka_log_topic,
+        log_topic=settings.topic(TOPIC_LOG_EVENTS).name,
         enable_idempotence=settings.kafka_enable_idempotence,
     )
     return WideLogger(config)
