@@ -1,4 +1,4 @@
-"""The topic registry matches the SPEC table; renames, DLQ names and look-ups."""
+"""The topic registry matches docs/contracts.md; renames, DLQ names and look-ups."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration read from the environment, with the exact variable names of SPEC.md.
+"""Configuration read from the environment, with the variable names of docs/contracts.md.
 
 Every service builds its settings class on :class:`KafkaSettings`; :func:`load_settings` turns a validation
 error into one line that names the offending variable, so a bad deployment fails at start, loudly.
