@@ -1,4 +1,4 @@
-"""The sample events of SPEC.md and the seed documents decode exactly and re-encode byte for byte."""
+"""The sample events (docs/contracts.md, libs/events/README.md) decode exactly and re-encode byte for byte."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The topic registry matches the SPEC table; renames, DLQ names and look-ups."""
+"""The topic registry matches docs/contracts.md; renames, DLQ names and look-ups."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from platform_events import (
     validate_topic_name,
 )
 
-# (topic, model, consumer groups, env var) straight from SPEC.md
+# (topic, model, consumer groups, env var) as docs/contracts.md lists them
 EXPECTED = [
     (
         "chatbot-issue-events",
@@ -40,11 +40,16 @@ EXPECTED = [
         "KAFKA_TOPIC_CHATBOT_ISSUES",
     ),
     ("log-events", WideLogEvent, ("log-consumer-group",), "KAFKA_LOG_TOPIC"),
-    ("platform.messages.created", MessageCreatedEvent, ("search-indexer", "notification-service"), None),
-    ("platform.messages.updated", MessageUpdatedEvent, ("search-indexer",), None),
-    ("platform.messages.deleted", MessageDeletedEvent, ("search-indexer",), None),
-    ("platform.notifications.sent", NotificationSentEvent, (), None),
-    ("platform.users.activity", UserActivityEvent, (), None),
+    (
+        "platform.messages.created",
+        MessageCreatedEvent,
+        ("search-indexer", "notification-service"),
+        "KAFKA_TOPIC_MESSAGES_CREATED",
+    ),
+    ("platform.messages.updated", MessageUpdatedEvent, ("search-indexer",), "KAFKA_TOPIC_MESSAGES_UPDATED"),
+    ("platform.messages.deleted", MessageDeletedEvent, ("search-indexer",), "KAFKA_TOPIC_MESSAGES_DELETED"),
+    ("platform.notifications.sent", NotificationSentEvent, (), "KAFKA_TOPIC_NOTIFICATIONS_SENT"),
+    ("platform.users.activity", UserActivityEvent, (), "KAFKA_TOPIC_USERS_ACTIVITY"),
 ]
 
 

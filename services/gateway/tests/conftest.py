@@ -78,7 +78,7 @@ async def _topics_ready(client: httpx.AsyncClient, wanted: list[str]) -> bool:
 def _service_kafka(bootstrap: str, names: Names, service: str) -> dict[str, Any]:
     return {
         **fast_settings(bootstrap, names.group(service)).model_dump(),
-        "kafka_control_topic": names.topics["kafka_control_topic"],
+        **names.topics,  # every service reads its topics (and the control topic) under the run's names
         "log_json": False,
     }
 
@@ -118,21 +118,18 @@ async def stack(
     from search_indexer.app import create_app as search_app
     from search_indexer.config import Settings as SearchSettings
 
-    t = names.topics
     alias = f"{names.prefix}-messages"
     apps = {
         "issue-ingestor": ingestor_app(
             IngestorSettings(
                 **_service_kafka(kafka_bootstrap, names, "issue-ingestor"),
                 **ingestor_db,
-                kafka_topic_chatbot_issues=t["kafka_topic_chatbot_issues"],
                 db_pool_size=4,
             )
         ),
         "log-sink": log_sink_app(
             LogSinkSettings(
                 **_service_kafka(kafka_bootstrap, names, "log-sink"),
-                kafka_log_topic=t["kafka_log_topic"],
                 mongo_url=mongo_url,
                 log_mongo_db=f"{names.db}_logs",
                 log_retention_days=0,  # fixed event times in the tests must never expire
@@ -141,9 +138,6 @@ async def stack(
         "search-indexer": search_app(
             SearchSettings(
                 **_service_kafka(kafka_bootstrap, names, "search-indexer"),
-                kafka_topic_messages_created=t["kafka_topic_messages_created"],
-                kafka_topic_messages_updated=t["kafka_topic_messages_updated"],
-                kafka_topic_messages_deleted=t["kafka_topic_messages_deleted"],
                 elasticsearch_url=elasticsearch_url,
                 search_index_alias=alias,
                 search_index_replicas=0,
@@ -154,8 +148,6 @@ async def stack(
         "notifier": notifier_app(
             NotifierSettings(
                 **_service_kafka(kafka_bootstrap, names, "notifier"),
-                kafka_topic_messages_created=t["kafka_topic_messages_created"],
-                kafka_topic_notifications_sent=t["kafka_topic_notifications_sent"],
                 mongo_url=mongo_url,
                 notifier_mongo_db=f"{names.db}_ntf",
                 stream_ping_s=5.0,

@@ -1,4 +1,4 @@
-"""Settings: SPEC names and defaults, DB_HOST parsing, failures that name the variable. No servers."""
+"""Settings: the names and defaults of docs/contracts.md, DB_HOST parsing, failures naming the variable."""
 
 from __future__ import annotations
 

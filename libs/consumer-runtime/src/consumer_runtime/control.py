@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from consumer_runtime.kafka_clients import Backoff, new_reader, start_producer
 from consumer_runtime.logging import get_logger
-from consumer_runtime.retry import backoff_delay
 from consumer_runtime.runner import ConsumerRunner
-from consumer_runtime.settings import KafkaSettings
+from consumer_runtime.settings import KafkaClientSettings, KafkaSettings
 from consumer_runtime.topics import ensure_topics
 
 log = get_logger(__name__)
@@ -53,19 +53,18 @@ class ControlCommand(BaseModel):
 
 
 async def publish_command(
-    settings: KafkaSettings, command: ControlCommand, *, topic: str = CONTROL_TOPIC
+    settings: KafkaClientSettings, command: ControlCommand, *, topic: str = CONTROL_TOPIC
 ) -> None:
     """Append a command (acks=all); used by the gateway and by tests."""
     await ensure_control_topic(settings, topic)
-    producer = AIOKafkaProducer(**settings.producer_kwargs())
-    await producer.start()
+    producer = await start_producer(settings)
     try:
         await producer.send_and_wait(topic, command.encode(), key=command.service.encode())
     finally:
         await producer.stop()
 
 
-async def ensure_control_topic(settings: KafkaSettings, topic: str = CONTROL_TOPIC) -> None:
+async def ensure_control_topic(settings: KafkaClientSettings, topic: str = CONTROL_TOPIC) -> None:
     await ensure_topics(settings, [topic], partitions=1, configs={"cleanup.policy": "compact"})
 
 
@@ -149,13 +148,11 @@ class ControlFollower:
     def _new_consumer(self) -> ControlConsumer:
         if self._factory is not None:
             return self._factory()
-        consumer: ControlConsumer = AIOKafkaConsumer(
-            **self.settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        consumer: ControlConsumer = new_reader(self.settings)
         return consumer
 
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(0.5, 10.0)
         tp = TopicPartition(self.topic, 0)
         while True:
             consumer = self._new_consumer()
@@ -168,7 +165,7 @@ class ControlFollower:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, self.next_offset)  # after the last command read: no history again
-                attempt = 0
+                backoff.reset()
                 before = self.desired
                 seen = await self._catch_up(consumer, tp)
                 first = not self._replayed.is_set()
@@ -188,15 +185,14 @@ class ControlFollower:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                attempt += 1
-                delay = backoff_delay(attempt, initial_s=0.5, max_s=10.0)
+                delay = backoff.failed()
                 log.warning(
                     "control follower failed; retrying",
                     service=self.key,
                     error=repr(exc),
                     retry_in_s=round(delay, 2),
                 )
-                await asyncio.sleep(delay)
+                await backoff.sleep(delay)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()

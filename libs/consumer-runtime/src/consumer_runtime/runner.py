@@ -38,6 +38,7 @@ from platform_events import TopicSpec
 from consumer_runtime import metrics as m
 from consumer_runtime.core import Batch, Failure, Sink, advance, event_id
 from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher
+from consumer_runtime.kafka_clients import Backoff, new_group_consumer
 from consumer_runtime.logging import get_logger
 from consumer_runtime.retry import backoff_delay
 from consumer_runtime.settings import KafkaSettings
@@ -363,7 +364,7 @@ class ConsumerRunner:
 
     # ------------------------------------------------------------------ loop
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(*self.reconnect_backoff_s, stop=self._stop)
         while not self._stop.is_set():
             consumer = self._factory()
             try:
@@ -381,17 +382,15 @@ class ConsumerRunner:
                 self._phase = State.RUNNING
                 m.UP.labels(**self._labels).set(1)
                 log.info("consumer started", consumer=self.name, group=self.group_id, topics=self.topic_names)
-                attempt = 0
+                backoff.reset()
                 while not self._stop.is_set():
                     await self._poll_once(consumer)
                 await self._flush(final=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker went away, or something unexpected: reconnect with backoff
-                attempt += 1
                 self._note_error(exc, stage="kafka")
-                initial_s, max_s = self.reconnect_backoff_s
-                delay = backoff_delay(attempt, initial_s=initial_s, max_s=max_s)
+                delay = backoff.failed()
                 log.warning(
                     "consumer loop failed; reconnecting",
                     consumer=self.name,
@@ -402,8 +401,7 @@ class ConsumerRunner:
                     self._phase = State.RECONNECTING
                 self._consumer = None
                 await self._leave(consumer)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                await backoff.sleep(delay)
             finally:
                 m.UP.labels(**self._labels).set(0)
                 if self._consumer is consumer:
@@ -413,16 +411,12 @@ class ConsumerRunner:
 
     def _kafka_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
-        return AIOKafkaConsumer(
-            **s.client_kwargs(),
+        return new_group_consumer(
+            s,
             group_id=self.group_id,
-            enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset,
             max_poll_records=s.kafka_max_poll_records,
-            session_timeout_ms=s.kafka_session_timeout_ms,
-            heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
             max_poll_interval_ms=s.kafka_max_poll_interval_ms,
-            rebalance_timeout_ms=s.kafka_session_timeout_ms,
         )
 
     def _drop_uncommitted(self, why: str) -> None:

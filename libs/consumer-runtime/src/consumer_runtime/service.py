@@ -1,32 +1,50 @@
-"""What every service process shares: HTTP settings, serving with uvicorn, and a graceful shutdown.
+"""One way to assemble a service: :func:`build_service` turns a short declaration (name, settings, topics,
+sink, datastore, routers, startup/shutdown) into the FastAPI app, :func:`run_service` is its ``__main__``.
 
-uvicorn turns SIGTERM into the lifespan's shutdown, where the consumer stops fetching, flushes what is
-buffered, commits and leaves its group before the process exits.
+Every service built here has ``app.state.settings`` and ``app.state.runner``, the operational routes
+(:func:`~consumer_runtime.http.ops_router`), its topics from the registry under their configured names, and
+answers a request that finds its datastore down with the same 503. uvicorn turns SIGTERM into the lifespan's
+shutdown, where the consumer stops fetching, flushes what is buffered, commits and leaves its group before
+the process exits.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer_runtime.control import ControlFollower
+from consumer_runtime.core import Sink
+from consumer_runtime.http import Check, ops_router
+from consumer_runtime.logging import configure_logging, get_logger
 from consumer_runtime.runner import ConsumerRunner
-from consumer_runtime.settings import KafkaSettings
+from consumer_runtime.settings import KafkaSettings, load_settings
+
+log = get_logger(__name__)
 
 
-class ServiceSettings(KafkaSettings):
-    """Kafka settings plus the HTTP side of a service process."""
+class HttpSettings(BaseSettings):
+    """The HTTP side of a service process: where it listens, how it logs, how long a shutdown may take."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
     shutdown_timeout_s: float = Field(25.0, gt=0, description="keep below terminationGracePeriodSeconds")
+
+
+class ServiceSettings(KafkaSettings, HttpSettings):
+    """A consuming service: the Kafka consumer settings plus the HTTP side."""
 
 
 @asynccontextmanager
@@ -88,7 +106,7 @@ def consumer_lifespan(
     return lifespan
 
 
-def serve(app: FastAPI, settings: ServiceSettings, **uvicorn_options: Any) -> None:
+def serve(app: FastAPI, settings: HttpSettings, **uvicorn_options: Any) -> None:
     """Run the app; logging stays ours (structlog JSON), SIGTERM triggers the graceful lifespan exit."""
     uvicorn.run(
         app,
@@ -99,3 +117,85 @@ def serve(app: FastAPI, settings: ServiceSettings, **uvicorn_options: Any) -> No
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         **uvicorn_options,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Datastore:
+    """The datastore a service writes to and serves from: ``name`` names its readiness check and its 503s,
+    ``ping`` is the check, ``down`` the exceptions it raises while unreachable (answered 503)."""
+
+    name: str
+    ping: Check
+    down: tuple[type[Exception], ...] = (OSError, TimeoutError)
+
+
+def answer_down_datastore(app: FastAPI, datastore: Datastore) -> None:
+    """A request that finds the datastore down answers 503 ``{"detail": "<name> unavailable: <error>"}``."""
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning(f"request failed: {datastore.name} unavailable", path=request.url.path, error=repr(exc))
+        return JSONResponse({"detail": f"{datastore.name} unavailable: {exc!r}"}, status_code=503)
+
+    for error in dict.fromkeys((*datastore.down, OSError, TimeoutError)):
+        app.add_exception_handler(error, unavailable)
+
+
+def build_service(
+    *,
+    name: str,
+    description: str,
+    settings: ServiceSettings,
+    topics: Sequence[str],
+    sink: Sink,
+    datastore: Datastore,
+    routers: Sequence[APIRouter] = (),
+    startup: Hook | None = None,
+    shutdown: Hook | None = None,
+    degraded_checks: Mapping[str, Check] | None = None,
+    state: Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """The app of a consuming service.
+
+    ``topics`` are default names of the registry (``platform_events.TOPIC_*``), consumed under the names
+    configured for them; ``startup``/``shutdown`` open and close what the service owns (see
+    :func:`consumer_lifespan`); ``degraded_checks`` are reported by ``/readyz`` without gating it; ``state``
+    is set on ``app.state`` next to ``settings`` and ``runner``.
+    """
+    runner = ConsumerRunner(
+        name=name, settings=settings, topics=[settings.topic(t) for t in topics], sink=sink
+    )
+    app = FastAPI(
+        title=name,
+        description=description,
+        version="0.1.0",
+        lifespan=consumer_lifespan(runner, settings.shutdown_timeout_s, startup=startup, shutdown=shutdown),
+    )
+    app.state.settings = settings
+    app.state.runner = runner
+    for key, value in (state or {}).items():
+        setattr(app.state, key, value)
+    app.include_router(
+        ops_router(
+            service=name,
+            runner=runner,
+            checks={datastore.name: datastore.ping},
+            degraded_checks=degraded_checks,
+        )
+    )
+    for router in routers:
+        app.include_router(router)
+    answer_down_datastore(app, datastore)
+    return app
+
+
+AnySettings = TypeVar("AnySettings", bound=HttpSettings)
+
+
+def run_service(
+    name: str, settings_class: type[AnySettings], create_app: Callable[[AnySettings], FastAPI]
+) -> None:
+    """``python -m <service>``: settings from the environment (a bad variable stops the start naming it),
+    JSON logs, serve the app until SIGTERM."""
+    settings = load_settings(settings_class)
+    configure_logging(name, settings.log_level, json=settings.log_json)
+    serve(create_app(settings), settings)

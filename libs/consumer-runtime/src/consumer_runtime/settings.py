@@ -1,4 +1,4 @@
-"""Configuration read from the environment, with the exact variable names of SPEC.md.
+"""Configuration read from the environment, with the variable names of docs/contracts.md.
 
 Every service builds its settings class on :class:`KafkaSettings`; :func:`load_settings` turns a validation
 error into one line that names the offending variable, so a bad deployment fails at start, loudly.
@@ -7,9 +7,10 @@ error into one line that names the offending variable, so a bad deployment fails
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from platform_events import TOPICS, TopicSpec, resolve_topics, validate_topic_name
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -20,18 +21,41 @@ class ConfigError(SystemExit):
     """Raised at start-up when the environment is invalid; the message names the variable."""
 
 
-class KafkaSettings(BaseSettings):
-    """Kafka connection and consumer behaviour shared by every service (env names from SPEC.md)."""
+def _topic_name_fields() -> dict[str, Any]:
+    """One setting per topic of the registry: named by its ``env_var``, the default name by default."""
+    return {
+        spec.env_var.lower(): (str, Field(spec.name, description=f"name of the topic {spec.name!r}"))
+        for spec in TOPICS.values()
+        if spec.env_var
+    }
+
+
+def _legal_topic_name(cls: type, value: str) -> str:
+    return validate_topic_name(value.strip())
+
+
+if TYPE_CHECKING:
+    _TopicNames = BaseSettings
+else:
+    # Generated from platform_events.TOPICS, so the variables (KAFKA_TOPIC_CHATBOT_ISSUES, KAFKA_LOG_TOPIC,
+    # ...) are declared once, in the registry; read them through KafkaClientSettings.topic()/topics().
+    _TopicNames = create_model(
+        "TopicNames",
+        __base__=BaseSettings,
+        __validators__={"_legal_topic_names": field_validator(*_topic_name_fields())(_legal_topic_name)},
+        **_topic_name_fields(),
+    )
+
+
+class KafkaClientSettings(_TopicNames):
+    """What every Kafka client of the platform needs: the connection, the producer's durability, topic
+    creation and the control topic. The gateway, which produces and administers but consumes nothing, has
+    these (plus :class:`KafkaGroupSettings` for the group joins of an offset reset) and no consumer ones."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     kafka_enabled: bool = True
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
-    kafka_consumer_group: str = Field("", description="consumer group id; each service sets its default")
-    kafka_max_poll_records: int = Field(500, ge=1, le=100_000)
-    kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
-    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
-    kafka_max_poll_interval_ms: int = Field(300_000, ge=1_000)
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism | None = None
     kafka_sasl_username: str | None = None
@@ -47,16 +71,30 @@ class KafkaSettings(BaseSettings):
     kafka_control_enabled: bool = True
     kafka_control_topic: str = "platform.control"
 
-    mq_batch_size: int = Field(100, ge=1, le=100_000)
-    mq_batch_timeout_ms: int = Field(1000, ge=1, le=600_000)
-    # Transient sink failures: exponential backoff with jitter between these bounds.
-    retry_backoff_initial_ms: int = Field(200, ge=1)
-    retry_backoff_max_ms: int = Field(10_000, ge=1)
-    # A consumer that cannot make progress for this long reports not-ready.
-    consumer_stuck_after_s: float = Field(30.0, gt=0)
+    @field_validator("kafka_control_topic")
+    @classmethod
+    def _legal_control_topic(cls, value: str) -> str:
+        return validate_topic_name(value)
 
     @model_validator(mode="after")
-    def _check_security(self) -> KafkaSettings:
+    def _distinct_topics(self) -> KafkaClientSettings:
+        resolve_topics(self.topic_env())  # names every topic configured twice
+        return self
+
+    def topic_env(self) -> dict[str, str]:
+        """The configured topic names by their environment variable."""
+        return {spec.env_var: getattr(self, spec.env_var.lower()) for spec in TOPICS.values() if spec.env_var}
+
+    def topics(self) -> dict[str, TopicSpec[Any]]:
+        """The topic registry keyed by default name, with the configured names applied."""
+        return resolve_topics(self.topic_env())
+
+    def topic(self, default_name: str) -> TopicSpec[Any]:
+        """A topic of the registry (by default name, e.g. ``TOPIC_LOG_EVENTS``) under its configured name."""
+        return self.topics()[default_name]
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaClientSettings:
         if self.kafka_security_protocol.startswith("SASL"):
             if self.kafka_sasl_mechanism is None:
                 raise ValueError("KAFKA_SASL_MECHANISM is required when KAFKA_SECURITY_PROTOCOL is SASL_*")
@@ -97,6 +135,30 @@ class KafkaSettings(BaseSettings):
             "request_timeout_ms": 15_000,
             "retry_backoff_ms": 200,
         }
+
+
+class KafkaGroupSettings(KafkaClientSettings):
+    """What a client that joins a consumer group needs: its session and heartbeat timing."""
+
+    kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+
+
+class KafkaSettings(KafkaGroupSettings):
+    """Kafka connection and consumer behaviour shared by every consuming service (env names in
+    docs/contracts.md)."""
+
+    kafka_consumer_group: str = Field("", description="consumer group id; each service sets its default")
+    kafka_max_poll_records: int = Field(500, ge=1, le=100_000)
+    kafka_max_poll_interval_ms: int = Field(300_000, ge=1_000)
+
+    mq_batch_size: int = Field(100, ge=1, le=100_000)
+    mq_batch_timeout_ms: int = Field(1000, ge=1, le=600_000)
+    # Transient sink failures: exponential backoff with jitter between these bounds.
+    retry_backoff_initial_ms: int = Field(200, ge=1)
+    retry_backoff_max_ms: int = Field(10_000, ge=1)
+    # A consumer that cannot make progress for this long reports not-ready.
+    consumer_stuck_after_s: float = Field(30.0, gt=0)
 
 
 S = TypeVar("S", bound=BaseSettings)

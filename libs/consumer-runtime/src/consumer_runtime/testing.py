@@ -10,19 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from platform_events import TOPICS
 
 from consumer_runtime.settings import KafkaSettings
 
-#: default topic name → the environment variable that renames it (each service reads the ones it uses)
-TOPIC_ENV: dict[str, str] = {
-    "chatbot-issue-events": "KAFKA_TOPIC_CHATBOT_ISSUES",
-    "log-events": "KAFKA_LOG_TOPIC",
-    "platform.messages.created": "KAFKA_TOPIC_MESSAGES_CREATED",
-    "platform.messages.updated": "KAFKA_TOPIC_MESSAGES_UPDATED",
-    "platform.messages.deleted": "KAFKA_TOPIC_MESSAGES_DELETED",
-    "platform.notifications.sent": "KAFKA_TOPIC_NOTIFICATIONS_SENT",
-    "platform.users.activity": "KAFKA_TOPIC_USERS_ACTIVITY",
-}
+#: default topic name → the environment variable that renames it (from the registry)
+TOPIC_ENV: dict[str, str] = {name: spec.env_var for name, spec in TOPICS.items() if spec.env_var}
 
 
 def topic_env(rename: Callable[[str], str]) -> dict[str, str]:
@@ -142,30 +135,6 @@ async def read_all(
         return out
     finally:
         await consumer.stop()
-
-
-async def produce_and_wait(
-    bootstrap: str,
-    topic: str,
-    values: Sequence[bytes],
-    stored: Callable[[], int | Awaitable[int]],
-    *,
-    keys: Sequence[bytes | None] | None = None,
-    timeout: float = 30.0,
-) -> None:
-    """Produce ``values`` and wait until ``stored()`` reports at least that many more records stored."""
-    before = stored()
-    if not isinstance(before, int):
-        before = await before
-    await produce(bootstrap, topic, values, keys=keys)
-
-    async def done() -> bool:
-        now = stored()
-        if not isinstance(now, int):
-            now = await now
-        return now >= before + len(values)
-
-    await wait_until(done, timeout=timeout, what=f"{len(values)} records stored from {topic}")
 
 
 async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:

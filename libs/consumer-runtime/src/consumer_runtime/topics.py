@@ -12,11 +12,12 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from consumer_runtime.kafka_clients import start_admin
 from consumer_runtime.logging import get_logger
-from consumer_runtime.settings import KafkaSettings
+from consumer_runtime.settings import KafkaClientSettings
 
 log = get_logger(__name__)
 
@@ -36,7 +37,7 @@ def topic_configs_for(name: str, extra: Mapping[str, str] | None = None) -> dict
 
 
 async def ensure_topics(
-    settings: KafkaSettings,
+    settings: KafkaClientSettings,
     names: Iterable[str],
     *,
     partitions: int | None = None,
@@ -44,8 +45,7 @@ async def ensure_topics(
 ) -> list[str]:
     """Create every missing topic of ``names``; returns the ones created. Safe to race with other replicas."""
     wanted = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=15_000)
-    await admin.start()
+    admin = await start_admin(settings, request_timeout_ms=15_000)
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]

@@ -104,6 +104,7 @@ class TopicSpec(Generic[M]):
 
     ``key(event)`` gives the message key (events with the same key stay ordered in one partition).
     ``consumer_groups`` are the default groups reading the topic (the first one is ``consumer_group``).
+    ``env_var`` renames the topic in a deployment (every service reads it the same way).
     The DLQ ``<name>.dlq`` carries the original key and the original bytes.
     """
 
@@ -193,6 +194,7 @@ MESSAGES_CREATED: Final = TopicSpec(
     key=_created_key,
     description="New collaboration messages → search index + mention notifications",
     consumer_groups=(GROUP_SEARCH_INDEXER, GROUP_NOTIFICATION_SERVICE),
+    env_var="KAFKA_TOPIC_MESSAGES_CREATED",
 )
 MESSAGES_UPDATED: Final = TopicSpec(
     name=TOPIC_MESSAGES_UPDATED,
@@ -200,6 +202,7 @@ MESSAGES_UPDATED: Final = TopicSpec(
     key=_updated_key,
     description="Edited collaboration messages (new content) → search index",
     consumer_groups=(GROUP_SEARCH_INDEXER,),
+    env_var="KAFKA_TOPIC_MESSAGES_UPDATED",
 )
 MESSAGES_DELETED: Final = TopicSpec(
     name=TOPIC_MESSAGES_DELETED,
@@ -207,18 +210,21 @@ MESSAGES_DELETED: Final = TopicSpec(
     key=_deleted_key,
     description="Deleted collaboration messages → removed from the search index",
     consumer_groups=(GROUP_SEARCH_INDEXER,),
+    env_var="KAFKA_TOPIC_MESSAGES_DELETED",
 )
 NOTIFICATIONS_SENT: Final = TopicSpec(
     name=TOPIC_NOTIFICATIONS_SENT,
     model=NotificationSentEvent,
     key=_notification_key,
     description="Notifications delivered to users (observable through the gateway)",
+    env_var="KAFKA_TOPIC_NOTIFICATIONS_SENT",
 )
 USERS_ACTIVITY: Final = TopicSpec(
     name=TOPIC_USERS_ACTIVITY,
     model=UserActivityEvent,
     key=_activity_key,
     description="User activity log (retained; browsable through the admin API)",
+    env_var="KAFKA_TOPIC_USERS_ACTIVITY",
 )
 
 #: Every topic, keyed by its *default* name.

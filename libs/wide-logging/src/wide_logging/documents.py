@@ -33,7 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The collection name (a compatibility promise of SPEC.md).
+#: The collection name (a compatibility promise: docs/contracts.md).
 WIDE_EVENTS: Final = "wide_events"
 
 #: Duplicate key (11000; 11001 and 12582 are legacy spellings of the same error).

@@ -9,10 +9,11 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from consumer_runtime.kafka_clients import retry_until_done
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from platform_events import dlq_topic_for
+from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
@@ -53,17 +54,13 @@ async def _ensure_topics(kafka: KafkaGateway, control: ControlPlane, settings: G
     """Create the platform topics (+ DLQs) and the control topic when missing; retry while Kafka is down."""
     names = [spec.name for spec in settings.topics().values()]
     names += [dlq_topic_for(n) for n in names]
-    delay = 0.5
-    while True:
-        try:
-            for name in names:
-                await kafka.ensure_topic(name, settings.kafka_topic_partitions)
-            await control.ensure_topic()
-            return
-        except Exception as exc:
-            log.warning("creating topics failed; retrying", error=repr(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+
+    async def create() -> None:
+        for name in names:
+            await kafka.ensure_topic(name, settings.kafka_topic_partitions)
+        await control.ensure_topic()
+
+    await retry_until_done(create, what="creating topics failed")
 
 
 def wide_logger(settings: GatewaySettings) -> WideLogger:
@@ -71,7 +68,7 @@ def wide_logger(settings: GatewaySettings) -> WideLogger:
     config = WideLoggingConfig.from_env(
         service="gateway",
         kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-        log_topic=settings.kafka_log_topic,
+        log_topic=settings.topic(TOPIC_LOG_EVENTS).name,
         enable_idempotence=settings.kafka_enable_idempotence,
     )
     return WideLogger(config)

@@ -1,11 +1,9 @@
-"""Gateway settings: Kafka (shared names from SPEC), upstream service URLs, security and limits."""
+"""Gateway settings: Kafka (the shared names of docs/contracts.md), upstream URLs, security, limits."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from consumer_runtime import ServiceSettings
-from platform_events import TOPICS, TopicSpec, validate_topic_name
+from consumer_runtime.service import HttpSettings
+from consumer_runtime.settings import KafkaGroupSettings
 from pydantic import Field, SecretStr, field_validator
 
 #: The services whose consumers the gateway controls and whose APIs it proxies (name → settings field).
@@ -17,12 +15,14 @@ SERVICES: dict[str, str] = {
 }
 
 
-# consumer_runtime ships no py.typed marker yet, so mypy sees its classes as Any.
-class GatewaySettings(ServiceSettings):
-    """Everything the gateway reads from the environment (``load_settings`` names a bad variable)."""
+class GatewaySettings(KafkaGroupSettings, HttpSettings):
+    """Everything the gateway reads from the environment (``load_settings`` names a bad variable).
+
+    Kafka: the client settings (it produces and administers) and the group timing of an ``evict_stale``
+    offset reset, which joins the group it resets; no consumer settings, as it consumes nothing.
+    """
 
     http_port: int = Field(8000, ge=1, le=65535)
-    kafka_consumer_group: str = "gateway"
 
     # ---- security
     admin_token: SecretStr | None = Field(
@@ -42,15 +42,7 @@ class GatewaySettings(ServiceSettings):
     upstream_timeout_s: float = Field(10.0, gt=0)
     upstream_max_connections: int = Field(200, ge=1)
 
-    # ---- topics (SPEC names; the rest are gateway additions so a deployment/test can rename every topic)
-    kafka_topic_chatbot_issues: str = TOPICS["chatbot-issue-events"].name
-    kafka_log_topic: str = TOPICS["log-events"].name
-    kafka_topic_messages_created: str = TOPICS["platform.messages.created"].name
-    kafka_topic_messages_updated: str = TOPICS["platform.messages.updated"].name
-    kafka_topic_messages_deleted: str = TOPICS["platform.messages.deleted"].name
-    kafka_topic_notifications_sent: str = TOPICS["platform.notifications.sent"].name
-    kafka_topic_users_activity: str = TOPICS["platform.users.activity"].name
-    # KAFKA_CONTROL_TOPIC (consumer_runtime's setting, default platform.control): desired consumer states.
+    # ---- topics: every topic of platform_events.TOPICS under its configured name (settings.topics())
 
     # ---- request logging: one wide event per request through libs/wide-logging (Kafka log-events)
     wide_logging_enabled: bool = True
@@ -62,20 +54,6 @@ class GatewaySettings(ServiceSettings):
         30.0, gt=0, description="evict_stale offset reset: how long to wait for the whole assignment"
     )
 
-    @field_validator(
-        "kafka_topic_chatbot_issues",
-        "kafka_log_topic",
-        "kafka_topic_messages_created",
-        "kafka_topic_messages_updated",
-        "kafka_topic_messages_deleted",
-        "kafka_topic_notifications_sent",
-        "kafka_topic_users_activity",
-        "kafka_control_topic",
-    )
-    @classmethod
-    def _legal_topic(cls, value: str) -> str:
-        return validate_topic_name(value)
-
     @field_validator("issue_ingestor_url", "log_sink_url", "search_indexer_url", "notifier_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -84,19 +62,6 @@ class GatewaySettings(ServiceSettings):
         return value.rstrip("/")
 
     # ------------------------------------------------------------------ derived
-    def topics(self) -> dict[str, TopicSpec[Any]]:
-        """The registry keyed by default name, with the configured names applied."""
-        names = {
-            "chatbot-issue-events": self.kafka_topic_chatbot_issues,
-            "log-events": self.kafka_log_topic,
-            "platform.messages.created": self.kafka_topic_messages_created,
-            "platform.messages.updated": self.kafka_topic_messages_updated,
-            "platform.messages.deleted": self.kafka_topic_messages_deleted,
-            "platform.notifications.sent": self.kafka_topic_notifications_sent,
-            "platform.users.activity": self.kafka_topic_users_activity,
-        }
-        return {default: TOPICS[default].renamed(name) for default, name in names.items()}
-
     def service_urls(self) -> dict[str, str]:
         return {name: str(getattr(self, field)) for name, field in SERVICES.items()}
 

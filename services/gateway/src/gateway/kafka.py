@@ -20,7 +20,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
-from consumer_runtime.kafka_clients import start_admin, start_producer
+from consumer_runtime.dlq import decode_headers
+from consumer_runtime.kafka_clients import (
+    new_group_consumer,
+    reader,
+    start_admin,
+    start_client,
+    start_producer,
+)
 
 from gateway.config import GatewaySettings
 from gateway.logs import log
@@ -69,10 +76,6 @@ def render_key(raw: bytes | None) -> str | None:
         return "base64:" + base64.b64encode(raw).decode("ascii")
 
 
-def render_headers(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
-    return {k: (v or b"").decode("utf-8", "replace") for k, v in (headers or [])}
-
-
 def record_dict(msg: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
     value, encoding = render_value(msg.value)
     return {
@@ -81,7 +84,7 @@ def record_dict(msg: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
         "offset": msg.offset,
         "timestamp_ms": msg.timestamp,
         "key": render_key(msg.key),
-        "headers": render_headers(msg.headers),
+        "headers": decode_headers(msg.headers),
         "value": value,
         "value_encoding": encoding,
         "size": len(msg.value or b""),
@@ -141,22 +144,9 @@ class KafkaGateway:
                     self._admin = await start_admin(self.settings, request_timeout_ms=10_000)
         return self._admin
 
-    @contextlib.asynccontextmanager
-    async def reader(self) -> AsyncIterator[AIOKafkaConsumer]:
+    def reader(self) -> contextlib.AbstractAsyncContextManager[AIOKafkaConsumer]:
         """A group-less consumer for one request (browse, offsets), closed afterwards."""
-        consumer = AIOKafkaConsumer(
-            **self.settings.client_kwargs(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=_READ_WAIT_MS,
-            request_timeout_ms=10_000,
-        )
-        await consumer.start()
-        try:
-            yield consumer
-        finally:
-            await consumer.stop()
+        return reader(self.settings, fetch_max_wait_ms=_READ_WAIT_MS, request_timeout_ms=10_000)
 
     async def ping(self) -> None:
         """Readiness: the broker answers a metadata request."""
@@ -432,10 +422,8 @@ class KafkaGateway:
 
     async def commit_as_admin(self, group_id: str, targets: dict[TopicPartition, int]) -> None:
         """Commit for an empty group without joining it (the broker refuses this while it has members)."""
-        consumer = AIOKafkaConsumer(
-            **self.settings.client_kwargs(), group_id=group_id, enable_auto_commit=False
-        )
-        await consumer.start()
+        consumer = new_group_consumer(self.settings, group_id=group_id)
+        await start_client(consumer, consumer.start, consumer.stop)
         try:
             consumer.assign(list(targets))
             await consumer.commit(dict(targets))
@@ -452,17 +440,8 @@ class KafkaGateway:
         live member holds any) commit as the group's member, then leave. Stale members that no longer
         heartbeat are evicted by the rebalance this join causes."""
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            topic,
-            **s.client_kwargs(),
-            group_id=group_id,
-            enable_auto_commit=False,
-            session_timeout_ms=s.kafka_session_timeout_ms,
-            heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
-            rebalance_timeout_ms=s.kafka_session_timeout_ms,
-            fetch_max_wait_ms=_READ_WAIT_MS,
-        )
-        await consumer.start()
+        consumer = new_group_consumer(s, topic, group_id=group_id, fetch_max_wait_ms=_READ_WAIT_MS)
+        await start_client(consumer, consumer.start, consumer.stop)
         try:
             consumer.pause(*consumer.assignment())
             deadline = time.monotonic() + s.offset_reset_join_timeout_s

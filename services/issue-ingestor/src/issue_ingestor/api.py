@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from platform_events import ModeType, ProcessType, parse_timestamp
 from pydantic import BaseModel, Field
 
+from issue_ingestor.config import SERVICE_NAME
 from issue_ingestor.store import COUNT_CAP, IssueStore
 
 MAX_PAGE = 1000
@@ -154,5 +155,16 @@ def seed_router() -> APIRouter:
         if not runner.settings.kafka_enabled:
             raise HTTPException(409, "KAFKA_ENABLED=false: the consumer is disabled")
         return runner.request(action)
+
+    return router
+
+
+def health_router() -> APIRouter:
+    """``/health``: the seed documents' liveness path (the same answer as ``/healthz``)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="Seed-compatible liveness (same as /healthz)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": SERVICE_NAME}
 
     return router

@@ -1,11 +1,11 @@
-"""Settings of the issue ingestor: the shared Kafka/HTTP settings plus the MySQL ones of SPEC.md."""
+"""Settings of the issue ingestor: the shared Kafka/HTTP settings plus MySQL (docs/contracts.md)."""
 
 from __future__ import annotations
 
 import ssl
 
 from consumer_runtime import ServiceSettings
-from platform_events import GROUP_CHATBOT_ISSUES, TOPIC_CHATBOT_ISSUES, validate_topic_name
+from platform_events import GROUP_CHATBOT_ISSUES
 from pydantic import Field, SecretStr, field_validator
 
 SERVICE_NAME = "issue-ingestor"
@@ -38,11 +38,10 @@ def split_host_port(value: str, default_port: int = DEFAULT_MYSQL_PORT) -> tuple
 
 
 class Settings(ServiceSettings):
-    """Environment of ``python -m issue_ingestor`` (names exactly as SPEC.md)."""
+    """Environment of ``python -m issue_ingestor`` (the names of docs/contracts.md)."""
 
     http_port: int = Field(8101, ge=1, le=65535)
     kafka_consumer_group: str = Field(GROUP_CHATBOT_ISSUES, min_length=1)
-    kafka_topic_chatbot_issues: str = TOPIC_CHATBOT_ISSUES
 
     db_host: str = Field("localhost:3306", description="host:port of MySQL")
     db_name: str = Field("chatbot_db", min_length=1, max_length=64)
@@ -66,11 +65,6 @@ class Settings(ServiceSettings):
     def _check_db_host(cls, value: str) -> str:
         split_host_port(value)
         return value.strip()
-
-    @field_validator("kafka_topic_chatbot_issues")
-    @classmethod
-    def _check_topic(cls, value: str) -> str:
-        return validate_topic_name(value.strip())
 
     @property
     def mysql_address(self) -> tuple[str, int]:

@@ -77,8 +77,9 @@ def to_db_datetime(value: datetime) -> datetime:
 def event_time(record: Record[FactoryIssueEvent]) -> datetime:
     """The event's own ``timestamp``, or the Kafka record timestamp when the event had none.
 
-    The decoder fills a missing timestamp with the time of decoding, which differs on every redelivery; the
-    record timestamp does not.
+    The runtime's decoder already fills a missing timestamp with the record timestamp (``Batch.decode``), so
+    both agree; reading it from the record here keeps the event time stable across redeliveries whoever
+    decoded the event (a decode without ``received_at`` would use the time of decoding).
     """
     raw = record.raw
     if raw is not None and not _has_timestamp(raw):
@@ -244,11 +245,6 @@ class Prepared:
 
     rows: list[IssueRow]
     failures: list[Failure]
-
-    @property
-    def issue_ids(self) -> list[str]:
-        """Distinct issue ids, sorted (rows are then locked in index order: no lock-order deadlocks)."""
-        return sorted({row.issue for row in self.rows})
 
 
 def prepare(records: Sequence[Record[FactoryIssueEvent]]) -> Prepared:

@@ -1,11 +1,11 @@
-"""Composition root: settings → store + consumer runner → FastAPI app."""
+"""The log sink: wide log events (log-events) → MongoDB ``wide_events``, and queries over them."""
 
 from __future__ import annotations
 
-from consumer_runtime import ConsumerRunner, ops_router
-from consumer_runtime.service import consumer_lifespan
+from consumer_runtime.service import Datastore, build_service
 from fastapi import FastAPI
-from platform_events import LOG_EVENTS
+from platform_events import TOPIC_LOG_EVENTS
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from log_sink import api
 from log_sink.config import Settings
@@ -21,23 +21,15 @@ def create_app(settings: Settings) -> FastAPI:
         retention_s=settings.retention_s,
         timeout_ms=settings.mongo_timeout_ms,
     )
-    runner = ConsumerRunner(
+    return build_service(
         name=SERVICE,
-        settings=settings,
-        topics=[LOG_EVENTS.renamed(settings.kafka_log_topic)],
-        sink=store,
-    )
-
-    app = FastAPI(
-        title="log-sink",
         description="Wide log events from Kafka `log-events` into MongoDB `wide_events`; queries over them.",
-        version="0.1.0",
-        lifespan=consumer_lifespan(
-            runner, settings.shutdown_timeout_s, startup=store.open, shutdown=store.close
-        ),
+        settings=settings,
+        topics=[TOPIC_LOG_EVENTS],
+        sink=store,
+        datastore=Datastore("mongodb", store.ping, down=(ConnectionFailure, ExecutionTimeout)),
+        routers=[api.router(store, max_limit=settings.log_query_max_limit)],
+        startup=store.open,
+        shutdown=store.close,
+        state={"store": store},
     )
-    app.state.store = store
-    app.state.runner = runner
-    app.include_router(ops_router(service=SERVICE, runner=runner, checks={"mongodb": store.ping}))
-    app.include_router(api.router(store, max_limit=settings.log_query_max_limit))
-    return app

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Self
 
 from consumer_runtime import ServiceSettings
-from platform_events import GROUP_LOGS, TOPIC_LOG_EVENTS, validate_topic_name
+from platform_events import GROUP_LOGS
 from pydantic import Field, field_validator, model_validator
 
 
-class Settings(ServiceSettings):  # consumer_runtime has no py.typed yet
+class Settings(ServiceSettings):
     kafka_consumer_group: str = GROUP_LOGS
-    kafka_log_topic: str = TOPIC_LOG_EVENTS
     #: The seed's name for the bootstrap servers; used when KAFKA_BOOTSTRAP_SERVERS is not set.
     kafka_broker: str | None = None
     http_port: int = Field(8102, ge=1, le=65535)
@@ -25,11 +24,6 @@ class Settings(ServiceSettings):  # consumer_runtime has no py.typed yet
     log_retention_days: float = Field(30, ge=0, le=36_500)
     #: Upper bound of ``limit`` on GET /logs.
     log_query_max_limit: int = Field(1000, ge=1, le=10_000)
-
-    @field_validator("kafka_log_topic")
-    @classmethod
-    def _topic(cls, value: str) -> str:
-        return validate_topic_name(value)
 
     @field_validator("mongo_url")
     @classmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from platform_events import WideLogEvent, format_timestamp, parse_timestamp, to_utc
+from platform_events import format_timestamp, parse_timestamp, to_utc
 from wide_logging import to_document
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "encode_cursor",
     "parse_field_filters",
     "to_document",
-    "to_documents",
     "to_public",
 ]
 
@@ -37,10 +36,6 @@ SORT: Final = [("timestamp", -1), ("_id", -1)]
 
 class InvalidQuery(ValueError):
     """A query parameter that cannot be used; the message names it."""
-
-
-def to_documents(events: Sequence[WideLogEvent]) -> list[dict[str, Any]]:
-    return [to_document(event) for event in events]
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,9 @@
 """``python -m notifier``: load settings, configure logging, serve the app."""
 
-from __future__ import annotations
+from consumer_runtime.service import run_service
 
-from consumer_runtime import configure_logging, load_settings, serve
-
-from notifier.app import create_app
+from notifier.app import SERVICE, create_app
 from notifier.config import Settings
 
-
-def main() -> None:
-    settings = load_settings(Settings)
-    configure_logging("notifier", settings.log_level, json=settings.log_json)
-    serve(create_app(settings), settings)
-
-
 if __name__ == "__main__":
-    main()
+    run_service(SERVICE, Settings, create_app)

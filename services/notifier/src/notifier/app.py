@@ -1,11 +1,13 @@
-"""Composition root: settings → store, publisher, sink, consumer, live hub + tail → FastAPI app."""
+"""The notifier: mentions in platform.messages.created → MongoDB + platform.notifications.sent, listed and
+streamed live (SSE)."""
 
 from __future__ import annotations
 
-from consumer_runtime import Check, ConsumerRunner, get_logger, ops_router
-from consumer_runtime.service import consumer_lifespan
+from consumer_runtime import Check, get_logger
+from consumer_runtime.service import Datastore, build_service
 from fastapi import FastAPI
-from platform_events import MESSAGES_CREATED
+from platform_events import TOPIC_MESSAGES_CREATED, TOPIC_NOTIFICATIONS_SENT
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from notifier.api import api_router
 from notifier.config import Settings
@@ -16,31 +18,27 @@ from notifier.store import NotificationStore
 
 log = get_logger(__name__)
 
+SERVICE = "notifier"
+
 
 def create_app(settings: Settings) -> FastAPI:
+    sent_topic = settings.topic(TOPIC_NOTIFICATIONS_SENT).name
     store = NotificationStore(
         settings.mongo_url, settings.notifier_mongo_db, timeout_ms=settings.mongo_timeout_ms
     )
-    publisher = NotificationPublisher(settings, settings.kafka_topic_notifications_sent)
+    publisher = NotificationPublisher(settings, sent_topic)
     sink = NotificationSink(
         store,
         publisher,
         title=settings.notification_title,
         preview_chars=settings.notification_preview_chars,
     )
-    runner = ConsumerRunner(
-        name="notifier",
-        settings=settings,
-        topics=[MESSAGES_CREATED.renamed(settings.kafka_topic_messages_created)],
-        sink=sink,
-    )
     hub = LiveHub(settings.stream_queue_size)
     tail = (
-        NotificationTail(settings, settings.kafka_topic_notifications_sent, hub)
+        NotificationTail(settings, sent_topic, hub)
         if settings.kafka_enabled and settings.live_tail_enabled
         else None
     )
-    checks: dict[str, Check] = {"mongodb": store.ping}
     # the live tail needs Kafka: reported by /readyz ("degraded"), not gating it — lists keep working
     degraded: dict[str, Check] = {"live_tail": tail.check} if tail is not None else {}
 
@@ -57,18 +55,17 @@ def create_app(settings: Settings) -> FastAPI:
         await store.close()
         log.info("notifier stopped")
 
-    app = FastAPI(
-        title="notifier",
+    return build_service(
+        name=SERVICE,
         description="Mention notifications from platform.messages.created: stored once per (event, user) in "
         "MongoDB, published to platform.notifications.sent, listed and streamed live (SSE).",
-        version="0.1.0",
-        lifespan=consumer_lifespan(runner, settings.shutdown_timeout_s, startup=startup, shutdown=shutdown),
+        settings=settings,
+        topics=[TOPIC_MESSAGES_CREATED],
+        sink=sink,
+        datastore=Datastore("mongodb", store.ping, down=(ConnectionFailure, ExecutionTimeout)),
+        routers=[api_router(settings=settings, store=store, hub=hub, tail=tail)],
+        startup=startup,
+        shutdown=shutdown,
+        degraded_checks=degraded,
+        state={"store": store, "hub": hub, "tail": tail},
     )
-    app.state.settings = settings
-    app.state.store = store
-    app.state.runner = runner
-    app.state.hub = hub
-    app.state.tail = tail
-    app.include_router(ops_router(service="notifier", runner=runner, checks=checks, degraded_checks=degraded))
-    app.include_router(api_router(settings=settings, store=store, hub=hub, tail=tail))
-    return app

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from consumer_runtime import ServiceSettings
-from platform_events import (
-    GROUP_NOTIFICATION_SERVICE,
-    TOPIC_MESSAGES_CREATED,
-    TOPIC_NOTIFICATIONS_SENT,
-    validate_topic_name,
-)
-from pydantic import Field, field_validator
+from platform_events import GROUP_NOTIFICATION_SERVICE
+from pydantic import Field
 
 
-# consumer_runtime ships no py.typed marker yet, so mypy sees its classes as Any.
 class Settings(ServiceSettings):
     """Kafka + HTTP settings of the shared runtime, plus MongoDB and the live stream."""
 
     kafka_consumer_group: str = Field(GROUP_NOTIFICATION_SERVICE, min_length=1)
-    kafka_topic_messages_created: str = TOPIC_MESSAGES_CREATED
-    kafka_topic_notifications_sent: str = TOPIC_NOTIFICATIONS_SENT
     http_port: int = Field(8104, ge=1, le=65535)
     # Live delivery wants small batches at low rates (a full batch still flushes at once under load).
     mq_batch_timeout_ms: int = Field(100, ge=1, le=600_000)
@@ -42,8 +34,3 @@ class Settings(ServiceSettings):
     stream_ping_s: float = Field(15.0, gt=0)
     stream_page_size: int = Field(500, ge=1, le=10_000)
     live_tail_enabled: bool = True
-
-    @field_validator("kafka_topic_messages_created", "kafka_topic_notifications_sent")
-    @classmethod
-    def _topic(cls, value: str) -> str:
-        return validate_topic_name(value)

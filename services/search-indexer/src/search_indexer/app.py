@@ -1,16 +1,17 @@
-"""Composition root: Elasticsearch client, store, live consumer, rebuild manager, HTTP routers."""
+"""The search indexer: platform.messages.* → Elasticsearch, message search, rebuild by replay."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
-from consumer_runtime import ConsumerRunner, get_logger, ops_router
-from consumer_runtime.service import consumer_lifespan
+from consumer_runtime import get_logger
+from consumer_runtime.kafka_clients import Backoff, retry_until_done
+from consumer_runtime.service import Datastore, build_service
+from elasticsearch import ConnectionError, ConnectionTimeout
 from fastapi import FastAPI
 
 from search_indexer.api import router as api_router
-from search_indexer.config import Settings
+from search_indexer.config import MESSAGE_TOPICS, Settings
 from search_indexer.rebuild import RebuildManager
 from search_indexer.sink import MessageSink
 from search_indexer.store import AliasConflictError, MessageStore
@@ -22,31 +23,24 @@ SERVICE = "search-indexer"
 
 async def _ensure_alias(store: MessageStore, timeout_s: float = 30.0) -> None:
     """Wait (bounded) for Elasticsearch at start-up, then make sure the alias and its index exist."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            indices = await store.ensure_alias()
-            log.info("search index ready", alias=store.alias, indices=indices)
-            return
-        except AliasConflictError:
-            raise
-        except Exception as exc:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Elasticsearch at ELASTICSEARCH_URL is not usable: {exc!r}") from exc
-            log.warning("elasticsearch not ready; retrying", error=repr(exc))
-            await asyncio.sleep(1.0)
+    try:
+        indices = await retry_until_done(
+            store.ensure_alias,
+            what="elasticsearch not ready",
+            backoff=Backoff(1.0, 1.0),
+            give_up_after_s=timeout_s,
+            fatal=(AliasConflictError,),
+        )
+    except AliasConflictError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(f"Elasticsearch at ELASTICSEARCH_URL is not usable: {exc!r}") from exc
+    log.info("search index ready", alias=store.alias, indices=indices)
 
 
 def create_app(settings: Settings, *, store: MessageStore | None = None) -> FastAPI:
     store = store or MessageStore.from_settings(settings)
-    runner = ConsumerRunner(
-        name=SERVICE,
-        settings=settings,
-        topics=settings.topic_specs(),
-        sink=MessageSink(store),
-    )
     rebuild = RebuildManager(settings, store)
-
     sweeper: list[asyncio.Task[None]] = []
 
     async def startup() -> None:
@@ -60,15 +54,15 @@ def create_app(settings: Settings, *, store: MessageStore | None = None) -> Fast
         await rebuild.close()
         await store.close()
 
-    app = FastAPI(
-        title="search-indexer",
+    return build_service(
+        name=SERVICE,
         description="Indexes platform.messages.* into Elasticsearch; message search; rebuild by replay.",
-        lifespan=consumer_lifespan(runner, settings.shutdown_timeout_s, startup=startup, shutdown=shutdown),
+        settings=settings,
+        topics=MESSAGE_TOPICS,
+        sink=MessageSink(store),
+        datastore=Datastore("elasticsearch", store.ping, down=(ConnectionError, ConnectionTimeout)),
+        routers=[api_router],
+        startup=startup,
+        shutdown=shutdown,
+        state={"store": store, "rebuild": rebuild},
     )
-    app.state.settings = settings
-    app.state.store = store
-    app.state.runner = runner
-    app.state.rebuild = rebuild
-    app.include_router(ops_router(service=SERVICE, runner=runner, checks={"elasticsearch": store.ping}))
-    app.include_router(api_router)
-    return app

@@ -1,4 +1,4 @@
-"""Settings of the search indexer (environment variables; SPEC names for everything Kafka)."""
+"""Settings of the search indexer: the shared Kafka/HTTP settings plus Elasticsearch and rebuilds."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from typing import Any
 from consumer_runtime import ServiceSettings
 from platform_events import (
     GROUP_SEARCH_INDEXER,
-    MESSAGES_CREATED,
-    MESSAGES_DELETED,
-    MESSAGES_UPDATED,
+    TOPIC_MESSAGES_CREATED,
+    TOPIC_MESSAGES_DELETED,
+    TOPIC_MESSAGES_UPDATED,
     TopicSpec,
-    validate_topic_name,
 )
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
+
+#: The topics the index is built from (default names; configured ones via ``Settings.topic``).
+MESSAGE_TOPICS = [TOPIC_MESSAGES_CREATED, TOPIC_MESSAGES_UPDATED, TOPIC_MESSAGES_DELETED]
 
 
 class Settings(ServiceSettings):
@@ -21,11 +23,6 @@ class Settings(ServiceSettings):
 
     kafka_consumer_group: str = GROUP_SEARCH_INDEXER
     http_port: int = Field(8103, ge=1, le=65535)
-
-    # Topic names (defaults are the SPEC names; overridable so deployments and tests can rename them).
-    kafka_topic_messages_created: str = MESSAGES_CREATED.name
-    kafka_topic_messages_updated: str = MESSAGES_UPDATED.name
-    kafka_topic_messages_deleted: str = MESSAGES_DELETED.name
 
     elasticsearch_url: str = Field("http://127.0.0.1:9200", min_length=1)
     elasticsearch_username: str | None = None
@@ -55,20 +52,9 @@ class Settings(ServiceSettings):
     # POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>"; unset, it is refused (403).
     admin_token: SecretStr | None = None
 
-    @field_validator(
-        "kafka_topic_messages_created", "kafka_topic_messages_updated", "kafka_topic_messages_deleted"
-    )
-    @classmethod
-    def _topic(cls, value: str) -> str:
-        return validate_topic_name(value)
-
     def topic_specs(self) -> list[TopicSpec[Any]]:
         """The three message topics under their configured names."""
-        return [
-            MESSAGES_CREATED.renamed(self.kafka_topic_messages_created),
-            MESSAGES_UPDATED.renamed(self.kafka_topic_messages_updated),
-            MESSAGES_DELETED.renamed(self.kafka_topic_messages_deleted),
-        ]
+        return [self.topic(name) for name in MESSAGE_TOPICS]
 
     def es_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``AsyncElasticsearch``."""

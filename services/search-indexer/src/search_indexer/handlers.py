@@ -256,7 +256,7 @@ def from_source(message_id: str, source: Mapping[str, Any]) -> MessageState:
 
 
 def to_message(source: Mapping[str, Any]) -> dict[str, Any]:
-    """The public shape of a message (API responses): SPEC field names, no internals."""
+    """The public shape of a message (API responses): the event's field names (docs/contracts.md)."""
     return {
         "message_id": source.get("message_id"),
         "channel_id": source.get("channel"),

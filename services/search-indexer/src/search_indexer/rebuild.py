@@ -32,8 +32,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from consumer_runtime import ConsumerRunner, State, ensure_topics, get_logger
+from consumer_runtime.kafka_clients import reader
 from consumer_runtime.settings import KafkaSettings
 
 from search_indexer import metrics as m
@@ -94,11 +95,7 @@ async def partition_offsets(
     The high watermark is read from fetch responses (``consumer.highwater``), which is correct on every
     broker we run against, unlike ``end_offsets()`` on Tansu.
     """
-    consumer = AIOKafkaConsumer(
-        **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
+    async with reader(settings) as consumer:
         deadline = time.monotonic() + timeout_s
         parts: list[TopicPartition] = []
         for topic in topics:
@@ -120,8 +117,6 @@ async def partition_offsets(
                 raise RebuildError(f"no high watermark within {timeout_s}s for {', '.join(missing)}")
             await consumer.getmany(timeout_ms=200, max_records=1)
         return {tp: (int(begins[tp]), int(consumer.highwater(tp))) for tp in parts}
-    finally:
-        await consumer.stop()
 
 
 def replay_progress(target: Offsets, committed: Mapping[TopicPartition, int]) -> tuple[int, int, bool]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create the platform's topics if they are missing: every topic of SPEC.md, `<topic>.dlq` for each
+# Create the platform's topics if they are missing: every topic of docs/contracts.md, `<topic>.dlq` for each
 # consumed topic, and the compacted control topic. Names, partitions and replication come from the
 # kafka-config env (same file as the services read), so the topics always match what the services
 # subscribe to. Idempotent; waits for Kafka.

@@ -5,22 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aiokafka import ConsumerRecord, TopicPartition
-from consumer_runtime.dlq import (
-    HEADER_ERROR_CLASS,
-    HEADER_ERROR_MESSAGE,
-    HEADER_FAILED_AT,
-    HEADER_GROUP,
-    HEADER_OFFSET,
-    HEADER_PARTITION,
-    HEADER_STAGE,
-    HEADER_TIMESTAMP,
-    HEADER_TOPIC,
-)
-from platform_events import DLQ_SUFFIX, base_topic, is_dlq_topic, now_ms
+from consumer_runtime.dlq import DlqHeaders, replay_headers
+from platform_events import DLQ_SUFFIX, base_topic, is_dlq_topic
 from pydantic import BaseModel, Field, model_validator
 
 from gateway.config import GatewaySettings
-from gateway.kafka import KafkaGateway, render_headers
+from gateway.kafka import KafkaGateway
 from gateway.logs import log
 from gateway.ops.browse import PartitionCursor, browse
 from gateway.ops.errors import NotFound
@@ -96,22 +86,12 @@ def dlq_name(topic: str) -> str:
 
 def replay_target(letter: ConsumerRecord[bytes, bytes], dlq_topic: str) -> str:
     """Where a dead letter goes back to: its ``dlq.original.topic`` header, else the DLQ name minus .dlq."""
-    original = render_headers(letter.headers).get(HEADER_TOPIC)
-    if original:
-        return original
-    return dlq_topic.removesuffix(".dlq")
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+    return DlqHeaders.parse(letter.headers).original_topic or dlq_topic.removesuffix(".dlq")
 
 
 def dead_letter(msg: dict[str, Any]) -> DeadLetter:
     """A browsed DLQ record with its error headers read out."""
-    h = msg["headers"]
+    h = DlqHeaders.parse(msg["headers"])
     return DeadLetter(
         dlq_topic=msg["topic"],
         partition=msg["partition"],
@@ -121,19 +101,15 @@ def dead_letter(msg: dict[str, Any]) -> DeadLetter:
         value=msg["value"],
         value_encoding=msg["value_encoding"],
         original={
-            "topic": h.get(HEADER_TOPIC) or base_topic(msg["topic"]),
-            "partition": _int(h.get(HEADER_PARTITION)),
-            "offset": _int(h.get(HEADER_OFFSET)),
-            "timestamp_ms": _int(h.get(HEADER_TIMESTAMP)),
+            "topic": h.original_topic or base_topic(msg["topic"]),
+            "partition": h.original_partition,
+            "offset": h.original_offset,
+            "timestamp_ms": h.original_timestamp_ms,
         },
-        error={
-            "class": h.get(HEADER_ERROR_CLASS),
-            "message": h.get(HEADER_ERROR_MESSAGE),
-            "stage": h.get(HEADER_STAGE),
-        },
-        consumer_group=h.get(HEADER_GROUP),
-        failed_at_ms=_int(h.get(HEADER_FAILED_AT)),
-        headers=h,
+        error={"class": h.error_class, "message": h.error_message, "stage": h.stage},
+        consumer_group=h.group,
+        failed_at_ms=h.failed_at_ms,
+        headers=msg["headers"],
     )
 
 
@@ -209,11 +185,7 @@ async def _plan(
         target = replay_target(letter, dlq)
         if target not in existing:
             raise NotFound("topic_not_found", f"original topic {target!r} of {dlq}[{p}]@{o} does not exist")
-        headers = [
-            ("dlq.replayed.from", f"{dlq}/{p}/{o}".encode()),
-            ("dlq.replayed.at", str(now_ms()).encode()),
-        ]
-        by_target.setdefault(target, []).append((letter.key, letter.value, headers))
+        by_target.setdefault(target, []).append((letter.key, letter.value, replay_headers(dlq, p, o)))
         refs.setdefault(target, []).append({"dlq_partition": p, "dlq_offset": o})
     return by_target, refs
 
