@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
+from platform_events import TOPIC_MESSAGES_CREATED
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -149,7 +150,7 @@ def api_router(
             ),
         ] = None,
     ) -> EventSourceResponse:
-        topic = settings.kafka_topic_messages_created
+        topic = settings.topic(TOPIC_MESSAGES_CREATED).name
         resume = parse_resume(last_event_id or after)
         sub = hub.subscribe(user_id)  # before any store read: nothing published from here on is missed
         try:
