@@ -202,8 +202,8 @@ def _sink_section(rows: list[Row], raw: dict[str, Any]) -> list[str]:
         "",
         "drained: the service with the settings `make run` gives it (no benchmark tuning), from its first "
         "fetch to the last event stored, of a backlog produced before it started. Raw bulk: the same "
-        "documents written by a plain client in bulks of the runtime's `MQ_MAX_BATCH`, into the service's schema "
-        "(same indexes and constraints) and into a minimal one (primary key only), on the same server "
+        "documents written by a plain client in bulks of the runtime's `MQ_MAX_BATCH`, into the service's "
+        "schema (same indexes and constraints) and into a minimal one (primary key only), on the same server "
         "in the same run.",
         "",
     ]
