@@ -421,7 +421,7 @@ def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = sum(r["seconds"] for r in runs)
 
     def median(key: str) -> float:
-        values = sorted(r[key] for r in runs)
+        values = sorted(float(r[key]) for r in runs)
         return values[len(values) // 2]
 
     return {
