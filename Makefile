@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults soak lint fmt bench deploy-check kind-up kind-down browser clean
+.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults soak lint fmt bench deploy-check kind-up kind-down browser wrk clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -58,6 +58,12 @@ browser: ## Debian's chromium for the console's browser tests (Playwright drives
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null; \
 	  else echo "run: sudo apt-get install chromium fonts-nanum (needed by the console browser tests)"; exit 1; fi; }
 
+wrk: ## Debian's wrk, the HTTP load generator of `make bench` (apt-get as root, else says what to run)
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "run: sudo apt-get install wrk (the load generator of the HTTP benchmark)"; exit 1; fi; }
+
 test: infra-up browser ## install, start what tests need, run the whole suite
 	$(VPY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
@@ -82,7 +88,7 @@ lint: install ## ruff + mypy
 fmt: install
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: infra-up ## run the benchmarks; tables on stdout, JSON in benchmarks/results/
+bench: infra-up wrk ## run the benchmarks (under 15 min); tables on stdout, JSON + REPORT.md in benchmarks/results/
 	$(VPY) -m benchmarks
 
 deploy-check: install ## render + validate the k8s overlays and components, compose and the Dockerfile (no cluster needed)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RUNS = HERE / "results" / "_runs.json"
+BUDGET_S = 15 * 60  # issue 19: `make bench` end to end in under 15 minutes
 
 
 def group_rss_kb(pgid: int) -> int:
@@ -85,6 +86,7 @@ def main() -> int:
     runs: dict[str, dict[str, float | int]] = json.loads(RUNS.read_text()) if RUNS.exists() else {}
     chosen = [s for s in scripts if not only or s.stem in only]
     failed = []
+    started = time.monotonic()
     for i, script in enumerate(chosen, 1):
         print(f"\n### [{i}/{len(chosen)}] {script.stem}", flush=True)
         result = run_one(script.stem, heartbeat)
@@ -101,6 +103,10 @@ def main() -> int:
 
     print()
     report()
+    total = time.monotonic() - started
+    print(f"\nall benchmarks: {total / 60:.1f} min (budget {BUDGET_S / 60:.0f} min)")
+    if total > BUDGET_S:
+        print(f"over the budget of {BUDGET_S / 60:.0f} min: shrink the BENCH_* sizes")
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1

@@ -111,3 +111,69 @@ def headline(
         "latency_of": latency_of,
         "unit": unit,
     }
+
+
+def run_defaults() -> tuple[int, int, int]:
+    """(MQ_BATCH_SIZE, MQ_MAX_BATCH, KAFKA_MAX_POLL_RECORDS) a service gets from `make run`: the runtime's
+    defaults (or what the environment sets, as `make run` would pass it on)."""
+    from consumer_runtime.settings import KafkaSettings
+
+    s = KafkaSettings()
+    return s.mq_batch_size, s.mq_max_batch, s.kafka_max_poll_records
+
+
+def raw_batch() -> int:
+    """The bulk size of the raw baselines: the largest batch the runtime writes at its defaults."""
+    size, max_batch, _ = run_defaults()
+    return max(size, max_batch)
+
+
+def backlog(
+    *,
+    events: int,
+    service_eps: float,
+    raw_same_eps: float,
+    raw_minimal_eps: float,
+    batches: int,
+    how: str,
+) -> dict[str, Any]:
+    """The summary of a sink's backlog drain at the `make run` defaults, with its two raw baselines (the
+    report's "Sinks at the make run defaults" table)."""
+    size, max_batch, poll = run_defaults()
+    return {
+        "events": events,
+        "service_eps": service_eps,
+        "raw_same_eps": raw_same_eps,
+        "raw_minimal_eps": raw_minimal_eps,
+        "batches": batches,
+        "mean_batch": events / batches if batches else None,
+        "defaults": {"MQ_BATCH_SIZE": size, "MQ_MAX_BATCH": max_batch, "KAFKA_MAX_POLL_RECORDS": poll},
+        "raw_batch": raw_batch(),
+        "how": how,
+    }
+
+
+def backlog_targets(
+    service: float,
+    raw_same: float,
+    raw_minimal: float,
+    *,
+    minimal_goal: float,
+    same_gap: str = "",
+    minimal_gap: str = "",
+) -> list[Target]:
+    """Issue 19: at the defaults, ≥ 0.9× raw bulk into the same schema; a stated ratio to the minimal one."""
+    return [
+        Target("× raw bulk, same schema (defaults)", service / raw_same, ">=", 0.9, why_missed=same_gap),
+        Target(
+            "× raw bulk, minimal schema (defaults)",
+            service / raw_minimal,
+            ">=",
+            minimal_goal,
+            why_missed=minimal_gap
+            or (
+                f"the schema itself: raw bulk into it runs at {raw_same / raw_minimal:.2f}× the minimal one, "
+                f"and the service at {service / raw_same:.2f}× that"
+            ),
+        ),
+    ]

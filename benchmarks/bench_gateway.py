@@ -1,26 +1,31 @@
-"""Gateway overhead: p50/p99 of GET issue by id and of message search, through the gateway vs calling the
-owning service directly, at a fixed concurrency (50) and at concurrency 1, in one run.
+"""HTTP benchmark with a real load generator (wrk): GET issue by id through the gateway, from the
+issue-ingestor directly, and from a bare FastAPI endpoint answering the same JSON (the ceiling), in one run.
 
-Each server runs in its own process (issue-ingestor, search-indexer, gateway — as deployed), all over the
-local Kafka/MariaDB/Elasticsearch stand-ins; the load generator is this process (httpx, keep-alive).
-Everything it creates (topics, database + user, indexes) is its own and removed at the end.
+Each server runs in its own process on 127.0.0.1 (issue-ingestor and gateway as deployed, over the local
+Kafka/MariaDB; the bare endpoint: ``benchmarks._bare``). ``wrk`` (C, one thread: the 2 cores are shared
+with the servers) drives each target for ``BENCH_GW_ROUND_S`` seconds per round at concurrency 50, the
+targets alternating within every round (the order flips each round, so drift hits all alike); then the
+same at concurrency 1 for the hop's own latency. Everything the run creates (topics, database + user) is its
+own and removed at the end.
 
-Target (issue 8): gateway overhead (gateway p50 − direct p50) <= 2 ms, per endpoint. At concurrency 50 on a
-small machine the load generator, the three services and the datastores share the cores, so those numbers
-are dominated by CPU queueing; concurrency 1 measures the hop's own cost. Both are reported, met/missed each.
+Targets (issue 19): gateway ≥ 0.85× direct requests/s at c=50; direct ≥ 0.3× the bare endpoint at c=50.
+Issue 8's c=1 gateway overhead (p50 via gateway − p50 direct ≤ 2 ms) is reported too.
 
-    cd /work/main && .venv/bin/python -m benchmarks.bench_gateway
-    # BENCH_GW_CONCURRENCY=50 BENCH_GW_REQUESTS=1500 BENCH_GW_SERIAL=600 BENCH_GW_ROUNDS=6
+    .venv/bin/python -m benchmarks.bench_gateway
+    # BENCH_GW_CONCURRENCY=50 BENCH_GW_ROUNDS=3 BENCH_GW_ROUND_S=5 BENCH_GW_SERIAL_ROUND_S=3
+
+``wrk`` is Debian's package: ``make bench`` installs it when run as root (like ``make browser``), else
+asks for ``sudo apt-get install wrk``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
-import random
+import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,19 +40,20 @@ import httpx
 from consumer_runtime.testing import topic_env
 from devservers import free_port
 
-from benchmarks._common import Timer, pct, rate, report
+from benchmarks._common import Timer, report
 from benchmarks._targets import Target, headline, targets
 
 CONCURRENCY = int(os.environ.get("BENCH_GW_CONCURRENCY", "50"))
-REQUESTS = int(os.environ.get("BENCH_GW_REQUESTS", "1500"))  # per (endpoint, via) at CONCURRENCY
-SERIAL_REQUESTS = int(os.environ.get("BENCH_GW_SERIAL", "600"))  # the same at concurrency 1
-ROUNDS = int(os.environ.get("BENCH_GW_ROUNDS", "6"))  # each split in rounds alternating direct/gateway
-ISSUES = int(os.environ.get("BENCH_GW_ISSUES", "1000"))
-MESSAGES = int(os.environ.get("BENCH_GW_MESSAGES", "1000"))
-TARGET_MS = 2.0
-MAX_ERROR_RATE = 0.01  # failed requests (non-200, timeouts) tolerated and reported; more fail the run
+ROUNDS = int(os.environ.get("BENCH_GW_ROUNDS", "3"))
+ROUND_S = int(os.environ.get("BENCH_GW_ROUND_S", "5"))  # per target and round at CONCURRENCY
+SERIAL_ROUND_S = int(os.environ.get("BENCH_GW_SERIAL_ROUND_S", "3"))  # the same at concurrency 1
+ISSUES = int(os.environ.get("BENCH_GW_ISSUES", "200"))
+WRK_THREADS = int(os.environ.get("BENCH_GW_WRK_THREADS", "1"))
+GATEWAY_GOAL = 0.85  # gateway ÷ direct requests/s at c=50
+BARE_GOAL = 0.3  # direct ÷ bare requests/s at c=50
+OVERHEAD_MS = 2.0  # issue 8: p50 via gateway − p50 direct at c=1
+MAX_ERROR_RATE = 0.01  # non-2xx answers and socket errors tolerated (reported); more fail the run
 ADMIN = "bench-admin-token"
-WORDS = ["배포", "프레스", "장애", "점검", "완료", "유압", "용접", "도장", "조립", "알림"]
 STARTED = time.monotonic()
 
 
@@ -63,6 +69,82 @@ def tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
+# ------------------------------------------------------------------------------------------- wrk
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if m is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """The figures of ``wrk --latency`` output: requests, seconds, requests/s, latency percentiles (ms),
+    errors (socket errors + non-2xx/3xx answers)."""
+    res: dict[str, Any] = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out)
+    if m is None:
+        raise ValueError(f"wrk output without a request count:\n{out}")
+    res["requests"] = int(m.group(1))
+    res["seconds"] = _ms(m.group(2) + m.group(3)) / 1000
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["req_per_s"] = float(m.group(1)) if m else res["requests"] / res["seconds"]
+    dist = re.search(r"Latency Distribution\s*\n((?:\s+\d+%\s+\S+\s*\n)+)", out)
+    if dist is None:
+        raise ValueError(f"wrk output without a latency distribution (run with --latency):\n{out}")
+    for pct_s, value in re.findall(r"(\d+)%\s+(\S+)", dist.group(1)):
+        res[f"p{pct_s}_ms"] = _ms(value)
+    m = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if m:
+        res["mean_ms"], res["max_ms"] = _ms(m.group(1)), _ms(m.group(3))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    res["errors"] = errors
+    return res
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit(
+            "bench_gateway needs wrk (Debian package): `make bench` as root installs it, "
+            "else run: sudo apt-get install wrk"
+        )
+    return found
+
+
+async def wrk(url: str, concurrency: int, seconds: int) -> dict[str, Any]:
+    """One wrk run against ``url`` (127.0.0.1 only): its parsed figures."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"the benchmark only loads 127.0.0.1, not {url}")
+    threads = max(1, min(WRK_THREADS, concurrency))
+    cmd = [
+        wrk_binary(),
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        url,
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out_b, _ = await asyncio.wait_for(proc.communicate(), seconds + 30)
+    out = out_b.decode(errors="replace")
+    if proc.returncode:
+        raise RuntimeError(f"wrk exited with {proc.returncode}:\n{out}")
+    return parse_wrk(out)
+
+
 # ------------------------------------------------------------------------------------------- the servers
 @dataclass
 class Server:
@@ -70,6 +152,7 @@ class Server:
     module: str
     env: dict[str, str]
     log: Path
+    args: tuple[str, ...] = ()
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -81,7 +164,7 @@ class Server:
         self.port = free_port()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [sys.executable, "-m", self.module, *(a.format(port=self.port) for a in self.args)],
                 env={**os.environ, **self.env, "HTTP_PORT": str(self.port)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -146,7 +229,7 @@ class _PortTaken(Exception):
 
 @dataclass
 class Stack:
-    """issue-ingestor, search-indexer and the gateway in front of them, on this run's own names."""
+    """The issue-ingestor, the gateway in front of it, and the bare endpoint, on this run's own names."""
 
     ep: Any
     prefix: str = field(default_factory=lambda: f"bench-gw-{uuid.uuid4().hex[:6]}")
@@ -190,50 +273,33 @@ class Stack:
             },
             self.logs / "issue-ingestor.log",
         )
-        self.servers["search"] = Server(
-            "search-indexer",
-            "search_indexer",
-            {
-                **common,
-                "KAFKA_CONSUMER_GROUP": f"{self.prefix}-si",
-                "ELASTICSEARCH_URL": ep.elasticsearch_url,
-                "SEARCH_INDEX_ALIAS": f"{self.prefix}-messages",
-                "SEARCH_INDEX_REPLICAS": "0",
-            },
-            self.logs / "search-indexer.log",
+        await self.servers["ingestor"].start()
+        self.servers["gateway"] = Server(
+            "gateway",
+            "gateway",
+            {**common, "ADMIN_TOKEN": ADMIN, "ISSUE_INGESTOR_URL": self.servers["ingestor"].url},
+            self.logs / "gateway.log",
         )
-        await asyncio.gather(self.servers["ingestor"].start(), self.servers["search"].start())
-        self.servers["gateway"] = self.gateway_server("gateway", self.logs / "gateway.log")
         await self.servers["gateway"].start()
-        # /healthz only says the process answers. Publishing before the consumers hold their partitions
-        # (topics created by each service at start-up, group joined) is what could leave the data half
-        # consumed and the poll below timing out: wait for the assignments and the gateway's Kafka.
-        await poll(self._consumers_assigned, "both consumers assigned their partitions", 120)
+        # /healthz only says the process answers: publish once the consumer holds its partitions and the
+        # gateway reaches Kafka, or the seed could be half consumed when the poll below gives up
+        await poll(self._consumer_assigned, "the issue-ingestor's consumer assigned its partitions", 120)
         await poll(self._gateway_ready, "gateway /readyz (Kafka reachable)", 60)
 
-    def gateway_server(self, name: str, log: Path, **extra_env: str) -> Server:
-        return Server(
-            name,
-            "gateway",
-            {
-                **self.common_env(),
-                "ADMIN_TOKEN": ADMIN,
-                "ISSUE_INGESTOR_URL": self.servers["ingestor"].url,
-                "SEARCH_INDEXER_URL": self.servers["search"].url,
-                **extra_env,
-            },
-            log,
+    async def start_bare(self, body: dict[str, Any]) -> None:
+        body_file = self.logs / "bare-body.json"
+        body_file.write_text(json.dumps(body, ensure_ascii=False))
+        self.servers["bare"] = Server(
+            "bare FastAPI", "benchmarks._bare", {}, self.logs / "bare.log", args=("{port}", str(body_file))
         )
+        await self.servers["bare"].start()
 
-    async def _consumers_assigned(self) -> bool:
+    async def _consumer_assigned(self) -> bool:
         async with httpx.AsyncClient(timeout=5) as client:
-            for key in ("ingestor", "search"):
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    status = (await client.get(f"{self.servers[key].url}/consumer/status")).json()
-                    if status.get("assignment"):
-                        continue
-                return False
-        return True
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                status = (await client.get(f"{self.servers['ingestor'].url}/consumer/status")).json()
+                return bool(status.get("assignment"))
+        return False
 
     async def _gateway_ready(self) -> bool:
         async with httpx.AsyncClient(timeout=5) as client:
@@ -271,12 +337,6 @@ class Stack:
             await drop_mysql_database_async(self.db, self.user, port=ep.mysql_port)
         except Exception as exc:
             say(f"cleanup: database {self.db} / user {self.user} not dropped: {exc!r}")
-        try:
-            async with httpx.AsyncClient(base_url=ep.elasticsearch_url, timeout=30) as es:
-                for index in (await es.get(f"/_cat/indices/{prefix}*", params={"format": "json"})).json():
-                    await es.delete(f"/{index['index']}")
-        except Exception as exc:
-            say(f"cleanup: indexes {prefix}* not deleted: {exc!r}")
 
 
 async def poll(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 180) -> None:
@@ -289,273 +349,255 @@ async def poll(check: Callable[[], Awaitable[bool]], what: str, timeout: float =
 
 
 # ------------------------------------------------------------------------------------------- data + load
-async def seed(stack: Stack) -> tuple[list[str], float]:
-    """Publish ISSUES issues and MESSAGES messages through the gateway; wait until stored / indexed."""
+async def seed(stack: Stack) -> list[str]:
+    """Publish ISSUES issues through the gateway; wait until the issue-ingestor stored them."""
     gateway = stack.servers["gateway"].url
     issue_ids = [f"PRESS_{i:04d}_{stack.prefix[-6:]}" for i in range(ISSUES)]
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as gw:
-        sem = asyncio.Semaphore(50)
+        sem = asyncio.Semaphore(20)
 
-        async def post(path: str, body: dict[str, Any]) -> None:
+        async def post(issue: str) -> None:
+            body = {
+                "issue": issue,
+                "processType": "장애접수",
+                "modeType": "프레스",
+                "modeLogId": f"{issue}_LOG",
+            }
             async with sem:
                 for attempt in range(5):  # a 503 (Kafka busy) is retried; anything else is a failure
-                    response = await gw.post(path, json=body)
+                    response = await gw.post("/api/v1/events/issues", json=body)
                     if response.status_code < 300:
                         return
                     if response.status_code != 503 or attempt == 4:
-                        raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:300]}")
+                        raise RuntimeError(f"POST issue: {response.status_code} {response.text[:300]}")
                     await asyncio.sleep(0.5 * 2**attempt)
 
         with Timer() as publish_t:
-            await asyncio.gather(
-                *(
-                    post(
-                        "/api/v1/events/issues",
-                        {
-                            "issue": i,
-                            "processType": "장애접수",
-                            "modeType": "프레스",
-                            "modeLogId": f"{i}_LOG",
-                        },
-                    )
-                    for i in issue_ids
-                ),
-                *(
-                    post(
-                        "/messages",
-                        {
-                            "channel_id": f"ch_{n % 7}",
-                            "author_id": f"user_{n % 13}",
-                            "content": " ".join(random.sample(WORDS, 4)) + f" 메시지 {n}",
-                        },
-                    )
-                    for n in range(MESSAGES)
-                ),
-            )
-        say(f"published {ISSUES} issues + {MESSAGES} messages via the gateway in {publish_t.seconds:.1f}s")
-        seen = {"issues": -1, "messages": -1}
+            await asyncio.gather(*(post(i) for i in issue_ids))
+        say(f"published {ISSUES} issues via the gateway in {publish_t.seconds:.1f}s")
+        seen = {"total": -1}
 
-        async def stored(what: str, path: str, params: dict[str, Any], wanted: int) -> bool:
+        async def stored() -> bool:
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-                r = await gw.get(path, params=params)
-                seen[what] = r.json()["total"] if r.status_code == 200 else seen[what]
-            return seen[what] >= wanted
+                r = await gw.get("/api/v1/issues", params={"limit": 1})
+                seen["total"] = r.json()["total"] if r.status_code == 200 else seen["total"]
+            return seen["total"] >= ISSUES
 
         try:
-            await poll(lambda: stored("issues", "/api/v1/issues", {"limit": 1}, ISSUES), "issues stored")
-            await poll(
-                lambda: stored("messages", "/api/v1/search/messages", {"q": "메시지", "limit": 1}, MESSAGES),
-                "messages indexed",
-            )
+            await poll(stored, "issues stored")
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}; last seen {seen}") from None
-    say(f"stored: {seen['issues']} issues, indexed: {seen['messages']} messages")
-    return issue_ids, rate(ISSUES + MESSAGES, publish_t.seconds)
+    say(f"stored: {seen['total']} issues")
+    return issue_ids
 
 
-async def measure(
-    base: str, paths: list[str], count: int, concurrency: int = CONCURRENCY, errors: list[str] | None = None
-) -> list[float]:
-    """``count`` GETs spread over ``concurrency`` workers; returns the latencies (ms) of the 200 answers.
-
-    A non-200 answer or a failed request is not timed; it is appended to ``errors`` (when given — the
-    caller reports them and fails above MAX_ERROR_RATE), else raised at once."""
-    latencies: list[float] = []
-    queue = [paths[i % len(paths)] for i in range(count)]
-    random.shuffle(queue)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            while queue:
-                path = queue.pop()
-                started = time.perf_counter()
-                try:
-                    response = await client.get(path)
-                except httpx.HTTPError as exc:
-                    problem = f"GET {base}{path}: {exc!r}"
-                else:
-                    if response.status_code == 200:
-                        latencies.append((time.perf_counter() - started) * 1000)
-                        continue
-                    problem = f"GET {base}{path}: {response.status_code} {response.text[:200]}"
-                if errors is None:
-                    raise RuntimeError(problem)
-                errors.append(problem)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
+async def rounds(
+    urls: dict[str, str], concurrency: int, seconds: int, servers: dict[str, Server]
+) -> dict[str, list[dict[str, Any]]]:
+    """ROUNDS rounds, each target once per round, the order flipped every round."""
+    names = list(urls)
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for i in range(ROUNDS):
+        for name in names if i % 2 == 0 else names[::-1]:
+            cpu_before = servers[name].cpu_seconds()
+            res = await wrk(urls[name], concurrency, seconds)
+            res["server_cpu_ms_per_req"] = (
+                (servers[name].cpu_seconds() - cpu_before) * 1000 / res["requests"]
+                if res["requests"]
+                else 0.0
+            )
+            res["round"] = i + 1
+            out[name].append(res)
+            say(
+                f"c={concurrency} round {i + 1} {name:8s} {res['req_per_s']:8,.0f} req/s  p50 "
+                f"{res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  errors {res['errors']}"
+            )
+    return out
 
 
-async def compare(
-    name: str,
-    direct: tuple[str, list[str]],
-    gateway: tuple[str, list[str]],
-    concurrency: int,
-    total: int,
-    answering: dict[str, Server],
-) -> tuple[list[dict[str, Any]], dict[str, float], list[float]]:
-    """Direct and gateway in alternating rounds (drift — GC, ES merges, other load — hits both alike).
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure for a target's rounds: requests/s over all of them, the rounds' median percentiles."""
+    requests = sum(r["requests"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
 
-    ``server_cpu_ms_per_req``: CPU time of the process answering (the owning service when direct, the
-    gateway alone when through it) per request — the hop's cost independent of what else runs."""
-    results: dict[str, list[float]] = {"direct": [], "gateway": []}
-    elapsed = {"direct": 0.0, "gateway": 0.0}
-    cpu = {"direct": 0.0, "gateway": 0.0}
-    errors: dict[str, list[str]] = {"direct": [], "gateway": []}
-    round_overheads: list[float] = []  # p50 gateway - p50 direct, per round
-    for _ in range(ROUNDS):
-        round_p50: dict[str, float] = {}
-        for via, (base, paths) in (("direct", direct), ("gateway", gateway)):
-            cpu_before = answering[via].cpu_seconds()
-            with Timer() as t:
-                lat = await measure(base, paths, max(1, total // ROUNDS), concurrency, errors[via])
-            results[via] += lat
-            round_p50[via] = pct(lat, 50)
-            elapsed[via] += t.seconds
-            cpu[via] += answering[via].cpu_seconds() - cpu_before
-        round_overheads.append(round_p50["gateway"] - round_p50["direct"])
-    for via, problems in errors.items():
-        if problems:
-            say(f"{name} c={concurrency} {via}: {len(problems)} failed requests, first: {problems[0]}")
-        if len(problems) > MAX_ERROR_RATE * total:
-            raise RuntimeError(f"{name} c={concurrency} {via}: {len(problems)} of {total} requests failed")
-    rows = []
-    for via, lat in results.items():
-        rows.append(
-            {
-                "endpoint": name,
-                "concurrency": concurrency,
-                "via": via,
-                "requests": len(lat),
-                "errors": len(errors[via]),
-                "p50_ms": pct(lat, 50),
-                "p99_ms": pct(lat, 99),
-                "mean_ms": statistics.fmean(lat),
-                "req_per_s": rate(len(lat), elapsed[via]),
-                "server_cpu_ms_per_req": cpu[via] * 1000 / len(lat),
-            }
-        )
-    overhead = {f"p{p}": pct(results["gateway"], p) - pct(results["direct"], p) for p in (50, 99)}
-    say(
-        f"{name} c={concurrency}: direct p50 {rows[0]['p50_ms']:.2f} p99 {rows[0]['p99_ms']:.2f} | gateway "
-        f"p50 {rows[1]['p50_ms']:.2f} p99 {rows[1]['p99_ms']:.2f} ms | overhead p50 {overhead['p50']:.2f} ms"
-        f" | gateway CPU {rows[1]['server_cpu_ms_per_req']:.2f} ms/request"
-    )
-    return rows, overhead, round_overheads
+    def median(key: str) -> float:
+        values = sorted(float(r[key]) for r in runs)
+        return values[len(values) // 2]
+
+    return {
+        "requests": requests,
+        "errors": sum(r["errors"] for r in runs),
+        "req_per_s": requests / seconds if seconds else 0.0,
+        **{f"p{p}_ms": median(f"p{p}_ms") for p in (50, 75, 90, 99)},
+        "server_cpu_ms_per_req": sum(r["server_cpu_ms_per_req"] * r["requests"] for r in runs) / requests
+        if requests
+        else 0.0,
+    }
 
 
-def why_missed(concurrency: int, cpu_ms: float, direct_p50_ms: float) -> str:
-    """What limits the overhead figure on this machine (shown by the report only when missed)."""
+def ratio_rounds(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[float]:
+    return [round(x["req_per_s"] / y["req_per_s"], 3) for x, y in zip(a, b, strict=True) if y["req_per_s"]]
+
+
+def why_gateway(cpu_gw: float, cpu_direct: float) -> str:
     cores = os.cpu_count() or 1
-    if concurrency > cores:
-        return (
-            f"{cores} cores shared by the load generator, 3 services and their datastores are saturated "
-            f"at concurrency {concurrency} (direct p50 already {direct_p50_ms:.0f} ms of queueing): the "
-            f"gateway's {cpu_ms:.2f} ms CPU per request waits in the same run queue, and run-to-run spread "
-            "is larger than the target"
-        )
     return (
-        f"one more loopback hop (2 extra socket round trips, 2 process wake-ups) plus {cpu_ms:.2f} ms of "
-        f"gateway CPU per request (HTTP server + FastAPI + upstream client + a wide event to Kafka) on "
-        f"{cores} shared cores"
+        f"through the gateway every request costs the gateway {cpu_gw:.2f} ms CPU on top of the service's "
+        f"{cpu_direct:.2f} ms (HTTP server + FastAPI + upstream client + a wide event to Kafka), on the same "
+        f"{cores} cores as wrk, the service and MariaDB: at saturation the two processes split the CPU"
+    )
+
+
+def why_bare(cpu_direct: float, cpu_bare: float) -> str:
+    return (
+        f"the service spends {cpu_direct:.2f} ms CPU per request (a pooled MariaDB query, row → model "
+        f"validation, its middleware) against the bare endpoint's {cpu_bare:.2f} ms, and MariaDB shares the "
+        "cores"
     )
 
 
 async def main() -> int:
     from devservers import ensure
 
-    say("devservers: kafka, mysql, elasticsearch")
-    stack = Stack(ensure(["kafka", "mysql", "elasticsearch"]))
+    wrk_binary()
+    say("devservers: kafka, mysql")
+    stack = Stack(ensure(["kafka", "mysql"]))
     ok = False
     try:
-        say(f"starting issue-ingestor, search-indexer, gateway ({stack.prefix}; logs in {stack.logs})")
+        say(f"starting issue-ingestor and gateway ({stack.prefix}; logs in {stack.logs})")
         await stack.start()
-        say("all three ready (consumers assigned, gateway Kafka reachable)")
-        issue_ids, published_per_s = await seed(stack)
-        urls = {k: s.url for k, s in stack.servers.items()}
-        issue_paths = [f"/issues/{i}" for i in issue_ids]
-        search_paths = [f"/messages/search?q={w}&limit=10" for w in WORDS]
-        cases = [
-            ("GET issue by id", "issue", (urls["ingestor"], issue_paths), stack.servers["ingestor"]),
-            ("search", "search", (urls["search"], search_paths), stack.servers["search"]),
-        ]
-        gateway_paths = {"issue": [f"/api/kafka{p}" for p in issue_paths], "search": search_paths}
-        rows: list[dict[str, Any]] = []
-        summary: dict[str, Any] = {
-            "concurrency": CONCURRENCY,
-            "published_per_s_via_gateway": published_per_s,
+        issue_ids = await seed(stack)
+        issue = issue_ids[len(issue_ids) // 2]
+        direct_url = f"{stack.servers['ingestor'].url}/issues/{issue}"
+        async with httpx.AsyncClient(timeout=10) as client:
+            body = (await client.get(direct_url)).raise_for_status().json()
+        await stack.start_bare(body)
+        urls = {
+            "bare": f"{stack.servers['bare'].url}/issues/{issue}",
+            "direct": direct_url,
+            "gateway": f"{stack.servers['gateway'].url}/api/kafka/issues/{issue}",
         }
-        goals: list[Target] = []
-        overhead_rows: list[dict[str, Any]] = []
-        for name, key, direct, owner in cases:
-            gateway = (urls["gateway"], gateway_paths[key])
-            say(f"{name}: warm-up")
-            await measure(*direct, 300, CONCURRENCY, [])  # connections, caches (failures: counted later)
-            await measure(*gateway, 300, CONCURRENCY, [])
-            for concurrency, total in ((CONCURRENCY, REQUESTS), (1, SERIAL_REQUESTS)):
-                say(
-                    f"{name}: {total} requests direct + {total} via the gateway, concurrency "
-                    f"{concurrency}, {ROUNDS} alternating rounds"
-                )
-                answering = {"direct": owner, "gateway": stack.servers["gateway"]}
-                case_rows, overhead, per_round = await compare(
-                    name, direct, gateway, concurrency, total, answering
-                )
-                rows += case_rows
-                direct_row, via_row = case_rows
-                cpu_ms = via_row["server_cpu_ms_per_req"]
-                summary[f"{key}_c{concurrency}_gateway_cpu_ms_per_req"] = round(cpu_ms, 3)
-                for p, value in overhead.items():
-                    summary[f"{key}_c{concurrency}_gateway_overhead_{p}_ms"] = round(value, 2)
-                overhead_rows.append(
-                    {
-                        "endpoint": name,
-                        "concurrency": concurrency,
-                        "direct_p50_ms": direct_row["p50_ms"],
-                        "via_p50_ms": via_row["p50_ms"],
-                        "overhead_p50_ms": overhead["p50"],
-                        "overhead_p50_rounds_ms": [round(x, 3) for x in per_round],
-                        "direct_p99_ms": direct_row["p99_ms"],
-                        "via_p99_ms": via_row["p99_ms"],
-                        "overhead_p99_ms": overhead["p99"],
-                        "gateway_cpu_ms_per_req": cpu_ms,
+        async with httpx.AsyncClient(timeout=10) as client:
+            for name, url in urls.items():
+                answer = (await client.get(url)).raise_for_status().json()
+                if answer != body:
+                    raise RuntimeError(f"{name} answers another body than the service: {answer} != {body}")
+        say(f"wrk {shutil.which('wrk')}: GET one issue by id ({len(json.dumps(body))} B of JSON)")
+        servers = {"bare": stack.servers["bare"], "direct": stack.servers["ingestor"],
+                   "gateway": stack.servers["gateway"]}  # fmt: skip
+        for url in urls.values():  # warm-up: connections, pools, caches
+            await wrk(url, CONCURRENCY, 1)
+        hot = await rounds(urls, CONCURRENCY, ROUND_S, servers)
+        serial_urls = {k: urls[k] for k in ("direct", "gateway")}
+        serial = await rounds(serial_urls, 1, SERIAL_ROUND_S, servers)
+
+        rows: list[dict[str, Any]] = []
+        figures: dict[tuple[str, int], dict[str, Any]] = {}
+        for concurrency, runs in ((CONCURRENCY, hot), (1, serial)):
+            for name, results in runs.items():
+                fig = combined(results)
+                figures[name, concurrency] = fig
+                rows.append({"target": name, "concurrency": concurrency, **fig})
+                total = fig["requests"] + fig["errors"]
+                if fig["errors"] > MAX_ERROR_RATE * total:
+                    raise RuntimeError(f"{name} c={concurrency}: {fig['errors']} of {total} requests failed")
+        bare, direct, gw = (figures[k, CONCURRENCY] for k in ("bare", "direct", "gateway"))
+        gw_over_direct = gw["req_per_s"] / direct["req_per_s"]
+        direct_over_bare = direct["req_per_s"] / bare["req_per_s"]
+        gw_rounds = ratio_rounds(hot["gateway"], hot["direct"])
+        bare_rounds = ratio_rounds(hot["direct"], hot["bare"])
+        d1, g1 = figures["direct", 1], figures["gateway", 1]
+        overhead_rounds = [
+            round(g["p50_ms"] - d["p50_ms"], 3)
+            for g, d in zip(serial["gateway"], serial["direct"], strict=True)
+        ]
+        overhead_rows = [
+            {
+                "endpoint": "GET issue by id (wrk)",
+                "concurrency": c,
+                "direct_p50_ms": figures["direct", c]["p50_ms"],
+                "via_p50_ms": figures["gateway", c]["p50_ms"],
+                "overhead_p50_ms": figures["gateway", c]["p50_ms"] - figures["direct", c]["p50_ms"],
+                "overhead_p50_rounds_ms": [
+                    round(g["p50_ms"] - d["p50_ms"], 3)
+                    for g, d in zip(runs["gateway"], runs["direct"], strict=True)
+                ],
+                "direct_p99_ms": figures["direct", c]["p99_ms"],
+                "via_p99_ms": figures["gateway", c]["p99_ms"],
+                "overhead_p99_ms": figures["gateway", c]["p99_ms"] - figures["direct", c]["p99_ms"],
+            }
+            for c, runs in ((CONCURRENCY, hot), (1, serial))
+        ]
+        summary: dict[str, Any] = {
+            "load_generator": f"wrk -t{WRK_THREADS} --latency, {ROUNDS} alternating rounds of {ROUND_S} s "
+            f"(c={CONCURRENCY}) and {SERIAL_ROUND_S} s (c=1) per target",
+            "concurrency": CONCURRENCY,
+            "http_ratios": {
+                "bare_req_per_s": bare["req_per_s"],
+                "direct_req_per_s": direct["req_per_s"],
+                "gateway_req_per_s": gw["req_per_s"],
+                "gateway_over_direct": gw_over_direct,
+                "gateway_over_direct_rounds": gw_rounds,
+                "direct_over_bare": direct_over_bare,
+                "direct_over_bare_rounds": bare_rounds,
+                "rounds": {
+                    f"c{c}": {
+                        name: [
+                            {k: r[k] for k in ("round", "req_per_s", "p50_ms", "p99_ms", "errors")}
+                            for r in rs
+                        ]
+                        for name, rs in runs.items()
                     }
-                )
-                goals.append(
-                    Target(
-                        f"{name} c={concurrency} gateway overhead p50",
-                        round(overhead["p50"], 2),
-                        "<=",
-                        TARGET_MS,
-                        "ms",
-                        why_missed=why_missed(concurrency, cpu_ms, direct_row["p50_ms"]),
-                        spread=(round(min(per_round), 2), round(max(per_round), 2)),
-                    )
-                )
-        issue_c50 = next(r for r in rows if r["concurrency"] == CONCURRENCY and r["via"] == "gateway")
-        summary["headline"] = headline(
-            service_eps=issue_c50["req_per_s"],
-            p50_s=issue_c50["p50_ms"] / 1000,
-            p99_s=issue_c50["p99_ms"] / 1000,
-            latency_of=f"GET issue by id via the gateway at concurrency {CONCURRENCY}",
-            unit="requests",
-        )
-        summary["overhead"] = overhead_rows
-        summary["targets"] = targets(*goals)
-        summary["target_result"] = "; ".join(
-            f"{t.name} {t.measured:.2f} ms "
-            f"{('MET' if t.met else 'MISSED') if t.decided else 'NOT DECIDED'} (<= {t.goal:g} ms)"
-            for t in goals
-        )
-        summary["cpus"] = os.cpu_count()
+                    for c, runs in ((CONCURRENCY, hot), (1, serial))
+                },
+            },
+            "overhead": overhead_rows,
+            "headline": headline(
+                service_eps=gw["req_per_s"],
+                p50_s=gw["p50_ms"] / 1000,
+                p99_s=gw["p99_ms"] / 1000,
+                latency_of=f"GET issue by id via the gateway, wrk c={CONCURRENCY}",
+                unit="requests",
+            ),
+            "targets": targets(
+                Target(
+                    f"gateway ÷ direct req/s at c={CONCURRENCY}",
+                    round(gw_over_direct, 3),
+                    ">=",
+                    GATEWAY_GOAL,
+                    why_missed=why_gateway(gw["server_cpu_ms_per_req"], direct["server_cpu_ms_per_req"]),
+                    spread=(min(gw_rounds), max(gw_rounds)),
+                ),
+                Target(
+                    f"direct ÷ bare FastAPI req/s at c={CONCURRENCY}",
+                    round(direct_over_bare, 3),
+                    ">=",
+                    BARE_GOAL,
+                    why_missed=why_bare(direct["server_cpu_ms_per_req"], bare["server_cpu_ms_per_req"]),
+                    spread=(min(bare_rounds), max(bare_rounds)),
+                ),
+                Target(
+                    "c=1 gateway overhead p50",
+                    round(g1["p50_ms"] - d1["p50_ms"], 3),
+                    "<=",
+                    OVERHEAD_MS,
+                    "ms",
+                    why_missed=(
+                        f"one more loopback hop plus {g1['server_cpu_ms_per_req']:.2f} ms of gateway CPU per "
+                        "request (HTTP server + FastAPI + upstream client + a wide event to Kafka)"
+                    ),
+                    spread=(min(overhead_rounds), max(overhead_rounds)),
+                ),
+            ),
+            "cpus": os.cpu_count(),
+        }
         report("gateway", rows, summary=summary)
         ok = True
     except Exception as exc:
         print(f"bench_gateway FAILED: {exc}\n{stack.explain()}", file=sys.stderr, flush=True)
         raise
     finally:
-        say("stopping the servers, deleting topics, database, indexes")
+        say("stopping the servers, deleting topics and database")
         stack.stop()
         await stack.cleanup()
         if ok:

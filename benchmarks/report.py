@@ -138,6 +138,78 @@ def _overhead_section(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _http_section(data: dict[str, Any]) -> list[str]:
+    """The HTTP benchmark (wrk): the same GET from the bare endpoint, the service and the gateway."""
+    ratios = data.get("summary", {}).get("http_ratios")
+    if not ratios:
+        return []
+    rows = [r for r in data.get("rows", []) if "target" in r]
+    lines = [
+        f"### {data.get('benchmark')}: requests/s with wrk ({data['summary'].get('load_generator', '')})",
+        "",
+        "| target | concurrency | requests/s | p50 | p90 | p99 | server CPU / request | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['target']} | {r['concurrency']} | {r['req_per_s']:,.0f} | {r['p50_ms']:.2f} ms "
+            f"| {r['p90_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['server_cpu_ms_per_req']:.2f} ms "
+            f"| {r['errors']} |"
+        )
+
+    def per_round(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values) or "–"
+
+    lines += [
+        "",
+        f"gateway ÷ direct: **{ratios['gateway_over_direct']:.2f}** (rounds: "
+        f"{per_round(ratios.get('gateway_over_direct_rounds', []))}) · direct ÷ bare FastAPI: "
+        f"**{ratios['direct_over_bare']:.2f}** (rounds: "
+        f"{per_round(ratios.get('direct_over_bare_rounds', []))}). "
+        "bare = a FastAPI endpoint answering the same JSON with no datastore (the ceiling); direct = the "
+        "issue-ingestor's `GET /issues/{id}`; gateway = `GET /api/kafka/issues/{id}` through the gateway.",
+        "",
+    ]
+    return lines
+
+
+def _sink_section(rows: list[Row], raw: dict[str, Any]) -> list[str]:
+    """Each sink at the `make run` defaults draining a backlog, against raw bulk into the same schema and
+    into a minimal one (primary key only): schema cost and pipeline cost side by side."""
+    items = [(r.benchmark, raw[r.benchmark]["summary"]["backlog"]) for r in rows
+             if isinstance(raw[r.benchmark].get("summary", {}).get("backlog"), dict)]  # fmt: skip
+    if not items:
+        return []
+    lines = [
+        "### Sinks at the `make run` defaults, draining a backlog",
+        "",
+        "| sink | backlog | drained /s (defaults) | raw bulk, same schema /s | raw bulk, minimal /s "
+        "| × same schema | × minimal | batches (mean size) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, b in items:
+        mean = b.get("mean_batch")
+        lines.append(
+            f"| {name} | {b['events']:,} | {b['service_eps']:,.0f} | {b['raw_same_eps']:,.0f} "
+            f"| {b['raw_minimal_eps']:,.0f} | **{b['service_eps'] / b['raw_same_eps']:.2f}** "
+            f"| **{b['service_eps'] / b['raw_minimal_eps']:.2f}** "
+            f"| {b.get('batches', '–')} ({f'{mean:,.0f}' if mean else '–'}) |"
+        )
+    lines += [""]
+    for name, b in items:
+        lines.append(f"- **{name}**: {b.get('how', '')}")
+    lines += [
+        "",
+        "drained: the service with the settings `make run` gives it (no benchmark tuning), from its first "
+        "fetch to the last event stored, of a backlog produced before it started. Raw bulk: the same "
+        "documents written by a plain client in bulks of the runtime's `MQ_MAX_BATCH`, into the service's "
+        "schema (same indexes and constraints) and into a minimal one (primary key only), on the same server "
+        "in the same run.",
+        "",
+    ]
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------ servers
 def server_versions() -> dict[str, str]:
     """What answers on the dev servers' ports (protocol check) plus the stand-in packages' versions."""
@@ -208,7 +280,9 @@ def render(rows: list[Row], raw: dict[str, Any], versions: dict[str, str]) -> st
         "started), sampled every second by `python -m benchmarks`; wall: the whole script, set-up included.",
         "",
     ]
+    lines += _sink_section(rows, raw)
     for r in rows:
+        lines += _http_section(raw[r.benchmark])
         lines += _overhead_section(raw[r.benchmark])
     lines += ["## Targets", ""]
     missed = [(r.benchmark, m) for r in rows for m in r.missed]

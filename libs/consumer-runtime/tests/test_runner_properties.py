@@ -18,6 +18,7 @@ dead-lettered, for the poison ones) exactly once by the sink's idempotency rules
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from typing import Any
@@ -29,7 +30,7 @@ from consumer_runtime.fakes import FakeCluster, FakeConsumer, FakeDeadLetters, F
 from consumer_runtime.testing import fast_settings
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from platform_events import TOPICS
 
 TOPIC = "prop-events"
@@ -98,9 +99,21 @@ class RunnerMachine(RuleBasedStateMachine):
             await asyncio.sleep(0.001)
 
     # ------------------------------------------------------------------ rules
+    @initialize(
+        max_batch=st.sampled_from([4, 10, 1000]),  # 4 = MQ_BATCH_SIZE: adaptive growth off
+        max_bytes=st.sampled_from([300, 10**6]),  # 300 B: the byte bound stops growth after a few records
+        max_fetch=st.sampled_from([3, 500]),
+    )
+    def batch_limits(self, max_batch: int, max_bytes: int, max_fetch: int) -> None:
+        """Adaptive batches: under backlog a batch grows past MQ_BATCH_SIZE (4) to MQ_MAX_BATCH records or
+        MQ_MAX_BATCH_BYTES; the rules below must hold whatever the limits."""
+        self.runner.limits = dataclasses.replace(
+            self.runner.limits, max_records=max_batch, max_bytes=max_bytes, max_fetch=max_fetch
+        )
+
     @rule(
         partition=st.integers(0, PARTITIONS - 1),
-        count=st.integers(1, 6),
+        count=st.integers(1, 12),
         kind=st.sampled_from(["good", "good", "good", "good", "decode-poison", "sink-poison"]),
     )
     def produce(self, partition: int, count: int, kind: str) -> None:
@@ -214,6 +227,13 @@ class RunnerMachine(RuleBasedStateMachine):
         for tp, committed in self.cluster.committed.items():
             for offset in range(committed):
                 assert self._done(tp, offset), f"{tp} committed {committed} but offset {offset} is not stored"
+
+    @invariant()
+    def memory_is_bounded(self) -> None:
+        runner = self.runner
+        assert len(runner._buffer) <= runner.limits.cap
+        if runner._pending is not None:
+            assert len(runner._pending.batch.raw) <= runner.limits.cap
 
     @invariant()
     def paused_only_when_held(self) -> None:

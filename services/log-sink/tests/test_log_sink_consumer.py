@@ -95,7 +95,8 @@ async def sink_parts(
 async def test_flushes_at_batch_size_and_on_stop(
     sink_parts: Callable[..., Any], kafka_bootstrap: str, kafka_names: KafkaNames
 ) -> None:
-    runner, store = await sink_parts(mq_batch_size=10, mq_batch_timeout_ms=600_000)
+    # MQ_MAX_BATCH = MQ_BATCH_SIZE: no adaptive growth, so the 25 produced at once make batches of exactly 10
+    runner, store = await sink_parts(mq_batch_size=10, mq_max_batch=10, mq_batch_timeout_ms=600_000)
     await runner.start()
     await produce(kafka_bootstrap, kafka_names.topic, [body(i) for i in range(25)], partition=0)
 

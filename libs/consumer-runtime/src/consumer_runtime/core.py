@@ -2,8 +2,10 @@
 
 No Kafka client and no timers live here: a :class:`Batch` is built from fetched records, :func:`advance`
 drives it through the sink and the dead-letter publisher (each step at most once, so a retried batch
-resumes where it failed), and :meth:`Batch.offsets` says what may be committed once it is done. The runner
-(:mod:`consumer_runtime.runner`) owns polling, rebalances, control and retry timing around it.
+resumes where it failed), and :meth:`Batch.offsets` says what may be committed once it is done.
+:class:`BatchLimits` decides when a buffer becomes a batch (the latency rule when caught up, larger bulks
+under backlog). The runner (:mod:`consumer_runtime.runner`) owns polling, rebalances, control and retry
+timing around it.
 """
 
 from __future__ import annotations
@@ -122,6 +124,85 @@ class Batch:
             tp = (msg.topic, msg.partition)
             out[tp] = max(out.get(tp, 0), msg.offset + 1)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """When buffered records become a batch: the one decision behind batch sizes, free of clocks and I/O.
+
+    Caught up (nothing more waiting on the broker), a batch is written at ``size`` records
+    (``MQ_BATCH_SIZE``) or ``timeout_s`` after its first record (``MQ_BATCH_TIMEOUT_MS``): the latency rule.
+    Behind (the fetch positions are short of the high watermarks, or the last fetch filled the room it was
+    given), the buffer keeps filling past ``size`` up to ``max_records`` (``MQ_MAX_BATCH``) while its bytes
+    stay under ``max_bytes`` (``MQ_MAX_BATCH_BYTES``): one bulk write instead of several, since waiting costs
+    no latency when the next records are already there. ``timeout_s`` bounds a batch's age in both cases.
+    ``max_records <= size`` turns the adaptive growth off (the batch is always ``size``).
+
+    Memory: at most ``max(size, max_records)`` records are buffered, and a batch only grows past ``size``
+    by as many records as fit under ``max_bytes`` at its average record size.
+    """
+
+    size: int
+    timeout_s: float
+    max_records: int
+    max_bytes: int
+    max_fetch: int | None = None  # records one fetch may return (KAFKA_MAX_POLL_RECORDS)
+
+    @property
+    def cap(self) -> int:
+        """The most records a batch can hold."""
+        return max(self.size, self.max_records)
+
+    def behind(self, fetched: int, room: int, lag: int | None) -> bool:
+        """Whether the consumer is behind after a fetch of ``fetched`` records (``room`` were allowed):
+        ``lag`` (records on the broker past the fetch positions, when the high watermarks are known) holds at
+        least another batch, or, with no lag known, the fetch filled its room. A fetch that brought nothing
+        is never behind, so a batch is not held back for records the broker does not hand out (paused
+        partitions, offsets without records); a lag under ``size`` at a steady rate is not behind either,
+        so a consumer that keeps up keeps its batches (and its latency) at ``size``."""
+        if fetched <= 0:
+            return False
+        if lag is not None:
+            return lag >= self.size
+        return fetched >= room
+
+    def room(self, buffered: int, buffered_bytes: int, *, behind: bool) -> int:
+        """How many records the next fetch may add to a buffer of ``buffered`` records (``buffered_bytes``).
+
+        Past ``size`` only when behind, and only as many as fit under ``max_bytes`` at the buffer's
+        average record size (so a batch passes the byte bound only by the spread of its records' sizes)."""
+        room = self.size - buffered
+        if behind and buffered > 0 and buffered_bytes < self.max_bytes:
+            per_record = max(1.0, buffered_bytes / buffered)
+            fits = int((self.max_bytes - buffered_bytes) / per_record)
+            room = max(room, min(self.cap - buffered, fits))
+        if self.max_fetch is not None:
+            room = min(room, self.max_fetch)
+        return max(0, room)
+
+    def due(self, buffered: int, buffered_bytes: int, *, age_s: float | None, behind: bool) -> bool:
+        """Whether the buffer is written now."""
+        if buffered <= 0:
+            return False
+        if buffered >= self.cap or (age_s is not None and age_s >= self.timeout_s):
+            return True
+        if buffered < self.size:
+            return False
+        return not behind or buffered_bytes >= self.max_bytes
+
+    def wait_s(self, buffered: int, *, age_s: float | None, idle_s: float = 0.5) -> float:
+        """How long the next fetch may wait for records: not at all once a batch could be written (it only
+        waits for records already on the broker), else until the oldest buffered record is due."""
+        if buffered >= self.size:
+            return 0.0
+        if age_s is None:
+            return idle_s
+        return max(0.0, min(idle_s, self.timeout_s - age_s))
+
+
+def record_bytes(record: RawRecord) -> int:
+    """What a fetched record weighs in a batch's byte bound: its key and value."""
+    return len(record.value or b"") + len(record.key or b"")
 
 
 async def write_bisecting(sink: Sink, records: Sequence[Record[Any]]) -> list[Failure]:

@@ -1,8 +1,9 @@
 """The runner: one consumer-group member's poll loop, rebalances, operator control and retry timing.
 
-poll (getmany) → buffer until ``MQ_BATCH_SIZE`` records or ``MQ_BATCH_TIMEOUT_MS`` since the first one →
-the batch core (:mod:`consumer_runtime.core`: decode, write, bisect, dead letters) → offsets of the whole
-batch committed. A crash anywhere before the commit means redelivery, never loss; the sink's idempotent
+poll (getmany) → buffer until ``MQ_BATCH_SIZE`` records or ``MQ_BATCH_TIMEOUT_MS`` since the first one
+(under backlog: up to ``MQ_MAX_BATCH`` records / ``MQ_MAX_BATCH_BYTES``, ``core.BatchLimits``) → the batch
+core (:mod:`consumer_runtime.core`: decode, write, bisect, dead letters) → offsets of the whole batch
+committed. A crash anywhere before the commit means redelivery, never loss; the sink's idempotent
 writes make redelivery harmless.
 
 State is explicit (docs/consumer-runtime.md, "States and pauses"):
@@ -36,7 +37,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from platform_events import TopicSpec
 
 from consumer_runtime import metrics as m
-from consumer_runtime.core import Batch, Failure, Sink, advance, event_id
+from consumer_runtime.core import Batch, BatchLimits, Failure, Sink, advance, event_id, record_bytes
 from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher
 from consumer_runtime.kafka_clients import Backoff, new_group_consumer
 from consumer_runtime.logging import get_logger
@@ -122,6 +123,8 @@ class ConsumerRunner:
         group_id: str | None = None,
         batch_size: int | None = None,
         batch_timeout_ms: int | None = None,
+        max_batch: int | None = None,
+        max_batch_bytes: int | None = None,
         auto_offset_reset: str = "earliest",
         dead_letters: DeadLetterPort | None = None,
         consumer_factory: ConsumerFactory | None = None,
@@ -138,8 +141,13 @@ class ConsumerRunner:
         self.group_id = group_id or settings.kafka_consumer_group
         if not self.group_id:
             raise ValueError("KAFKA_CONSUMER_GROUP is empty")
-        self.batch_size = batch_size or settings.mq_batch_size
-        self.batch_timeout_s = (batch_timeout_ms or settings.mq_batch_timeout_ms) / 1000
+        self.limits = BatchLimits(
+            size=batch_size or settings.mq_batch_size,
+            timeout_s=(batch_timeout_ms or settings.mq_batch_timeout_ms) / 1000,
+            max_records=max_batch or settings.mq_max_batch,
+            max_bytes=max_batch_bytes or settings.mq_max_batch_bytes,
+            max_fetch=settings.kafka_max_poll_records,
+        )
         self.auto_offset_reset = auto_offset_reset
         self.dead_letters: DeadLetterPort = dead_letters or DeadLetterPublisher(settings)
         self._owns_dlq = dead_letters is None
@@ -169,7 +177,9 @@ class ConsumerRunner:
         # uncommitted records: the buffer and the pending batch, of one generation
         self._generation = 0
         self._buffer: list[ConsumerRecord[bytes, bytes]] = []
+        self._buffer_bytes = 0
         self._buffer_since: float | None = None
+        self._behind = False  # the last fetch left records waiting on the broker: let the batch grow
         self._pending: _Pending | None = None
 
         # what the status shows
@@ -425,7 +435,9 @@ class ConsumerRunner:
         dropped = len(self._buffer) + (len(self._pending.batch.raw) if self._pending else 0)
         self._generation += 1
         self._buffer = []
+        self._buffer_bytes = 0
         self._buffer_since = None
+        self._behind = False
         self._pending = None
         if dropped:
             log.info(
@@ -457,14 +469,13 @@ class ConsumerRunner:
             await self._flush()
         self._sync_pause(consumer)
         now = self._clock()
-        timeout_s = 0.5
-        if self._buffer_since is not None:
-            timeout_s = min(timeout_s, self._buffer_since + self.batch_timeout_s - now)
+        limits = self.limits
+        timeout_s = limits.wait_s(len(self._buffer), age_s=self._buffer_age(now))
         pending = self._pending
         if pending is not None and pending.retry_at is not None:
             timeout_s = min(timeout_s, pending.retry_at - now)
         timeout_s = max(0.0, timeout_s)
-        room = self.batch_size - len(self._buffer)
+        room = limits.room(len(self._buffer), self._buffer_bytes, behind=self._behind)
         data: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
         if room > 0:
             # Also while a batch waits for its retry: the partitions are paused then, so this returns
@@ -475,28 +486,49 @@ class ConsumerRunner:
         # getmany(timeout_ms=0) can return without suspending: yield, so HTTP and signals are served
         await asyncio.sleep(0)
         self.last_poll_at = self._clock()
+        fetched = 0
         for tp, msgs in data.items():
             if not msgs:
                 continue
             if self._buffer_since is None:
                 self._buffer_since = self.last_poll_at
             self._buffer.extend(msgs)
+            self._buffer_bytes += sum(record_bytes(msg) for msg in msgs)
+            fetched += len(msgs)
             self._positions[tp] = msgs[-1].offset + 1
             self._count("consumed", len(msgs))
             m.CONSUMED.labels(group=self.group_id, topic=tp.topic).inc(len(msgs))
         self._update_lag(consumer)
-        full = len(self._buffer) >= self.batch_size
-        due = (
-            self._buffer_since is not None and self.last_poll_at >= self._buffer_since + self.batch_timeout_s
+        self._behind = limits.behind(fetched, room, self._fetch_lag(consumer))
+        due = limits.due(
+            len(self._buffer),
+            self._buffer_bytes,
+            age_s=self._buffer_age(self.last_poll_at),
+            behind=self._behind,
         )
-        if self._pending is None and (full or due):
+        if self._pending is None and due:
             await self._flush()
+
+    def _buffer_age(self, now: float) -> float | None:
+        return None if self._buffer_since is None else now - self._buffer_since
+
+    def _fetch_lag(self, consumer: ConsumerPort) -> int | None:
+        """Records on the broker past the fetch positions, over the partitions fetched now (None: no high
+        watermark known yet)."""
+        lag: int | None = None
+        for tp in consumer.assignment() - consumer.paused():
+            high = consumer.highwater(tp)
+            pos = self._positions.get(tp, self._committed.get(tp))
+            if high is not None and pos is not None:
+                lag = (lag or 0) + max(0, high - pos)
+        return lag
 
     # ------------------------------------------------------------------ flush
     def _take_pending(self) -> _Pending | None:
         if self._pending is None and self._buffer:
             batch = Batch.decode(self._buffer, self.specs)
             self._buffer = []
+            self._buffer_bytes = 0
             self._buffer_since = None
             self._pending = _Pending(batch, self._generation)
         return self._pending

@@ -154,6 +154,10 @@ class KafkaSettings(KafkaGroupSettings):
 
     mq_batch_size: int = Field(100, ge=1, le=100_000)
     mq_batch_timeout_ms: int = Field(1000, ge=1, le=600_000)
+    # Under backlog a batch grows past MQ_BATCH_SIZE up to this many records / bytes (core.BatchLimits);
+    # MQ_MAX_BATCH <= MQ_BATCH_SIZE turns the growth off.
+    mq_max_batch: int = Field(1000, ge=1, le=100_000)
+    mq_max_batch_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     # Transient sink failures: exponential backoff with jitter between these bounds.
     retry_backoff_initial_ms: int = Field(200, ge=1)
     retry_backoff_max_ms: int = Field(10_000, ge=1)
