@@ -127,16 +127,10 @@ async def main() -> None:
     from issue_ingestor.app import create_app
     from issue_ingestor.config import Settings
     from issue_ingestor.handlers import IssueRow, make_version
-    from platform_events import parse_timestamp
 
-    try:  # the sink module's name after the service-wiring refactor, else before it
-        import issue_ingestor.sink as sink_mod  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        import issue_ingestor.store as sink_mod  # type: ignore[no-redef,unused-ignore]
-    UPSERT_ISSUES, UPSERT_SESSIONS = sink_mod.UPSERT_ISSUES, sink_mod.UPSERT_SESSIONS
-    INSERT_EVENTS = getattr(sink_mod, "INSERT_EVENTS", None)  # the event history (migration 0003)
-    IssueStore = getattr(sink_mod, "IssueStore", None) or sink_mod.IssueSink
-    utc_now_naive = sink_mod.utc_now_naive
+    # the datastore adapter and its statements (the service's sink, issue_ingestor.sink.IssueSink, runs them)
+    from issue_ingestor.store import INSERT_EVENTS, UPSERT_ISSUES, UPSERT_SESSIONS, IssueStore, utc_now_naive
+    from platform_events import parse_timestamp
 
     ep = ensure(["kafka", "mysql"])
     tag = uuid.uuid4().hex[:8]
@@ -238,8 +232,7 @@ async def main() -> None:
             async with admin.connection() as conn, conn.cursor() as cur:
                 for start in range(0, N, BATCH):
                     await cur.executemany(UPSERT_ISSUES, issue_params[start : start + BATCH])
-                    if INSERT_EVENTS is not None:
-                        await cur.executemany(INSERT_EVENTS, event_params[start : start + BATCH])
+                    await cur.executemany(INSERT_EVENTS, event_params[start : start + BATCH])
                     await cur.executemany(UPSERT_SESSIONS, session_params[start : start + BATCH])
                     await conn.commit()
         assert await count() == distinct

@@ -30,17 +30,14 @@ from consumer_runtime.testing import delete_topics
 from consumer_runtime.topics import ensure_topics
 from devservers import ensure
 from log_sink.config import Settings
+from log_sink.sink import WideEventSink
+from log_sink.store import WideEventStore
 from platform_events import LOG_EVENTS, decode
 from pymongo import AsyncMongoClient
 from wide_logging import WIDE_EVENTS, WideLogger, WideLoggingConfig, ensure_indexes, to_document
 
 from benchmarks._common import Timer, pct, rate, report
 from benchmarks._targets import Target, backlog, backlog_targets, headline, naive_ceiling, raw_batch, targets
-
-try:  # the sink module's name after the service-wiring refactor, else before it
-    from log_sink.sink import WideEventStore  # type: ignore[import-not-found,unused-ignore]
-except ImportError:
-    from log_sink.store import WideEventStore  # type: ignore[no-redef,unused-ignore]
 
 N = int(os.environ.get("BENCH_LOG_SINK_N", "40000"))
 NAIVE_N = int(os.environ.get("BENCH_LOG_SINK_NAIVE_N", "3000"))
@@ -115,7 +112,7 @@ async def main() -> None:
         store = WideEventStore(ep.mongo_url, db, retention_s=settings.retention_s)
         await store.open()
         runner = ConsumerRunner(
-            name="log-sink", settings=settings, topics=[LOG_EVENTS.renamed(topic)], sink=store
+            name="log-sink", settings=settings, topics=[LOG_EVENTS.renamed(topic)], sink=WideEventSink(store)
         )
         t_start = time.perf_counter()
         await runner.start()

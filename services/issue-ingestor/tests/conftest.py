@@ -13,6 +13,7 @@ from devservers import drop_mysql_database, ensure_mysql_database
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ingestor_testlib import ISSUE_DB_PASSWORD, MysqlDb, wipe
+from issue_ingestor.sink import IssueSink
 from issue_ingestor.store import IssueStore
 
 
@@ -35,3 +36,9 @@ async def store(issue_db: MysqlDb) -> AsyncIterator[IssueStore]:
     await wipe(s)
     yield s
     await s.close()
+
+
+@pytest.fixture
+def sink(store: IssueStore) -> IssueSink:
+    """The consumer's sink over the migrated ``store``."""
+    return IssueSink(store)

@@ -7,6 +7,7 @@ from typing import Any
 
 from consumer_runtime.testing import KafkaNames
 from issue_ingestor.config import Settings
+from issue_ingestor.sink import IssueSink
 from issue_ingestor.store import IssueStore
 
 ISSUE_DB_PASSWORD = "ii-test-pw"
@@ -71,14 +72,15 @@ def issue_json(issue: Any, /, **fields: Any) -> bytes:
 class RunningService:
     """The whole app (lifespan: store + consumer) in-process, with an HTTP client on it."""
 
-    def __init__(self, settings: Settings, store: IssueStore | None = None) -> None:
+    def __init__(self, settings: Settings, sink: IssueSink | None = None) -> None:
         import httpx
         from asgi_lifespan import LifespanManager
         from issue_ingestor.app import create_app
 
-        self.app = create_app(settings, store=store)
+        self.app = create_app(settings, sink=sink)
         self.store: IssueStore = self.app.state.store
         self.runner = self.app.state.runner
+        self.sink: IssueSink = self.runner.sink
         self._manager = LifespanManager(self.app, startup_timeout=30, shutdown_timeout=40)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://ingestor")
 

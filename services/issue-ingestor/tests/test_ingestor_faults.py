@@ -12,6 +12,7 @@ from consumer_runtime import Failure, Record
 from consumer_runtime.testing import KafkaNames, produce, wait_until
 from consumer_runtime.topics import ensure_topics
 from ingestor_testlib import MysqlDb, RunningService, TcpProxy, fetch, issue_json, wipe
+from issue_ingestor.sink import IssueSink
 from issue_ingestor.store import IssueStore
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,7 @@ async def test_database_down_mid_stream_retries_then_loses_nothing(
         await direct.close()
 
 
-class CrashAfterWrite(IssueStore):
+class CrashAfterWrite(IssueSink):
     """Writes (and commits to MySQL), then hangs before returning: the offsets are never committed."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -114,9 +115,9 @@ async def test_crash_between_write_and_commit_duplicates_nothing(
     values, keys = lifecycle_events("KILL", 12)
     await produce(kafka_bootstrap, kafka_names.topic, values, keys=keys)
 
-    crashing = CrashAfterWrite(settings)
-    async with RunningService(settings, store=crashing) as first:
-        await wipe(crashing)
+    crashing = CrashAfterWrite(IssueStore(settings))
+    async with RunningService(settings, sink=crashing) as first:
+        await wipe(crashing.store)
         await wait_until(lambda: crashing.written == len(values), what="all events written once")
         task = first.runner._task
         assert task is not None
@@ -124,7 +125,7 @@ async def test_crash_between_write_and_commit_duplicates_nothing(
         with pytest.raises(asyncio.CancelledError):
             await task
         assert first.runner.counts.commits == 0
-        before = await snapshot(crashing)
+        before = await snapshot(crashing.store)
     assert len(before[0]) == 12
     assert len(before[1]) == 12
 
@@ -133,6 +134,6 @@ async def test_crash_between_write_and_commit_duplicates_nothing(
             lambda: second.runner.counts.stored == len(values), what="redelivered and re-applied"
         )
         await wait_until(lambda: second.runner.status().lag == 0, what="committed this time")
-        assert second.store.last_plan is not None
+        assert second.sink.last_plan is not None
         after = await snapshot(second.store)
     assert after == before  # not one row rewritten (updated_at unchanged), no session added

@@ -11,6 +11,7 @@ from consumer_runtime import Record
 from devservers import drop_mysql_database, ensure_mysql_database
 from ingestor_testlib import ISSUE_DB_PASSWORD, MysqlDb, fetch, issue_json
 from issue_ingestor.handlers import make_version
+from issue_ingestor.sink import IssueSink
 from issue_ingestor.store import IssueStore, Migration, bundled_migrations
 from platform_events import CHATBOT_ISSUES, decode
 
@@ -58,7 +59,7 @@ async def test_new_migration_is_applied_once(store: IssueStore) -> None:
         await fetch(store, "DELETE FROM schema_version WHERE version = 9999")
 
 
-async def test_round_trip_every_field(store: IssueStore) -> None:
+async def test_round_trip_every_field(store: IssueStore, sink: IssueSink) -> None:
     raw = issue_json(
         "PAINT_003_20250808_001",
         processType="정기점검",
@@ -68,7 +69,7 @@ async def test_round_trip_every_field(store: IssueStore) -> None:
         isSolved=False,
         timestamp="2025-08-08T17:05:37.123456+09:00",
     )
-    assert await store.write([rec(raw, 41, partition=2)]) == []
+    assert await sink.write([rec(raw, 41, partition=2)]) == []
     got = await store.get_issue("PAINT_003_20250808_001")
     assert got is not None
     assert {
@@ -90,7 +91,7 @@ async def test_round_trip_every_field(store: IssueStore) -> None:
         issue_json(f"M{i}", modeType=mode, description=None)
         for i, mode in enumerate(["프레스", "용접기", "도장설비", "차량조립설비"])
     ]
-    await store.write([rec(r, i) for i, r in enumerate(others)])
+    await sink.write([rec(r, i) for i, r in enumerate(others)])
     for i, mode in enumerate(["프레스", "용접기", "도장설비", "차량조립설비"]):
         one = await store.get_issue(f"M{i}")
         assert one is not None
@@ -98,27 +99,27 @@ async def test_round_trip_every_field(store: IssueStore) -> None:
         assert one["description"] is None
 
 
-async def test_redelivered_batch_changes_nothing(store: IssueStore) -> None:
+async def test_redelivered_batch_changes_nothing(store: IssueStore, sink: IssueSink) -> None:
     batch = [
         rec(issue_json("A"), 0),
         rec(issue_json("B", modeType="용접기"), 1),
         rec(issue_json("A", isSolved=True, timestamp="2025-08-08T18:00:00Z"), 2),
     ]
-    await store.write(batch)
+    await sink.write(batch)
     before_rows, before_sessions = await rows(store), await sessions(store)
-    await store.write(batch)  # a crash before the commit: the whole batch comes again
-    await store.write(batch[1:])
+    await sink.write(batch)  # a crash before the commit: the whole batch comes again
+    await sink.write(batch[1:])
     assert await rows(store) == before_rows  # updated_at too: not even re-written
     assert await sessions(store) == before_sessions
     assert [(s[0], s[1], s[2]) for s in before_sessions] == [("A", 1, "closed"), ("B", 1, "open")]
 
 
-async def test_older_event_never_overwrites(store: IssueStore) -> None:
-    await store.write(
+async def test_older_event_never_overwrites(store: IssueStore, sink: IssueSink) -> None:
+    await sink.write(
         [rec(issue_json("A", isSolved=True, description="최신", timestamp="2025-08-09T00:00:00Z"), 5)]
     )
     before = await rows(store)
-    await store.write(
+    await sink.write(
         [rec(issue_json("A", isSolved=False, description="예전", timestamp="2025-08-08T00:00:00Z"), 9)]
     )
     assert await rows(store) == before
@@ -131,16 +132,16 @@ async def test_older_event_never_overwrites(store: IssueStore) -> None:
     ]  # no session reopened by a stale event
 
 
-async def test_session_lifecycle_across_batches(store: IssueStore) -> None:
-    await store.write([rec(issue_json("S", timestamp="2025-08-08T10:00:00Z"), 0)])
+async def test_session_lifecycle_across_batches(store: IssueStore, sink: IssueSink) -> None:
+    await sink.write([rec(issue_json("S", timestamp="2025-08-08T10:00:00Z"), 0)])
     assert await sessions(store) == [("S", 1, "open", datetime(2025, 8, 8, 10), None)]
-    await store.write([rec(issue_json("S", isSolved=True, timestamp="2025-08-08T11:00:00Z"), 1)])
-    await store.write(
+    await sink.write([rec(issue_json("S", isSolved=True, timestamp="2025-08-08T11:00:00Z"), 1)])
+    await sink.write(
         [rec(issue_json("S", isSolved=True, timestamp="2025-08-08T11:30:00Z"), 2)]
     )  # closes once
     assert await sessions(store) == [("S", 1, "closed", datetime(2025, 8, 8, 10), datetime(2025, 8, 8, 11))]
-    await store.write([rec(issue_json("S", timestamp="2025-08-08T12:00:00Z"), 3)])  # reopened
-    await store.write(
+    await sink.write([rec(issue_json("S", timestamp="2025-08-08T12:00:00Z"), 3)])  # reopened
+    await sink.write(
         [rec(issue_json("S", timestamp="2025-08-08T12:10:00Z"), 4)]
     )  # still open: no new session
     assert await sessions(store) == [
@@ -158,18 +159,18 @@ async def test_session_lifecycle_across_batches(store: IssueStore) -> None:
     assert got["isSolved"] is False
 
 
-async def test_delete_removes_sessions(store: IssueStore) -> None:
-    await store.write(
+async def test_delete_removes_sessions(store: IssueStore, sink: IssueSink) -> None:
+    await sink.write(
         [rec(issue_json("D"), 0), rec(issue_json("D", isSolved=True, timestamp="2025-08-09T00:00:00Z"), 1)]
     )
-    await store.write([rec(issue_json("D", timestamp="2025-08-10T00:00:00Z"), 2)])
+    await sink.write([rec(issue_json("D", timestamp="2025-08-10T00:00:00Z"), 2)])
     assert await store.delete_issue("D") == 2
     assert await store.get_issue("D") is None
     assert await sessions(store) == []
     assert await store.delete_issue("D") is None
 
 
-async def test_list_filters_paging_and_total(store: IssueStore) -> None:
+async def test_list_filters_paging_and_total(store: IssueStore, sink: IssueSink) -> None:
     batch = []
     for i in range(12):
         batch.append(
@@ -184,7 +185,7 @@ async def test_list_filters_paging_and_total(store: IssueStore) -> None:
                 i,
             )
         )
-    await store.write(batch)
+    await sink.write(batch)
     total, page, _ = await store.list_issues(limit=5, offset=0)
     assert total == 12
     assert [p["issue"] for p in page] == ["L11", "L10", "L09", "L08", "L07"]
@@ -213,9 +214,9 @@ async def test_readiness_ping(store: IssueStore, issue_db: MysqlDb) -> None:
         await wrong.close()
 
 
-async def test_follow_up_without_description_keeps_stored_one(store: IssueStore) -> None:
-    await store.write([rec(issue_json("K", description="유압 누유"), 0)])
-    await store.write(
+async def test_follow_up_without_description_keeps_stored_one(store: IssueStore, sink: IssueSink) -> None:
+    await sink.write([rec(issue_json("K", description="유압 누유"), 0)])
+    await sink.write(
         [rec(issue_json("K", description=None, isSolved=True, timestamp="2025-08-09T00:00:00Z"), 1)]
     )
     got = await store.get_issue("K")
@@ -225,10 +226,11 @@ async def test_follow_up_without_description_keeps_stored_one(store: IssueStore)
 
 async def test_issue_ids_differing_in_case_accent_or_trailing_space_are_different_issues(
     store: IssueStore,
+    sink: IssueSink,
 ) -> None:
     ids = ["PRESS_1", "press_1", "PRESS_1 ", "PRÉSS_1"]
-    await store.write([rec(issue_json(i), n) for n, i in enumerate(ids)])
-    await store.write([rec(issue_json("press_1", isSolved=True, timestamp="2025-08-09T00:00:00Z"), 9)])
+    await sink.write([rec(issue_json(i), n) for n, i in enumerate(ids)])
+    await sink.write([rec(issue_json("press_1", isSolved=True, timestamp="2025-08-09T00:00:00Z"), 9)])
     assert sorted(r[0] for r in await rows(store)) == sorted(ids)
     by_issue = {s[0]: s for s in await sessions(store)}
     assert len(by_issue) == 4
@@ -240,18 +242,18 @@ async def test_issue_ids_differing_in_case_accent_or_trailing_space_are_differen
     assert await store.get_issue("Press_1") is None
 
 
-async def test_late_create_is_merged_into_the_row_and_the_session(store: IssueStore) -> None:
-    await store.write(
+async def test_late_create_is_merged_into_the_row_and_the_session(store: IssueStore, sink: IssueSink) -> None:
+    await sink.write(
         [rec(issue_json("M", isSolved=True, description=None, timestamp="2025-08-08T12:00:00Z"), 4)]
     )
-    await store.write([rec(issue_json("M", description="유압 이상", timestamp="2025-08-08T09:00:00Z"), 1)])
+    await sink.write([rec(issue_json("M", description="유압 이상", timestamp="2025-08-08T09:00:00Z"), 1)])
     got = await store.get_issue("M")
     assert got is not None
     assert (got["description"], got["isSolved"], got["kafka_offset"]) == ("유압 이상", True, 4)
     assert await sessions(store) == [("M", 1, "closed", datetime(2025, 8, 8, 9), datetime(2025, 8, 8, 12))]
     # a late unsolved event between two solved ones opens the session it belongs to
-    await store.write([rec(issue_json("M", isSolved=True, timestamp="2025-08-08T18:00:00Z"), 7)])
-    await store.write([rec(issue_json("M", timestamp="2025-08-08T15:00:00Z"), 6)])
+    await sink.write([rec(issue_json("M", isSolved=True, timestamp="2025-08-08T18:00:00Z"), 7)])
+    await sink.write([rec(issue_json("M", timestamp="2025-08-08T15:00:00Z"), 6)])
     assert await sessions(store) == [
         ("M", 1, "closed", datetime(2025, 8, 8, 9), datetime(2025, 8, 8, 12)),
         ("M", 2, "closed", datetime(2025, 8, 8, 15), datetime(2025, 8, 8, 18)),
@@ -311,8 +313,10 @@ async def test_migrations_upgrade_an_existing_database_and_are_safe_to_rerun(iss
         ]
         assert len(await fetch(old, "SELECT * FROM ChatbotIssueEvent WHERE issue = 'OLD_1'")) == 5
         # a late event inside the old session 2 changes nothing; one before session 1 moves its opened_at
-        await old.write([rec(issue_json("OLD_1", timestamp="2025-08-08T12:30:00Z"), 1)])
-        await old.write([rec(issue_json("OLD_1", description=None, timestamp="2025-08-08T09:00:00Z"), 0)])
+        await IssueSink(old).write([rec(issue_json("OLD_1", timestamp="2025-08-08T12:30:00Z"), 1)])
+        await IssueSink(old).write(
+            [rec(issue_json("OLD_1", description=None, timestamp="2025-08-08T09:00:00Z"), 0)]
+        )
         assert await sessions(old) == [
             ("OLD_1", 1, "closed", datetime(2025, 8, 8, 9), datetime(2025, 8, 8, 11)),
             ("OLD_1", 2, "closed", datetime(2025, 8, 8, 12), datetime(2025, 8, 8, 13)),
@@ -339,11 +343,13 @@ async def test_every_statement_has_a_server_side_time_limit(issue_db: MysqlDb) -
         await limited.close()
 
 
-async def test_issue_list_counts_up_to_a_cap(store: IssueStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_issue_list_counts_up_to_a_cap(
+    store: IssueStore, sink: IssueSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import issue_ingestor.store as store_module
 
     monkeypatch.setattr(store_module, "COUNT_CAP", 3)
-    await store.write([rec(issue_json(f"C{i}"), i) for i in range(5)])
+    await sink.write([rec(issue_json(f"C{i}"), i) for i in range(5)])
     total, page, capped = await store.list_issues(limit=2, offset=0)
     assert (total, capped, len(page)) == (3, True, 2)
     total, page, capped = await store.list_issues(limit=10, offset=0, mode_type="용접기")

@@ -21,6 +21,7 @@ from consumer_runtime.topics import ensure_topics
 from devservers import free_port
 from log_sink.app import create_app
 from log_sink.config import Settings
+from log_sink.sink import WideEventSink
 from log_sink.store import WideEventStore
 from platform_events import LOG_EVENTS
 from pymongo import AsyncMongoClient
@@ -81,7 +82,7 @@ async def sink_parts(
         store = WideEventStore(s.mongo_url, s.log_mongo_db, retention_s=s.retention_s)
         await store.open()
         runner = ConsumerRunner(
-            name="log-sink", settings=s, topics=[LOG_EVENTS.renamed(names.topic)], sink=store
+            name="log-sink", settings=s, topics=[LOG_EVENTS.renamed(names.topic)], sink=WideEventSink(store)
         )
         made.append((runner, store))
         return runner, store

@@ -1,4 +1,5 @@
-"""WideEventStore against the real MongoDB-protocol server: idempotent writes, indexes, TTL, queries."""
+"""WideEventStore and its WideEventSink against the real MongoDB-protocol server: idempotent writes, indexes,
+TTL, queries."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from consumer_runtime import Record
 from consumer_runtime.testing import wait_until
 from log_sink.handlers import LogQuery
-from log_sink.store import RejectedByStore, WideEventStore
+from log_sink.sink import RejectedByStore, WideEventSink
+from log_sink.store import WideEventStore
 from platform_events import LOG_EVENTS, decode
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
@@ -42,10 +44,11 @@ async def open_store(mongo_url: str, db: str, retention_s: int | None = 3600) ->
 async def test_writes_are_idempotent(mongo_url: str, fresh_db: str) -> None:
     store = await open_store(mongo_url, fresh_db)
     try:
+        sink = WideEventSink(store)
         batch = [record(i, event(i)) for i in range(50)]
-        assert await store.write(batch) == []
-        assert await store.write(batch) == []  # redelivery: duplicates are success
-        assert await store.write([record(60, event(3)), record(61, event(3)), record(62, event(99))]) == []
+        assert await sink.write(batch) == []
+        assert await sink.write(batch) == []  # redelivery: duplicates are success
+        assert await sink.write([record(60, event(3)), record(61, event(3)), record(62, event(99))]) == []
         assert await store.count() == 51
     finally:
         await store.close()
@@ -55,7 +58,7 @@ async def test_unstorable_document_fails_alone(mongo_url: str, fresh_db: str) ->
     store = await open_store(mongo_url, fresh_db)
     try:
         batch = [record(0, event(0)), record(1, event(1, huge=2**70)), record(2, event(2))]
-        failures = await store.write(batch)
+        failures = await WideEventSink(store).write(batch)
         assert [(f.record.offset, f.stage) for f in failures] == [(1, "sink")]
         assert isinstance(failures[0].error, RejectedByStore)
         assert "BSON" in failures[0].error.reason
@@ -81,7 +84,7 @@ async def test_ttl_expires_old_events(mongo_url: str, fresh_db: str) -> None:
     try:
         now = datetime.now(UTC).isoformat()
         old = "2020-01-01T00:00:00Z"
-        await store.write(
+        await WideEventSink(store).write(
             [record(0, {**event(0), "timestamp": old}), record(1, {**event(1), "timestamp": now})]
         )
 
@@ -104,7 +107,7 @@ async def test_queries(mongo_url: str, fresh_db: str) -> None:
             for i in range(30)
         ]  # fmt: skip
         bodies.append({**event(30), "event_id": "same-ts", "timestamp": bodies[29]["timestamp"]})
-        await store.write([record(i, b) for i, b in enumerate(bodies)])
+        await WideEventSink(store).write([record(i, b) for i, b in enumerate(bodies)])
 
         items, cursor = await store.find(LogQuery(limit=5))
         assert [i["event_id"] for i in items] == ["same-ts", "e029", "e028", "e027", "e026"]
@@ -207,12 +210,12 @@ async def test_a_hung_mongodb_fails_the_operation_instead_of_hanging(mongo_url: 
     )
     try:
         await store.open()
-        await store.write([record(0, event(0))])
+        await WideEventSink(store).write([record(0, event(0))])
         proxy.thawed.clear()
         with pytest.raises(PyMongoError):
             await asyncio.wait_for(store.find(LogQuery(limit=5)), 10)  # 20x the timeout; pymongo alone: ~30 s
         with pytest.raises(PyMongoError):
-            await asyncio.wait_for(store.write([record(1, event(1))]), 10)
+            await asyncio.wait_for(WideEventSink(store).write([record(1, event(1))]), 10)
     finally:
         proxy.thawed.set()
         await store.close()
@@ -233,12 +236,14 @@ async def test_events_stored_already_past_the_retention_are_counted_and_logged(
     try:
         before = counted()
         old = {**event(1), "event_id": "backfill", "timestamp": (T0 - timedelta(hours=3)).isoformat()}
-        assert await store.write([record(0, event(0)), record(1, old)]) == []
-        assert store.expired_on_arrival == 1
+        sink = WideEventSink(store)
+        assert await sink.write([record(0, event(0)), record(1, old)]) == []
+        assert sink.expired_on_arrival == 1
         assert counted() - before == 1
         kept_forever = await open_store(mongo_url, fresh_db + "_f", retention_s=None)
-        await kept_forever.write([record(2, {**old, "event_id": "backfill2"})])
-        assert kept_forever.expired_on_arrival == 0
+        forever_sink = WideEventSink(kept_forever)
+        await forever_sink.write([record(2, {**old, "event_id": "backfill2"})])
+        assert forever_sink.expired_on_arrival == 0
         await kept_forever.close()
     finally:
         await store.close()

@@ -10,13 +10,20 @@ from platform_events import TOPIC_CHATBOT_ISSUES
 
 from issue_ingestor.api import health_router, issues_router, seed_router
 from issue_ingestor.config import SERVICE_NAME, Settings
+from issue_ingestor.sink import IssueSink
 from issue_ingestor.store import IssueStore
 
 log = get_logger(__name__)
 
 
-def create_app(settings: Settings, *, store: IssueStore | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, store: IssueStore | None = None, sink: IssueSink | None = None
+) -> FastAPI:
+    """``sink`` (tests) brings its own store; else the sink is built over ``store`` (or a new one)."""
+    if sink is not None:
+        store = sink.store
     store = store or IssueStore(settings)
+    sink = sink or IssueSink(store)
 
     async def open_store() -> None:
         try:
@@ -29,7 +36,7 @@ def create_app(settings: Settings, *, store: IssueStore | None = None) -> FastAP
         description="Factory issue events (chatbot-issue-events) → MySQL ChatbotIssue + chatbot sessions",
         settings=settings,
         topics=[TOPIC_CHATBOT_ISSUES],
-        sink=store,
+        sink=sink,
         datastore=Datastore("mysql", store.ping, down=(MySQLError,)),
         routers=[health_router(), issues_router(), seed_router()],
         startup=open_store,

@@ -1,9 +1,9 @@
-"""The MySQL adapter (asyncmy pool): migrations, the idempotent batch write, and the queries of the API.
+"""The MySQL adapter (asyncmy pool): migrations, the batch transaction and its statements, and the queries
+of the API.
 
-One batch = one transaction: lock the batch's issues (``SELECT ... FOR UPDATE``), plan with the pure
-:mod:`issue_ingestor.handlers`, one multi-row upsert into ``ChatbotIssue`` and one into ``ChatbotSession``,
-commit. The upserts are conditional on the event version, so even without the lock an older event can
-never overwrite a newer one and a redelivery changes nothing.
+The upserts are conditional on the event version, so even without the row lock an older event can never
+overwrite a newer one and a redelivery changes nothing. The batch is orchestrated by
+:class:`issue_ingestor.sink.IssueSink`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from importlib import resources
 from typing import Any, Final
 
 import asyncmy
-from asyncmy.errors import MySQLError, OperationalError
-from consumer_runtime import Failure, PermanentError, Record, get_logger
-from platform_events import FactoryIssueEvent, format_timestamp
+from consumer_runtime import get_logger
+from platform_events import format_timestamp
 
 from issue_ingestor.config import Settings
-from issue_ingestor.handlers import IssueRow, StoredIssue, WritePlan, issue_ids, plan_batch, prepare
+from issue_ingestor.handlers import IssueRow, StoredIssue, WritePlan
 
 log = get_logger(__name__)
 
@@ -155,7 +154,7 @@ def _iso(value: Any) -> Any:
 
 
 class IssueStore:
-    """The service's only way to MySQL. ``write`` and ``ping`` make it the consumer's sink."""
+    """The only way to MySQL; the consumer's sink over it is :class:`issue_ingestor.sink.IssueSink`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -163,7 +162,6 @@ class IssueStore:
         self._lock = asyncio.Lock()
         self._schema_lock = asyncio.Lock()
         self.schema_ready = not settings.db_migrate
-        self.last_plan: WritePlan | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -207,7 +205,7 @@ class IssueStore:
             return
         async with self._schema_lock:
             if not self.schema_ready:
-                await self._timed(self.migrate())
+                await self.timed(self.migrate())
                 self.schema_ready = True
 
     async def close(self) -> None:
@@ -233,7 +231,7 @@ class IssueStore:
     def _read_hint(self) -> str:
         return _MYSQL_READ_LIMIT.format(ms=int(self.settings.db_statement_timeout_s * 1000))
 
-    async def _timed(self, coro: Any) -> Any:
+    async def timed(self, coro: Any) -> Any:
         return await asyncio.wait_for(coro, self.settings.db_statement_timeout_s)
 
     # ------------------------------------------------------------------ migrations
@@ -286,59 +284,41 @@ class IssueStore:
             await conn.commit()
         return [int(r[0]) for r in rows]
 
-    # ------------------------------------------------------------------ sink
+    # ------------------------------------------------------------------ readiness and the batch write
     async def ping(self) -> None:
         """Readiness: the schema is migrated and a pooled connection answers ``SELECT 1``."""
         await self.ensure_schema()
         async with self.connection() as conn, conn.cursor() as cur:
-            await self._timed(cur.execute("SELECT 1"))
+            await self.timed(cur.execute("SELECT 1"))
             await cur.fetchall()
             await conn.commit()
 
-    async def write(self, records: Sequence[Record[Any]]) -> Sequence[Failure]:
-        """Idempotent batch write (the consumer's sink). Transient errors raise; data errors are permanent."""
-        if not records:
-            return []
-        try:
-            await self.ensure_schema()
-            failures: list[Failure] = await self._timed(self._write(records))
-        except MySQLError as exc:
-            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-            if code in PERMANENT_ERRORS and not isinstance(exc, OperationalError):
-                raise PermanentError(f"MySQL refused the batch: {exc}") from exc
-            raise
-        return failures
-
-    async def _write(self, records: Sequence[Record[FactoryIssueEvent]]) -> list[Failure]:
-        loading: asyncio.Future[dict[str, StoredIssue]] | None = None
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A READ COMMITTED transaction on a pooled connection: yields its cursor, commits on leaving,
+        rolls back on any error."""
         async with self.connection() as conn, conn.cursor() as cur:
             try:
                 await cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 await conn.begin()
-                ids = issue_ids(records)
-                # the state query is sent first; the per-event work runs while MySQL answers it
-                loading = asyncio.ensure_future(self._load_state(cur, ids))
-                await asyncio.sleep(0)
-                prepared = prepare(records)
-                plan = plan_batch(prepared, await loading)
-                now = utc_now_naive()
-                if plan.issues:
-                    await cur.executemany(UPSERT_ISSUES, [row.params(now) for row in plan.issues])
-                if plan.events:
-                    await cur.executemany(INSERT_EVENTS, plan.events)
-                if plan.sessions:
-                    await cur.executemany(UPSERT_SESSIONS, [s.params() for s in plan.sessions])
+                yield cur
                 await conn.commit()
             except BaseException:
-                if loading is not None and not loading.done():
-                    loading.cancel()
                 with contextlib.suppress(Exception):
                     await conn.rollback()
                 raise
-        self.last_plan = plan
-        return plan.failures
 
-    async def _load_state(self, cur: Any, ids: list[str]) -> dict[str, StoredIssue]:
+    async def apply(self, cur: Any, plan: WritePlan) -> None:
+        """The plan's multi-row upserts, in the transaction of ``cur``."""
+        now = utc_now_naive()
+        if plan.issues:
+            await cur.executemany(UPSERT_ISSUES, [row.params(now) for row in plan.issues])
+        if plan.events:
+            await cur.executemany(INSERT_EVENTS, plan.events)
+        if plan.sessions:
+            await cur.executemany(UPSERT_SESSIONS, [s.params() for s in plan.sessions])
+
+    async def load_state(self, cur: Any, ids: list[str]) -> dict[str, StoredIssue]:
         """Lock the batch's issues and read their rows and event histories."""
         if not ids:
             return {}
@@ -404,14 +384,14 @@ class IssueStore:
         columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)
         hint = self._read_hint()
         async with self.connection() as conn, conn.cursor() as cur:
-            await self._timed(
+            await self.timed(
                 cur.execute(
                     f"SELECT {hint} COUNT(*) FROM (SELECT 1 FROM ChatbotIssue{clause} LIMIT %s) AS capped",
                     [*args, COUNT_CAP + 1],
                 )
             )
             (total,) = await cur.fetchone()
-            await self._timed(
+            await self.timed(
                 cur.execute(
                     f"SELECT {hint} {columns} FROM ChatbotIssue{clause} "
                     "ORDER BY `timestamp` DESC, issue ASC LIMIT %s OFFSET %s",
@@ -426,9 +406,7 @@ class IssueStore:
     async def get_issue(self, issue_id: str) -> dict[str, Any] | None:
         columns = ", ".join(f"`{c}`" for c in ISSUE_FIELDS)
         async with self.connection() as conn, conn.cursor() as cur:
-            await self._timed(
-                cur.execute(f"SELECT {columns} FROM ChatbotIssue WHERE issue = %s", (issue_id,))
-            )
+            await self.timed(cur.execute(f"SELECT {columns} FROM ChatbotIssue WHERE issue = %s", (issue_id,)))
             row = await cur.fetchone()
             await conn.commit()
         return self._issue_dict(row) if row else None
@@ -455,7 +433,7 @@ class IssueStore:
     async def list_sessions(self, issue_id: str) -> list[dict[str, Any]]:
         columns = ", ".join(SESSION_FIELDS)
         async with self.connection() as conn, conn.cursor() as cur:
-            await self._timed(
+            await self.timed(
                 cur.execute(
                     f"SELECT {columns} FROM ChatbotSession WHERE issue = %s ORDER BY seq", (issue_id,)
                 )

@@ -9,6 +9,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from log_sink import api
 from log_sink.config import Settings
+from log_sink.sink import WideEventSink
 from log_sink.store import WideEventStore
 
 SERVICE = "log-sink"
@@ -26,7 +27,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Wide log events from Kafka `log-events` into MongoDB `wide_events`; queries over them.",
         settings=settings,
         topics=[TOPIC_LOG_EVENTS],
-        sink=store,
+        sink=WideEventSink(store),
         datastore=Datastore("mongodb", store.ping, down=(ConnectionFailure, ExecutionTimeout)),
         routers=[api.router(store, max_limit=settings.log_query_max_limit)],
         startup=store.open,

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumer_runtime import KafkaSettings, get_logger
+from consumer_runtime.kafka_clients import Backoff, new_reader
 from consumer_runtime.topics import ensure_topics
 from platform_events import NOTIFICATIONS_SENT, EventDecodeError, decode
 
@@ -170,14 +171,11 @@ class NotificationTail:
         }
 
     async def _run(self) -> None:
-        attempt = 0
+        # the same delays as before (1, 2, 4, 8, then 10 s at most), jittered; cut short by stop()
+        backoff = Backoff(1.0, 10.0, stop=self._stop)
         while not self._stop.is_set():
-            consumer = AIOKafkaConsumer(
-                **self.settings.client_kwargs(),
-                group_id=None,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=100,
-            )
+            # it seeks to the end itself; "latest" (aiokafka's default) only if a position falls off the log
+            consumer = new_reader(self.settings, fetch_max_wait_ms=100, auto_offset_reset="latest")
             try:
                 if self.settings.kafka_auto_create_topics:
                     await ensure_topics(self.settings, [self.spec.name])
@@ -191,7 +189,7 @@ class NotificationTail:
                 self.connected = True
                 self.last_error = None
                 self._ready.set()
-                attempt = 0
+                backoff.reset()
                 # what was published before this position (while no tail was reading) is in the store:
                 # every open stream catches up from there before it takes the next live item
                 resynced = self.hub.resync()
@@ -204,13 +202,13 @@ class NotificationTail:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                attempt += 1
                 self.connected = False
                 self.last_error = repr(exc)[:300]
-                delay = min(10.0, 0.5 * 2 ** min(attempt, 5))
-                log.warning("live tail failed; reconnecting", error=self.last_error, retry_in_s=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = backoff.failed()
+                log.warning(
+                    "live tail failed; reconnecting", error=self.last_error, retry_in_s=round(delay, 2)
+                )
+                await backoff.sleep(delay)
             finally:
                 self.connected = False
                 with contextlib.suppress(Exception):
