@@ -563,6 +563,7 @@ class Soak:
                 if wrong:
                     row["examples"]["isSolved wrong"] = sorted(wrong)[:3]
             if check == "notifier.sent":
+                row["resent by producer retries"] = sum(tally.resent.values())
                 if READ_SHORTFALL.get(sent):
                     row["unread_offsets"] = READ_SHORTFALL[sent]
                 if READ_HOLES.get(sent):
@@ -656,6 +657,16 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['sink']} | {r['events']} | {r['stored']} | {r['missing']} | {r['duplicated']} | "
             f"{r.get('dead-lettered', '–')} | {r['counted by']} |"
         )
+    for r in result["rows"]:
+        if "resent by producer retries" in r:
+            lines += [
+                "",
+                f"{r['sink']}: {r['resent by producer retries']} records are a second copy of the *same* "
+                "produced record (same bytes, same CreateTime): the broker wrote a produce request twice "
+                "because aiokafka retried it after a broker restart cut the answer. Not a second publish by "
+                "the notifier (those are `duplicated`); an idempotent producer (`KAFKA_ENABLE_IDEMPOTENCE=true` "
+                "on Apache Kafka) prevents them; the local broker (Tansu) implements none.",
+            ]
     lines += [
         "",
         "| fault | count | ready p50 | ready max | consuming p50 | consuming max | not recovered |",

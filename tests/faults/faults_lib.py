@@ -111,6 +111,10 @@ class Tally:
     signal: str
     writes: Counter[str] = field(default_factory=Counter)
     solved: set[str] = field(default_factory=set)  # issue-ingestor: issues whose row says isSolved
+    #: notifier.sent: extra copies of one *produced record* (same value, same CreateTime): the broker wrote
+    #: a produce request twice because the producer retried it after losing the answer — what an idempotent
+    #: producer prevents, and the local broker cannot do. Not counted in ``writes``.
+    resent: Counter[str] = field(default_factory=Counter)
 
     @property
     def stored(self) -> int:
@@ -207,9 +211,16 @@ async def es_tally(url: str, alias: str) -> Tally:
 
 async def sent_tally(bootstrap: str, topic: str, idle_s: float = 0.0, timeout: float = 60.0) -> Tally:
     tally = Tally("notifier.sent", "notifications.sent records per event_id+user_id")
+    seen: set[tuple[bytes, int]] = set()
     for rec in await read_to_end(bootstrap, topic, timeout=timeout, idle_s=idle_s):
         v = json.loads(rec.value or b"{}")
-        tally.writes[f"{v['event_id']}:{v['user_id']}"] += 1
+        key = f"{v['event_id']}:{v['user_id']}"
+        copy = (rec.value or b"", rec.timestamp)
+        if copy in seen:  # the same record again (a producer-level retry), not a second publish
+            tally.resent[key] += 1
+            continue
+        seen.add(copy)
+        tally.writes[key] += 1
     return tally
 
 
