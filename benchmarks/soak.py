@@ -664,8 +664,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r['sink']}: {r['resent by producer retries']} records are a second copy of the *same* "
                 "produced record (same bytes, same CreateTime): the broker wrote a produce request twice "
                 "because aiokafka retried it after a broker restart cut the answer. Not a second publish by "
-                "the notifier (those are `duplicated`); an idempotent producer (`KAFKA_ENABLE_IDEMPOTENCE=true` "
-                "on Apache Kafka) prevents them; the local broker (Tansu) implements none.",
+                "the notifier (those are `duplicated`); an idempotent producer "
+                "(`KAFKA_ENABLE_IDEMPOTENCE=true` on Apache Kafka) prevents them; the local broker (Tansu) "
+                "implements none.",
             ]
     lines += [
         "",
