@@ -75,6 +75,17 @@ async def running(
 Hook = Callable[[], Awaitable[None]]
 
 
+def from_state(name: str) -> Callable[[Request], Any]:
+    """A FastAPI dependency that returns ``app.state.<name>`` (a process-wide client built in the lifespan):
+    ``StoreDep = Annotated[IssueStore, Depends(from_state("store"))]``."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    dependency.__name__ = f"state_{name}"
+    return dependency
+
+
 def consumer_lifespan(
     runner: ConsumerRunner,
     timeout_s: float,

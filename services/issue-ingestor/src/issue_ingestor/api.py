@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from consumer_runtime import ConsumerRunner, ConsumerStatus, ControlAck
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from consumer_runtime.service import from_state
+from fastapi import APIRouter, Depends, HTTPException, Query
 from platform_events import ModeType, ProcessType, parse_timestamp
 from pydantic import BaseModel, Field
 
@@ -58,18 +59,8 @@ class DeletedOut(BaseModel):
     sessions_deleted: int
 
 
-def get_store(request: Request) -> IssueStore:
-    store: IssueStore = request.app.state.store
-    return store
-
-
-def get_runner(request: Request) -> ConsumerRunner:
-    runner: ConsumerRunner = request.app.state.runner
-    return runner
-
-
-StoreDep = Annotated[IssueStore, Depends(get_store)]
-RunnerDep = Annotated[ConsumerRunner, Depends(get_runner)]
+StoreDep = Annotated[IssueStore, Depends(from_state("store"))]
+RunnerDep = Annotated[ConsumerRunner, Depends(from_state("runner"))]
 
 
 def _time(value: str | None, name: str) -> datetime | None:

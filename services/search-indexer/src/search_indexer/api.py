@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from consumer_runtime.auth import admin_refusal
+from consumer_runtime.service import from_state
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from platform_events import MAX_ID_CHARS
 
@@ -13,19 +14,8 @@ from search_indexer import handlers as h
 from search_indexer.rebuild import RebuildBusyError, RebuildError, RebuildManager
 from search_indexer.store import MessageStore
 
-
-def _store(request: Request) -> MessageStore:
-    store: MessageStore = request.app.state.store
-    return store
-
-
-def _rebuild(request: Request) -> RebuildManager:
-    manager: RebuildManager = request.app.state.rebuild
-    return manager
-
-
-StoreDep = Annotated[MessageStore, Depends(_store)]
-RebuildDep = Annotated[RebuildManager, Depends(_rebuild)]
+StoreDep = Annotated[MessageStore, Depends(from_state("store"))]
+RebuildDep = Annotated[RebuildManager, Depends(from_state("rebuild"))]
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="search-indexer"'}
