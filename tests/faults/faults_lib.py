@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -210,13 +210,20 @@ async def es_tally(url: str, alias: str) -> Tally:
 
 
 async def sent_tally(bootstrap: str, topic: str, idle_s: float = 0.0, timeout: float = 60.0) -> Tally:
+    """``notifications.sent`` as a consumer reads it."""
+    return sent_tally_of(await read_to_end(bootstrap, topic, timeout=timeout, idle_s=idle_s))
+
+
+def sent_tally_of(records: Iterable[Any]) -> Tally:
+    """Records per (event_id, user_id); a second copy of one *produced record* (same bytes, same CreateTime,
+    another offset: a producer retry the broker wrote twice) is counted in ``resent``, not in ``writes``."""
     tally = Tally("notifier.sent", "notifications.sent records per event_id+user_id")
     seen: set[tuple[bytes, int]] = set()
-    for rec in await read_to_end(bootstrap, topic, timeout=timeout, idle_s=idle_s):
+    for rec in records:
         v = json.loads(rec.value or b"{}")
         key = f"{v['event_id']}:{v['user_id']}"
         copy = (rec.value or b"", rec.timestamp)
-        if copy in seen:  # the same record again (a producer-level retry), not a second publish
+        if copy in seen:
             tally.resent[key] += 1
             continue
         seen.add(copy)
@@ -295,6 +302,59 @@ async def read_to_end(
         return out
     finally:
         await consumer.stop()
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One record as the broker stored it (what :func:`read_s3_topic` returns)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def read_s3_topic(broker: Any, topic: str) -> list[StoredRecord]:
+    """Every record of ``topic`` as a durable private Tansu (``start_private("kafka", storage="s3")``)
+    stored it in its S3 bucket: one object per produced batch,
+    ``…/topics/<topic>/partitions/<p>/records/<base>.batch``, each a Kafka v2 record batch (offsets relative
+    to the object's base offset).
+
+    Independent of the broker's fetch path, which after restarts under concurrent producers can leave
+    records no consumer reaches (see docs/soak.md); what is here is what the broker durably accepted.
+    """
+    import boto3
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    s3 = boto3.client(
+        "s3", endpoint_url=f"http://127.0.0.1:{broker.storage.port}", region_name="us-east-1",
+        aws_access_key_id="devservers", aws_secret_access_key="devservers",
+    )  # fmt: skip
+    prefix = f"clusters/tansu_cluster/topics/{topic}/partitions/"
+    out: list[StoredRecord] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=broker.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key: str = obj["Key"]
+            if not key.endswith(".batch"):
+                continue
+            parts = key[len(prefix) :].split("/")  # <partition>/records/<base>.batch
+            partition, base = int(parts[0]), int(parts[-1].removesuffix(".batch"))
+            data = s3.get_object(Bucket=broker.bucket, Key=key)["Body"].read()
+            while data:  # normally one batch per object; read on if there are several
+                length = 12 + int.from_bytes(data[8:12], "big")
+                batch = DefaultRecordBatch(bytearray(data[:length]))
+                for rec in batch:
+                    offset = base + rec.offset - batch.base_offset
+                    headers = tuple((h, v) for h, v in rec.headers)
+                    out.append(
+                        StoredRecord(topic, partition, offset, rec.key, rec.value, rec.timestamp, headers)
+                    )
+                data = data[length:]
+    out.sort(key=lambda r: (r.partition, r.offset))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- private MySQL
