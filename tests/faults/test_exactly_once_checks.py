@@ -192,3 +192,23 @@ async def test_sent_check_fails_on_a_second_publish() -> None:
     finally:
         await producer.stop()
         await delete_kafka_names(bootstrap, marker)
+
+
+def test_sent_check_tells_a_producer_retry_from_a_second_publish() -> None:
+    """The same produced record stored twice (same bytes and CreateTime, another offset) is a producer retry
+    the broker wrote twice, counted apart; the same notification sent again (a new record) is a duplicate."""
+    from types import SimpleNamespace
+
+    from faults_lib import sent_tally_of
+
+    def rec(k: str, ts: int) -> SimpleNamespace:
+        value = json.dumps({"event_id": k, "user_id": "u1", "notification_id": f"ntf-{k}"}).encode()
+        return SimpleNamespace(value=value, timestamp=ts)
+
+    expected = {f"{k}:u1" for k in IDS}
+    records = [rec(k, 1000 + i) for i, k in enumerate(IDS)]
+    retried = sent_tally_of([*records, records[0]])
+    assert_exactly_once(retried, expected)
+    assert retried.resent == {f"{IDS[0]}:u1": 1}
+    again = sent_tally_of([*records, rec(IDS[0], 5000)])
+    assert "1 written more than once" in _fails(again, expected)
