@@ -35,7 +35,7 @@ async def sessions(store: IssueStore) -> list[tuple[Any, ...]]:
 
 
 async def test_migrations_recorded_and_idempotent(store: IssueStore) -> None:
-    assert await store.schema_versions() == [m.version for m in bundled_migrations()] == [1, 2, 3]
+    assert await store.schema_versions() == [m.version for m in bundled_migrations()] == [1, 2, 3, 4]
     assert await store.migrate() == []  # nothing pending: nothing applied twice
     charsets = await fetch(
         store,
@@ -264,9 +264,9 @@ async def test_late_create_is_merged_into_the_row_and_the_session(store: IssueSt
 
 
 async def test_migrations_upgrade_an_existing_database_and_are_safe_to_rerun(issue_db: MysqlDb) -> None:
-    """A database created by 0001 with data in it: 0002 (binary ids) and 0003 (history + backfill) keep the
-    data, can run again from the start (a crash mid-migration), and the backfilled history keeps the
-    sessions when a late event arrives."""
+    """A database created by 0001 with data in it: 0002 (binary ids), 0003 (history + backfill) and 0004
+    (unused session index dropped) keep the data, can run again from the start (a crash mid-migration), and
+    the backfilled history keeps the sessions when a late event arrives."""
     suffix = uuid.uuid4().hex[:8]
     name, user = f"ii_mig_{suffix}", f"iim_{suffix}"
     ensure_mysql_database(name, user, ISSUE_DB_PASSWORD, port=issue_db.port)
@@ -312,6 +312,22 @@ async def test_migrations_upgrade_an_existing_database_and_are_safe_to_rerun(iss
             ("ChatbotSession", "utf8mb4_nopad_bin"),
         ]
         assert len(await fetch(old, "SELECT * FROM ChatbotIssueEvent WHERE issue = 'OLD_1'")) == 5
+        # 0004: the unused ix_session_status is gone (dropped once, the re-run found nothing to drop)
+        indexes = await fetch(
+            old,
+            "SELECT DISTINCT TABLE_NAME, INDEX_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'Chatbot%%' ORDER BY TABLE_NAME, INDEX_NAME",
+        )
+        assert indexes == [
+            ("ChatbotIssue", "ix_issue_mode_timestamp"),
+            ("ChatbotIssue", "ix_issue_process_timestamp"),
+            ("ChatbotIssue", "ix_issue_solved_timestamp"),
+            ("ChatbotIssue", "ix_issue_timestamp"),
+            ("ChatbotIssue", "PRIMARY"),
+            ("ChatbotIssueEvent", "PRIMARY"),
+            ("ChatbotSession", "PRIMARY"),
+            ("ChatbotSession", "ux_session_issue_seq"),
+        ]
         # a late event inside the old session 2 changes nothing; one before session 1 moves its opened_at
         await IssueSink(old).write([rec(issue_json("OLD_1", timestamp="2025-08-08T12:30:00Z"), 1)])
         await IssueSink(old).write(
