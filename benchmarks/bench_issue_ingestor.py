@@ -392,9 +392,10 @@ async def main() -> None:
                         b_min,
                         minimal_goal=0.3,
                         same_gap=(
-                            "per batch the service also reads its issues' stored state and history (SELECT "
-                            "… FOR UPDATE: sessions open and close on it), decodes and validates every event "
-                            "and commits the offsets, one step after the other; the raw case only writes"
+                            "per batch the service also locks and reads its issues' rows and latest sessions "
+                            "(SELECT … FOR UPDATE: sessions open and close on it; the history only for late "
+                            "events), decodes and validates every event and commits the offsets, one step "
+                            "after the other; the raw case only writes"
                         ),
                     ),
                     Target(

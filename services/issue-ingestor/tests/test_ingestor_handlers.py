@@ -20,7 +20,9 @@ from issue_ingestor.handlers import (
     event_time,
     issue_ids,
     make_version,
+    needs_history,
     plan_batch,
+    prepare,
 )
 from platform_events import CHATBOT_ISSUES, decode
 
@@ -50,19 +52,34 @@ class MemoryDb:
     """What MySQL holds after plans were written (the planner sends final values: the conditional upserts
     of ``store.py`` then amount to replacing the row and the sessions it sends)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lean: bool = False) -> None:
         self.rows: dict[str, IssueRow] = {}
         self.sessions: dict[tuple[str, int], SessionRow] = {}
         self.history: dict[str, dict[str, bool]] = {}
+        #: as the store loads state: rows + latest session, the history only where ``needs_history`` says
+        self.lean = lean
+        self.history_reads = 0
+
+    def full(self, issue: str) -> StoredIssue:
+        return StoredIssue(replace(self.rows[issue]), tuple(self.history.get(issue, {}).items()))
 
     def stored(self) -> dict[str, StoredIssue]:
-        return {
-            issue: StoredIssue(replace(row), tuple(self.history.get(issue, {}).items()))
-            for issue, row in self.rows.items()
-        }
+        if self.lean:
+            return {
+                issue: StoredIssue(
+                    replace(row), last_session=self.sessions.get((issue, row.session_seq)), complete=False
+                )
+                for issue, row in self.rows.items()
+            }
+        return {issue: self.full(issue) for issue in self.rows}
 
     def write(self, batch: list[Record[Any]]) -> WritePlan:
-        plan = plan_batch(batch, self.stored())
+        prepared = prepare(batch)
+        stored = self.stored()
+        late = needs_history(prepared, stored)
+        self.history_reads += len(late)
+        stored.update((issue, self.full(issue)) for issue in late)
+        plan = plan_batch(prepared, stored)
         for row in plan.issues:
             self.rows[row.issue] = row
         for session in plan.sessions:
@@ -275,5 +292,47 @@ def test_any_permutation_and_duplication_gives_the_same_row_and_sessions(
 
     assert any_order.rows == in_order.rows
     assert any_order.sessions == in_order.sessions
+    # the store's way: rows + latest session, the history only for late events and redeliveries
+    lean = MemoryDb(lean=True)
+    for start, end in zip([0, *cuts], [*cuts, len(arrival)], strict=True):
+        if start < end:
+            lean.write(arrival[start:end])
+    assert lean.rows == in_order.rows
+    assert lean.sessions == in_order.sessions
     opened = sorted(event_time(r) for r in events)[0].replace(tzinfo=None)
     assert any_order.sessions[("A", 1)].opened_at == opened  # the earliest event time seen
+
+
+def test_events_newer_than_the_stored_ones_need_no_history() -> None:
+    db = MemoryDb(lean=True)
+    db.write([rec("A", 0), rec("B", 1)])
+    db.write([rec("A", 2, isSolved=True, timestamp=T1)])
+    reopened = db.write([rec("A", 3, timestamp=T2), rec("B", 4, isSolved=True, timestamp=T2)])
+    assert db.history_reads == 0
+    assert [(s.issue, s.seq, s.status) for s in reopened.sessions] == [("A", 2, "open"), ("B", 1, "closed")]
+    assert (reopened.opened, reopened.closed) == (1, 1)
+    assert {r.issue: r.session_seq for r in reopened.issues} == {"A": 2, "B": 1}
+
+
+def test_redelivery_late_event_or_same_microsecond_read_the_history() -> None:
+    db = MemoryDb(lean=True)
+    db.write([rec("A", 0, timestamp=T1)])
+    assert db.write([rec("A", 0, timestamp=T1)]).accepted == 0  # redelivered: never a second session
+    assert db.history_reads == 1
+    db.write([rec("A", 1, timestamp=T0, isSolved=True)])  # late
+    assert db.history_reads == 2
+    db.write([rec("A", 2, timestamp=T1)])  # same microsecond as the row's event, later offset
+    assert db.history_reads == 3
+    assert len({seq for issue, seq in db.sessions if issue == "A"}) == 2
+
+
+def test_planner_refuses_a_late_event_without_the_history() -> None:
+    db = MemoryDb()
+    db.write([rec("A", 0, timestamp=T1)])
+    lean = {"A": StoredIssue(db.rows["A"], last_session=db.sessions[("A", 1)], complete=False)}
+    with pytest.raises(ValueError, match="stored history"):
+        plan_batch([rec("A", 1, timestamp=T0)], lean)
+    assert needs_history(prepare([rec("A", 1, timestamp=T2)]), lean) == []
+    # a latest session that does not match the row (open, but the row's event was solved) is not trusted
+    solved = replace(db.rows["A"], is_solved=True)
+    assert needs_history(prepare([rec("A", 1, timestamp=T2)]), {"A": replace(lean["A"], row=solved)}) == ["A"]

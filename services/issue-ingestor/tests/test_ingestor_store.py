@@ -35,7 +35,7 @@ async def sessions(store: IssueStore) -> list[tuple[Any, ...]]:
 
 
 async def test_migrations_recorded_and_idempotent(store: IssueStore) -> None:
-    assert await store.schema_versions() == [m.version for m in bundled_migrations()] == [1, 2, 3]
+    assert await store.schema_versions() == [m.version for m in bundled_migrations()] == [1, 2, 3, 4]
     assert await store.migrate() == []  # nothing pending: nothing applied twice
     charsets = await fetch(
         store,
@@ -264,9 +264,9 @@ async def test_late_create_is_merged_into_the_row_and_the_session(store: IssueSt
 
 
 async def test_migrations_upgrade_an_existing_database_and_are_safe_to_rerun(issue_db: MysqlDb) -> None:
-    """A database created by 0001 with data in it: 0002 (binary ids) and 0003 (history + backfill) keep the
-    data, can run again from the start (a crash mid-migration), and the backfilled history keeps the
-    sessions when a late event arrives."""
+    """A database created by 0001 with data in it: 0002 (binary ids), 0003 (history + backfill) and 0004
+    (unused session index dropped) keep the data, can run again from the start (a crash mid-migration), and
+    the backfilled history keeps the sessions when a late event arrives."""
     suffix = uuid.uuid4().hex[:8]
     name, user = f"ii_mig_{suffix}", f"iim_{suffix}"
     ensure_mysql_database(name, user, ISSUE_DB_PASSWORD, port=issue_db.port)
@@ -312,6 +312,22 @@ async def test_migrations_upgrade_an_existing_database_and_are_safe_to_rerun(iss
             ("ChatbotSession", "utf8mb4_nopad_bin"),
         ]
         assert len(await fetch(old, "SELECT * FROM ChatbotIssueEvent WHERE issue = 'OLD_1'")) == 5
+        # 0004: the unused ix_session_status is gone (dropped once, the re-run found nothing to drop)
+        indexes = await fetch(
+            old,
+            "SELECT DISTINCT TABLE_NAME, INDEX_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'Chatbot%%' ORDER BY TABLE_NAME, INDEX_NAME",
+        )
+        assert indexes == [
+            ("ChatbotIssue", "ix_issue_mode_timestamp"),
+            ("ChatbotIssue", "ix_issue_process_timestamp"),
+            ("ChatbotIssue", "ix_issue_solved_timestamp"),
+            ("ChatbotIssue", "ix_issue_timestamp"),
+            ("ChatbotIssue", "PRIMARY"),
+            ("ChatbotIssueEvent", "PRIMARY"),
+            ("ChatbotSession", "PRIMARY"),
+            ("ChatbotSession", "ux_session_issue_seq"),
+        ]
         # a late event inside the old session 2 changes nothing; one before session 1 moves its opened_at
         await IssueSink(old).write([rec(issue_json("OLD_1", timestamp="2025-08-08T12:30:00Z"), 1)])
         await IssueSink(old).write(
@@ -354,3 +370,61 @@ async def test_issue_list_counts_up_to_a_cap(
     assert (total, capped, len(page)) == (3, True, 2)
     total, page, capped = await store.list_issues(limit=10, offset=0, mode_type="용접기")
     assert (total, capped, page) == (0, False, [])
+
+
+async def test_a_batch_is_two_round_trips_and_a_late_event_three(store: IssueStore, sink: IssueSink) -> None:
+    """Lock + read rows and latest sessions, then upserts + COMMIT in one packet; the history is read only
+    for a late event or a redelivery."""
+    import issue_ingestor.store as store_module
+
+    sent: list[str] = []
+    original = store_module._run
+    calls: list[str] = []
+
+    async def run(cur: Any, sql: str) -> None:
+        calls.append(sql)
+        await original(cur, sql)
+
+    async def load_history(*args: Any) -> Any:
+        sent.append("history")
+        return await real_load_history(*args)
+
+    real_load_history = store.load_history
+    store_module._run = run  # type: ignore[assignment]
+    store.load_history = load_history  # type: ignore[method-assign]
+    try:
+        await sink.write([rec(issue_json("A"), 0), rec(issue_json("B"), 1)])
+        await sink.write([rec(issue_json("A", isSolved=True, timestamp="2025-08-08T18:00:00Z"), 2)])
+        assert sent == []
+        assert len(calls) == 2  # one packet each: upserts + COMMIT
+        await sink.write([rec(issue_json("A", isSolved=True, timestamp="2025-08-08T18:00:00Z"), 2)])
+        assert sent == ["history"]  # the redelivery: only the history tells it apart
+        await sink.write([rec(issue_json("B", isSolved=True, timestamp="2025-08-08T10:00:00Z"), 3)])
+        assert sent == ["history", "history"]  # late (older than B's row)
+    finally:
+        store_module._run = original  # type: ignore[assignment]
+    assert [(s[0], s[1], s[2]) for s in await sessions(store)] == [
+        ("A", 1, "closed"),
+        ("B", 1, "closed"),  # the late solved event comes before the unsolved one
+        ("B", 2, "open"),
+    ]
+
+
+async def test_a_plan_larger_than_a_packet_is_split_and_all_or_nothing(
+    store: IssueStore, sink: IssueSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import issue_ingestor.store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_PACKET", 2_000)
+    batch = [rec(issue_json(f"I{i:03d}", description="설명 " * 20), i) for i in range(60)]
+    await sink.write(batch)
+    assert len(await rows(store)) == 60
+    assert len(await sessions(store)) == 60
+    # an error in the last packet (the sessions) rolls back the earlier ones: one transaction
+    broken = store_module.UPSERT_SESSIONS.replace("closed_at)", "no_such_column)", 1)
+    monkeypatch.setattr(store_module, "UPSERT_SESSIONS", broken)
+    more = [rec(issue_json(f"J{i:03d}", description="설명 " * 20), 100 + i) for i in range(30)]
+    with pytest.raises(Exception, match="no_such_column"):
+        await sink.write(more)
+    assert len(await rows(store)) == 60
+    assert len(await fetch(store, "SELECT * FROM ChatbotIssueEvent")) == 60

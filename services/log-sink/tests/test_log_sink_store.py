@@ -73,7 +73,7 @@ async def test_indexes(mongo_url: str, fresh_db: str, mongo: AsyncMongoClient[di
     await store.close()
     info = await mongo[fresh_db]["wide_events"].index_information()
     specs = {tuple(k for k, _ in spec["key"]): spec for spec in info.values()}
-    assert specs[("event_id",)].get("unique") is True
+    assert ("event_id",) not in specs  # _id = event_id is the uniqueness; no second unique index
     assert specs[("timestamp",)].get("expireAfterSeconds") == 7 * 86_400
     assert ("service", "timestamp") in specs
     assert store.effective_ttl_s == 7 * 86_400
@@ -250,3 +250,47 @@ async def test_events_stored_already_past_the_retention_are_counted_and_logged(
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
         await client.drop_database(fresh_db + "_f")
         await client.close()
+
+
+async def test_migration_rekeys_old_documents_drops_the_event_id_index_and_is_idempotent(
+    mongo_url: str, fresh_db: str, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """A collection as older versions left it: the unique ``event_id`` index, documents keyed by event id and
+    some by ObjectId (older producers). Opening the store (twice, and a second replica at once) leaves one
+    document per event, all keyed by event id, and no ``event_id`` index; duplicates are still refused, as
+    the sink's own counters show."""
+    from bson import ObjectId
+    from log_sink import sink as sink_module
+    from wide_logging.documents import migrate_event_ids
+
+    collection = mongo[fresh_db]["wide_events"]
+    await collection.create_index([("event_id", 1)], unique=True, name="event_id_unique")
+    await collection.create_index([("timestamp", 1)], name="timestamp_ttl", expireAfterSeconds=3600)
+    await collection.insert_many([{"_id": f"e{i:03d}", **event(i), "timestamp": T0} for i in range(5)])
+    await collection.insert_many([{"_id": ObjectId(), **event(i), "timestamp": T0} for i in range(5, 8)])
+
+    store = await open_store(mongo_url, fresh_db)
+    second = await open_store(mongo_url, fresh_db)  # another replica, and a re-run
+    try:
+        assert await migrate_event_ids(collection) == (0, False)  # nothing left to do
+        info = await collection.index_information()
+        assert all(list(spec["key"]) != [("event_id", 1)] for spec in info.values())
+        ids = sorted([doc["_id"] async for doc in collection.find({}, {"_id": 1})])
+        assert ids == [f"e{i:03d}" for i in range(8)]
+        got = await store.get("e006")  # found by _id: formerly an ObjectId-keyed document
+        assert got is not None
+        assert got["event_id"] == "e006"
+
+        # the duplicate rule: a redelivered event is stored once, counted by the sink's own counters
+        sink = WideEventSink(store)
+        inserted = sink_module.INSERTED._value.get()
+        duplicates = sink_module.DUPLICATES._value.get()
+        batch = [record(20 + i, event(i)) for i in range(6, 10)]  # e006, e007 stored; e008, e009 new
+        assert await sink.write(batch) == []
+        assert await sink.write(batch) == []  # redelivery
+        assert sink_module.INSERTED._value.get() - inserted == 2
+        assert sink_module.DUPLICATES._value.get() - duplicates == 6
+        assert await store.count() == 10
+    finally:
+        await store.close()
+        await second.close()

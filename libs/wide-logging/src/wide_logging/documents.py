@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import bson
+from bson import ObjectId
 from bson.errors import BSONError
 from bson.raw_bson import RawBSONDocument
 from platform_events import WideLogEvent
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 __all__ = [
     "DUPLICATE_KEY_CODES",
@@ -28,6 +29,7 @@ __all__ = [
     "InsertOutcome",
     "ensure_indexes",
     "insert_documents",
+    "migrate_event_ids",
     "to_document",
 ]
 
@@ -44,7 +46,6 @@ _TRANSIENT_CODES: Final = frozenset(
     {6, 7, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64}
 )
 
-INDEX_EVENT_ID: Final = "event_id_unique"
 INDEX_TIMESTAMP: Final = "timestamp_ttl"
 INDEX_SERVICE: Final = "service_timestamp"
 
@@ -114,15 +115,17 @@ async def insert_documents(
 
 
 async def ensure_indexes(collection: AsyncCollection[Any], *, retention_s: int | None) -> int | None:
-    """Create the indexes of ``wide_events`` (idempotent); returns the TTL the server reports, if any.
+    """Create the indexes of ``wide_events`` and migrate older collections (idempotent, safe to re-run and
+    to run from several replicas at once); returns the TTL the server reports, if any.
 
-    - ``event_id`` unique (``_id`` is the event id too; this also guards documents whose ``_id`` is an
-      ObjectId, e.g. written by older producers straight into the collection);
+    - uniqueness is ``_id`` = ``event_id`` alone: :func:`migrate_event_ids` gives documents written with
+      another ``_id`` (an ObjectId, by older producers) their event id as ``_id``, then drops the unique
+      ``event_id`` index that guarded them (the same constraint twice, paid on every insert);
     - ``timestamp``: a TTL index when ``retention_s`` is set (documents expire that long after their event
       time), a plain index otherwise;
     - ``(service, timestamp)`` for per-service queries.
     """
-    await collection.create_index([("event_id", 1)], unique=True, name=INDEX_EVENT_ID)
+    await migrate_event_ids(collection)
     await _ensure_timestamp_index(collection, retention_s)
     await collection.create_index([("service", 1), ("timestamp", -1)], name=INDEX_SERVICE)
     info = await collection.index_information()
@@ -131,6 +134,41 @@ async def ensure_indexes(collection: AsyncCollection[Any], *, retention_s: int |
             ttl = spec.get("expireAfterSeconds")
             return int(ttl) if ttl is not None else None
     return None
+
+
+async def migrate_event_ids(collection: AsyncCollection[Any]) -> tuple[int, bool]:
+    """Make ``_id`` = ``event_id`` hold for every document, then drop the unique ``event_id`` index.
+
+    The index (only if it exists) goes first. Then a document whose ``_id`` is an ObjectId (older
+    producers wrote them; found through the ``_id`` index) is copied with ``_id`` = its ``event_id`` (a copy
+    already there wins: a duplicate key) and deleted once the copy is there, so the event is stored once.
+    Every step is idempotent; a crash half-way is finished by the next run. Returns (documents moved,
+    whether the index was dropped now).
+    """
+    # the index goes first: while it exists, the re-keyed copy of a document collides with the document
+    dropped = False
+    for name, spec in (await collection.index_information()).items():
+        if list(spec.get("key", [])) == [("event_id", 1)]:
+            try:
+                await collection.drop_index(name)
+                dropped = True
+            except OperationFailure as exc:
+                if exc.code != 27:  # IndexNotFound: another replica dropped it first
+                    raise
+    moved = 0
+    # a range of the _id index: comparisons match one BSON type only (and local stand-ins lack $type)
+    async for doc in collection.find({"_id": {"$gte": ObjectId("0" * 24), "$lte": ObjectId("f" * 24)}}):
+        event_id = doc.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            continue  # no event id to key it by: left as it is (nothing can redeliver it)
+        with contextlib.suppress(DuplicateKeyError):  # already re-keyed, or stored twice: one copy stays
+            await collection.insert_one({**doc, "_id": event_id})
+        if await collection.find_one({"_id": event_id}, {"_id": 1}) is not None:
+            await collection.delete_one({"_id": doc["_id"]})
+            moved += 1
+    if moved:
+        log.info("wide_events: documents re-keyed by event_id", extra={"moved": moved})
+    return moved, dropped
 
 
 async def _ensure_timestamp_index(collection: AsyncCollection[Any], retention_s: int | None) -> None:

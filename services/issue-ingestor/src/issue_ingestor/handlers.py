@@ -39,6 +39,7 @@ __all__ = [
     "event_time",
     "fold_sessions",
     "make_version",
+    "needs_history",
     "plan_batch",
     "prepare",
     "to_db_datetime",
@@ -147,11 +148,19 @@ class IssueRow:
 
 @dataclass(frozen=True, slots=True)
 class StoredIssue:
-    """What the batch logic needs to know about an issue already in the database: its row and the
-    (version, isSolved) of every event stored for it (table ``ChatbotIssueEvent``)."""
+    """What the batch logic needs to know about an issue already in the database: its row and either the
+    (version, isSolved) of every event stored for it (table ``ChatbotIssueEvent``, ``complete``) or only its
+    latest session (``last_session``, the one numbered ``row.session_seq``).
+
+    The latest session is enough when every event of the batch is newer than all stored ones
+    (:func:`needs_history`): the fold is a left fold, so folding the new events on from the state the stored
+    history left (that session, open or closed) gives what folding the whole history would.
+    """
 
     row: IssueRow
-    history: tuple[tuple[str, bool], ...]
+    history: tuple[tuple[str, bool], ...] = ()
+    last_session: SessionRow | None = None
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,15 +197,20 @@ def version_time(version: str) -> datetime:
     return (_ORIGIN + timedelta(microseconds=int(version[:18]))).replace(tzinfo=None)
 
 
-def fold_sessions(issue: str, history: Mapping[str, bool]) -> list[SessionRow]:
+def fold_sessions(
+    issue: str, history: Mapping[str, bool], *, tail: SessionRow | None = None
+) -> list[SessionRow]:
     """The sessions of an issue from its whole history ``{version: isSolved}``, folded in version order.
 
     The first event opens session 1 (closed at once when it is solved); a solved event closes the open
     session; an unsolved event while no session is open opens the next one. Any permutation or duplication
     of the events gives the same result, since only the set of versions matters.
+
+    With ``tail`` (the latest session the stored history folded to) the fold goes on from it, for events all
+    newer than the stored ones: the result starts with ``tail``.
     """
-    out: list[SessionRow] = []
-    is_open = False
+    out: list[SessionRow] = [tail] if tail is not None else []
+    is_open = tail is not None and tail.status == "open"
     for version in sorted(history):
         solved = history[version]
         at = version_time(version)
@@ -208,7 +222,7 @@ def fold_sessions(issue: str, history: Mapping[str, bool]) -> list[SessionRow]:
             out[-1] = SessionRow(issue, last.seq, "closed", last.opened_at, at)
             is_open = False
         elif not solved and not is_open:
-            out.append(SessionRow(issue, len(out) + 1, "open", at, None))
+            out.append(SessionRow(issue, out[-1].seq + 1, "open", at, None))
             is_open = True
     return out
 
@@ -259,6 +273,30 @@ def prepare(records: Sequence[Record[FactoryIssueEvent]]) -> Prepared:
     return Prepared(rows, failures)
 
 
+def needs_history(prepared: Prepared, stored: Mapping[str, StoredIssue]) -> list[str]:
+    """The issues whose whole event history the planner needs (sorted): those stored without it that get an
+    event not strictly later (in event time) than the stored row's event, i.e. a late event or a redelivery
+    (only the history tells an old event from a stored one), or whose latest session does not match the row.
+
+    Strictly later in *time*: every stored event is at most as old as the row's event (the row reflects the
+    newest), and the same microsecond goes to the history to stay exact whatever the partition and offset.
+    """
+    out: set[str] = set()
+    for row in prepared.rows:
+        known = stored.get(row.issue)
+        if known is None or known.complete or row.issue in out:
+            continue
+        tail = known.last_session
+        if (
+            row.version[:18] <= known.row.version[:18]
+            or tail is None
+            or tail.seq != known.row.session_seq
+            or (tail.status == "open") == known.row.is_solved
+        ):
+            out.add(row.issue)
+    return sorted(out)
+
+
 def plan_batch(
     records: Sequence[Record[FactoryIssueEvent]] | Prepared, stored: Mapping[str, StoredIssue]
 ) -> WritePlan:
@@ -279,6 +317,9 @@ def plan_batch(
     for issue, rows in by_issue.items():
         known = stored.get(issue)
         history = dict(known.history) if known is not None else {}
+        tail = None if known is None or known.complete else known.last_session
+        if known is not None and not known.complete and issue in needs_history(Prepared(rows, []), stored):
+            raise ValueError(f"issue {issue!r}: the batch needs its stored history (see needs_history)")
         new: dict[str, IssueRow] = {}
         for row in rows:
             if row.version in history or row.version in new:
@@ -288,9 +329,9 @@ def plan_batch(
                 plan.accepted += 1
         if not new:
             continue
-        before = fold_sessions(issue, history)
+        before = fold_sessions(issue, history, tail=tail)
         history.update((version, row.is_solved) for version, row in new.items())
-        after = fold_sessions(issue, history)
+        after = fold_sessions(issue, history, tail=tail)
 
         newest = new[max(new)]
         base = known.row if known is not None and known.row.version > newest.version else newest
@@ -303,12 +344,13 @@ def plan_batch(
         else:
             result.description = new[best].description if best else None
             result.description_version = best
-        result.session_seq = len(after)
+        result.session_seq = after[-1].seq
 
         if known is None or result != known.row:
             plan.issues.append(result)
         plan.events.extend((issue, version, row.is_solved) for version, row in sorted(new.items()))
-        plan.sessions.extend(s for s in after if s.seq > len(before) or s != before[s.seq - 1])
+        previous = {s.seq: s for s in before}
+        plan.sessions.extend(s for s in after if previous.get(s.seq) != s)
         plan.opened += len(after) - len(before)
         plan.closed += max(0, _closed(after) - _closed(before))
     return plan

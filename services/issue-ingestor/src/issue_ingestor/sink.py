@@ -1,8 +1,10 @@
 """The consumer's :class:`~consumer_runtime.Sink`: one batch of factory issue events = one MySQL transaction.
 
-Lock the batch's issues (``SELECT ... FOR UPDATE``), plan with the pure :mod:`issue_ingestor.handlers`, one
-multi-row upsert into ``ChatbotIssue``, ``ChatbotIssueEvent`` and ``ChatbotSession`` each, commit. The
-statements live in :mod:`issue_ingestor.store`; transient errors raise, data errors are permanent.
+Two round trips per batch: lock the batch's issues and read their rows and latest sessions (``SELECT ... FOR
+UPDATE``), plan with the pure :mod:`issue_ingestor.handlers`, then one packet with the multi-row upserts into
+``ChatbotIssue``, ``ChatbotIssueEvent`` and ``ChatbotSession`` and the COMMIT. A third one reads the event
+history of the issues that get a late or redelivered event (``handlers.needs_history``). The statements live
+in :mod:`issue_ingestor.store`; transient errors raise, data errors are permanent.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from asyncmy.errors import MySQLError, OperationalError
 from consumer_runtime import Failure, PermanentError, Record
 from platform_events import FactoryIssueEvent
 
-from issue_ingestor.handlers import StoredIssue, WritePlan, issue_ids, plan_batch, prepare
+from issue_ingestor.handlers import StoredIssue, WritePlan, issue_ids, needs_history, plan_batch, prepare
 from issue_ingestor.store import PERMANENT_ERRORS, IssueStore
 
 
@@ -50,7 +52,11 @@ class IssueSink:
                 loading = asyncio.ensure_future(self.store.load_state(cur, ids))
                 await asyncio.sleep(0)
                 prepared = prepare(records)
-                plan = plan_batch(prepared, await loading)
+                stored = await loading
+                late = needs_history(prepared, stored)
+                if late:
+                    stored = await self.store.load_history(cur, stored, late)
+                plan = plan_batch(prepared, stored)
                 await self.store.apply(cur, plan)
             except BaseException:
                 if loading is not None and not loading.done():

@@ -22,7 +22,7 @@ from consumer_runtime import get_logger
 from platform_events import format_timestamp
 
 from issue_ingestor.config import Settings
-from issue_ingestor.handlers import IssueRow, StoredIssue, WritePlan
+from issue_ingestor.handlers import IssueRow, SessionRow, StoredIssue, WritePlan
 
 log = get_logger(__name__)
 
@@ -69,12 +69,23 @@ INSERT_EVENTS: Final = (
     "INSERT INTO ChatbotIssueEvent (issue, event_version, isSolved) VALUES (%s, %s, %s) "
     "ON DUPLICATE KEY UPDATE isSolved = isSolved"
 )
+#: The batch transaction's first statement: with autocommit off the SELECT starts the transaction (no
+#: BEGIN), and ``SET TRANSACTION`` (this transaction only) rides in the same packet (asyncmy enables
+#: multi-statements).
+_START: Final = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+#: The batch's issues, locked in index order, with their latest session (``seq = session_seq``): enough to
+#: plan events newer than every stored one (``handlers.needs_history``).
 _LOAD_ROWS: Final = (
-    "SELECT issue, processType, modeType, modeLogId, description, isSolved, `timestamp`, kafka_partition, "
-    "kafka_offset, session_seq, event_version, description_version "
-    "FROM ChatbotIssue WHERE issue IN ({}) FOR UPDATE"
+    "SELECT i.issue, i.processType, i.modeType, i.modeLogId, i.description, i.isSolved, i.`timestamp`, "
+    "i.kafka_partition, i.kafka_offset, i.session_seq, i.event_version, i.description_version, "
+    "s.status, s.opened_at, s.closed_at "
+    "FROM ChatbotIssue i LEFT JOIN ChatbotSession s ON s.issue = i.issue AND s.seq = i.session_seq "
+    "WHERE i.issue IN ({}) FOR UPDATE"
 )
 _LOAD_HISTORY: Final = "SELECT issue, event_version, isSolved FROM ChatbotIssueEvent WHERE issue IN ({})"
+#: The write statements of a batch and its COMMIT go in as few packets as fit this size (asyncmy's own
+#: ``executemany`` limit; MariaDB's ``max_allowed_packet`` is 16 MB by default).
+MAX_PACKET: Final = 1_024_000
 
 #: Server errors that mean "this data can never be written as is" (strict mode data errors, FK, ...).
 PERMANENT_ERRORS: Final = frozenset(
@@ -141,6 +152,37 @@ def bundled_migrations() -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"duplicate migration versions: {versions}")
     return found
+
+
+def _multi_row(cur: Any, statement: str, rows: Sequence[Sequence[Any]]) -> list[str]:
+    """``statement`` (``INSERT ... VALUES (%s, ...) ON DUPLICATE KEY UPDATE ...``) for all ``rows``, as few
+    multi-row statements of at most ``MAX_PACKET`` characters as fit (what asyncmy's ``executemany`` sends),
+    the values escaped by the connection (``mogrify``)."""
+    if not rows:
+        return []
+    head, rest = statement.split(" VALUES ", 1)
+    values, tail = rest.split(") ", 1)
+    values, tail = values + ")", " " + tail
+    prefix = f"{head} VALUES "
+    out: list[str] = []
+    chunk: list[str] = []
+    size = len(prefix) + len(tail)
+    for row in rows:
+        literal = cur.mogrify(values, row)
+        if chunk and size + len(literal) + 1 > MAX_PACKET:
+            out.append(prefix + ",".join(chunk) + tail)
+            chunk, size = [], len(prefix) + len(tail)
+        chunk.append(literal)
+        size += len(literal) + 1
+    out.append(prefix + ",".join(chunk) + tail)
+    return out
+
+
+async def _run(cur: Any, sql: str) -> None:
+    """Execute a multi-statement packet and read every result (an error in any statement raises)."""
+    await cur.execute(sql)
+    while await cur.nextset():
+        pass
 
 
 def utc_now_naive() -> datetime:
@@ -295,37 +337,55 @@ class IssueStore:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
-        """A READ COMMITTED transaction on a pooled connection: yields its cursor, commits on leaving,
-        rolls back on any error."""
+        """The batch transaction on a pooled connection: yields its cursor; rolls back on any error.
+
+        Nothing is sent here: :meth:`load_state` starts the transaction (READ COMMITTED) and :meth:`apply`
+        ends it with its COMMIT. Leaving without either commits what is open."""
         async with self.connection() as conn, conn.cursor() as cur:
             try:
-                await cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                await conn.begin()
                 yield cur
-                await conn.commit()
+                if conn.get_transaction_status():
+                    await conn.commit()
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.rollback()
                 raise
 
     async def apply(self, cur: Any, plan: WritePlan) -> None:
-        """The plan's multi-row upserts, in the transaction of ``cur``."""
+        """The plan's multi-row upserts and the COMMIT, in the transaction of ``cur``: one packet (several
+        for a plan larger than ``MAX_PACKET``), i.e. one round trip.
+
+        The statements run in order (``ChatbotIssue`` first: the other two reference it) and the server stops
+        at the first error, which is raised here, before the COMMIT ran."""
         now = utc_now_naive()
-        if plan.issues:
-            await cur.executemany(UPSERT_ISSUES, [row.params(now) for row in plan.issues])
-        if plan.events:
-            await cur.executemany(INSERT_EVENTS, plan.events)
-        if plan.sessions:
-            await cur.executemany(UPSERT_SESSIONS, [s.params() for s in plan.sessions])
+        statements = [
+            *_multi_row(cur, UPSERT_ISSUES, [row.params(now) for row in plan.issues]),
+            *_multi_row(cur, INSERT_EVENTS, plan.events),
+            *_multi_row(cur, UPSERT_SESSIONS, [s.params() for s in plan.sessions]),
+            "COMMIT",
+        ]
+        packet: list[str] = []
+        size = 0
+        for statement in statements:
+            if packet and size + len(statement) + 1 > MAX_PACKET:
+                await _run(cur, ";\n".join(packet))
+                packet, size = [], 0
+            packet.append(statement)
+            size += len(statement) + 1
+        await _run(cur, ";\n".join(packet))
 
     async def load_state(self, cur: Any, ids: list[str]) -> dict[str, StoredIssue]:
-        """Lock the batch's issues and read their rows and event histories."""
+        """Start the transaction, lock the batch's issues and read their rows and latest sessions (one round
+        trip). Their histories are read by :meth:`load_history`, only where the planner needs them."""
         if not ids:
+            await cur.execute(_START)
             return {}
         marks = ", ".join(["%s"] * len(ids))
-        await cur.execute(_LOAD_ROWS.format(marks), ids)
-        rows = {
-            r[0]: IssueRow(
+        await cur.execute(f"{_START};\n{_LOAD_ROWS.format(marks)}", ids)
+        await cur.nextset()
+        stored: dict[str, StoredIssue] = {}
+        for r in await cur.fetchall():
+            row = IssueRow(
                 issue=r[0],
                 process_type=r[1],
                 mode_type=r[2],
@@ -339,15 +399,24 @@ class IssueStore:
                 version=r[10],
                 description_version=r[11],
             )
-            for r in await cur.fetchall()
-        }
-        if not rows:
-            return {}
-        await cur.execute(_LOAD_HISTORY.format(", ".join(["%s"] * len(rows))), list(rows))
+            tail = SessionRow(r[0], row.session_seq, r[12], r[13], r[14]) if r[12] is not None else None
+            stored[r[0]] = StoredIssue(row, last_session=tail, complete=False)
+        return stored
+
+    async def load_history(
+        self, cur: Any, stored: dict[str, StoredIssue], ids: Sequence[str]
+    ) -> dict[str, StoredIssue]:
+        """``stored`` with the whole event history of the issues ``ids`` (locked by :meth:`load_state`)."""
+        if not ids:
+            return stored
+        await cur.execute(_LOAD_HISTORY.format(", ".join(["%s"] * len(ids))), list(ids))
         history: dict[str, list[tuple[str, bool]]] = {}
         for issue, version, solved in await cur.fetchall():
             history.setdefault(issue, []).append((version, bool(solved)))
-        return {issue: StoredIssue(row, tuple(history.get(issue, ()))) for issue, row in rows.items()}
+        out = dict(stored)
+        for issue in ids:
+            out[issue] = StoredIssue(stored[issue].row, tuple(history.get(issue, ())))
+        return out
 
     # ------------------------------------------------------------------ queries (HTTP API)
     async def list_issues(

@@ -1,8 +1,8 @@
 """The consumer's :class:`~consumer_runtime.Sink`: a batch of wide events → one unordered ``insert_many``.
 
-``_id`` = ``event_id`` plus a unique ``event_id`` index, so a redelivered event is a duplicate-key error that
-counts as stored. Documents the server can never take are returned as failures (→ DLQ); anything else raises
-(→ the runtime retries the batch with backoff).
+``_id`` = ``event_id``, so a redelivered event is a duplicate-key error that counts as stored. Documents the
+server can never take are returned as failures (→ DLQ); anything else raises (→ the runtime retries the batch
+with backoff).
 """
 
 from __future__ import annotations

@@ -85,9 +85,8 @@ class WideEventStore:
         return [to_public(d) for d in docs], next_cursor
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
+        # _id = event_id for every document (older ObjectId-keyed ones are re-keyed at start)
         doc = await self.collection.find_one({"_id": event_id}, max_time_ms=self.timeout_ms)
-        if doc is None:  # stored by an older producer with an ObjectId _id
-            doc = await self.collection.find_one({"event_id": event_id}, max_time_ms=self.timeout_ms)
         return to_public(doc) if doc is not None else None
 
     async def find_all(self) -> list[dict[str, Any]]:
