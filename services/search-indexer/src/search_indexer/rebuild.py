@@ -263,7 +263,7 @@ class RebuildManager:
                 sink=MessageSink(self.store, index=new_index),
                 group_id=st["group"],
                 batch_size=s.rebuild_batch_size,
-                max_batch=s.rebuild_batch_size,  # a replay is all backlog: REBUILD_BATCH_SIZE is its bulk size
+                max_batch=s.rebuild_batch_size,  # a replay is all backlog: REBUILD_BATCH_SIZE is the bulk
                 auto_offset_reset="earliest",
             )
             self._runner = runner
