@@ -195,8 +195,11 @@ async def live(ep: Any, topic: str, db: str, notif_rate: float) -> dict[str, Any
                         latencies.append(got - at)
 
     try:
-        while True:  # ready = consumer assigned + live tail connected
-            if (await http.get("/readyz")).status_code == 200:
+        while True:  # consuming (group joined, partitions assigned) + live tail connected; /readyz answers
+            # 200 "degraded" already while the consumer joins its group, which is not what is measured here
+            r = await http.get("/readyz")
+            checks = r.json().get("checks", {}) if r.status_code == 200 else {}
+            if checks.get("consuming") == "ok" and checks.get("live_tail") == "ok":
                 break
             await asyncio.sleep(0.2)
         readers = [asyncio.create_task(read(u)) for u in users]
