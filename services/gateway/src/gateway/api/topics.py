@@ -69,7 +69,13 @@ async def browse(
     offset: Annotated[int | None, Query(ge=0, description="Start offset")] = None,
     timestamp_ms: Annotated[int | None, Query(ge=0, le=MAX_TIMESTAMP_MS, description="Start time")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BROWSE_LIMIT)] = 50,
-    from_end: Annotated[bool, Query(description="The latest `limit` records of each partition")] = False,
+    from_end: Annotated[
+        bool,
+        Query(
+            description="Newest first: the last `limit` records of every partition (or of `partition`), "
+            "merged by timestamp, newest first (ties: partition, then offset descending)"
+        ),
+    ] = False,
 ) -> MessagePage:
     return await messages.browse(
         kafka,
