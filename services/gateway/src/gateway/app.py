@@ -17,13 +17,16 @@ from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
-from gateway.api import dlq, groups, health, publish, queries, services, topics
+from gateway.api import dlq, groups, health, publish, queries, topics
+from gateway.api import services as services_api
 from gateway.config import GatewaySettings
 from gateway.control import ControlPlane
 from gateway.errors import ErrorBody, install_error_handlers
 from gateway.kafka import KafkaGateway
 from gateway.logs import log
 from gateway.middleware import BodyLimit, RequestLog
+from gateway.monitor import Checks
+from gateway.ops import services
 from gateway.upstream import Upstreams
 
 DESCRIPTION = """
@@ -158,7 +161,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.kafka = kafka
         app.state.upstreams = upstreams
         app.state.control = control
+        checks = Checks(
+            services.readiness_checks(kafka, upstreams, settings.readiness_check_timeout_s),
+            interval_s=settings.readiness_interval_s,
+            timeout_s=settings.readiness_check_timeout_s,
+            on_result=services.record_ready,
+        )
+        app.state.checks = checks
         await kafka.start()
+        checks.start()
         if wide is not None:
             await wide.start()
         task = None
@@ -175,6 +186,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             restore()
+            await checks.close()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -195,7 +207,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)
-    for module in (health, publish, services, queries, topics, groups, dlq):
+    for module in (health, publish, services_api, queries, topics, groups, dlq):
         app.include_router(module.router)
     console.install(app)  # /console (operator web UI) and /asyncapi.json
     origins = settings.cors_origins()

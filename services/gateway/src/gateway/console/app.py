@@ -208,7 +208,7 @@ def _service_rows(request: Request, statuses: list[services_ops.ServiceStatus]) 
 async def _overview_context(request: Request) -> dict[str, Any]:
     state = gw(request)
     listed = await services_ops.list_services(state.upstreams, state.control)
-    ready = await services_ops.readiness(state.kafka, state.upstreams)
+    ready = await services_ops.readiness(state.checks)
     return {"rows": _service_rows(request, listed.services), "ready": ready}
 
 
