@@ -523,7 +523,9 @@ class KafkaGateway:
                     "start_offset": starts[tp],
                     "end_offset": ends[tp],
                     # newest: the page holds [from_offset, next_offset) of this partition's tail
-                    "from_offset": min(shown.get(tp.partition, []), default=ends[tp]) if newest else begin[tp],
+                    "from_offset": min(shown.get(tp.partition, []), default=ends[tp])
+                    if newest
+                    else begin[tp],
                     "next_offset": max([begin[tp], *(o + 1 for o in shown.get(tp.partition, []))]),
                 }
                 for tp in tps
