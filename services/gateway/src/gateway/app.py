@@ -27,6 +27,7 @@ from gateway.logs import log
 from gateway.middleware import BodyLimit, RequestLog
 from gateway.monitor import Checks
 from gateway.ops import services
+from gateway.ops.lag import GroupLags
 from gateway.upstream import Upstreams
 
 DESCRIPTION = """
@@ -168,8 +169,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             on_result=services.record_ready,
         )
         app.state.checks = checks
+        lags = GroupLags(kafka, app.state.topics)
+        app.state.lags = lags
         await kafka.start()
         checks.start()
+        if settings.kafka_enabled:
+            lags.start(settings.group_lag_interval_s)
         if wide is not None:
             await wide.start()
         task = None
@@ -187,6 +192,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             restore()
             await checks.close()
+            await lags.close()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -55,6 +55,9 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
         description="How long a service's /readyz may take (longer than its own 3 s datastore checks, so "
         "the cause of an outage is reported, not a timeout)",
     )
+    group_lag_interval_s: float = Field(
+        15.0, gt=0, description="How often platform_consumer_group_lag is measured from the broker"
+    )
 
     # ---- admin limits
     browse_max_messages: int = Field(500, ge=1, le=10_000)

@@ -52,6 +52,7 @@ async def create_topic(
 ) -> TopicDetail:
     return await ops.create(kafka, topics, settings, body)
 
+
 #: The from_end parameter of a browse.
 FROM_END = (
     "Newest first: the last `limit` records of every partition (or of `partition`), merged by timestamp, "

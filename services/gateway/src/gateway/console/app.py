@@ -192,7 +192,8 @@ def _service_rows(request: Request, statuses: list[services_ops.ServiceStatus]) 
                 "topics": st.get("topics") or [],
                 "partitions": len(assignment),
                 "assignment": assignment,
-                "lag": st.get("lag"),
+                "lag": s.lag,  # from the broker: the same figure as the API and the gauge, in any state
+                "lag_note": (s.group_lag.note or s.group_lag.error) if s.group_lag else None,
                 "counts": counts,
                 "buffered": st.get("buffered"),
                 "last_batch": st.get("last_batch"),
@@ -207,7 +208,7 @@ def _service_rows(request: Request, statuses: list[services_ops.ServiceStatus]) 
 
 async def _overview_context(request: Request) -> dict[str, Any]:
     state = gw(request)
-    listed = await services_ops.list_services(state.upstreams, state.control)
+    listed = await services_ops.list_services(state.upstreams, state.control, state.lags)
     ready = await services_ops.readiness(state.checks)
     return {"rows": _service_rows(request, listed.services), "ready": ready}
 

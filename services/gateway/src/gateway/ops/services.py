@@ -21,6 +21,7 @@ from gateway.kafka import KafkaGateway
 from gateway.logs import log
 from gateway.monitor import CheckFn, Checks
 from gateway.ops.errors import Invalid, NotFound, Unavailable
+from gateway.ops.lag import GroupLag, GroupLags
 from gateway.upstream import Upstreams
 
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -40,6 +41,13 @@ class ServiceStatus(BaseModel):
     )
     error: str | None = None
     desired: dict[str, Any] | None = Field(None, description="Latest command in the control topic")
+    lag: int | None = Field(
+        None,
+        description="The group's lag from the broker (log end − committed offset), whatever the consumer's "
+        "state: the figure the console and platform_consumer_group_lag show (status.lag is the replica's "
+        "own view of the partitions it holds)",
+    )
+    group_lag: GroupLag | None = None
 
 
 class ServicesStatus(BaseModel):
@@ -86,19 +94,33 @@ async def _desired(control: ControlPlane) -> dict[str, dict[str, Any]]:
         return {}
 
 
-async def list_services(upstreams: Upstreams, control: ControlPlane) -> ServicesStatus:
+async def _with_lag(lags: GroupLags, statuses: list[ServiceStatus]) -> list[ServiceStatus]:
+    """Each status with its group's lag measured from the broker (the service's own report is not needed:
+    a stopped or unreachable consumer has its lag too)."""
+    for s in statuses:
+        lags.learn(s.service, s.status)
+    measured = await lags.measure()
+    for s in statuses:
+        s.group_lag = measured.get(s.service)
+        s.lag = s.group_lag.lag if s.group_lag is not None else None
+    return statuses
+
+
+async def list_services(upstreams: Upstreams, control: ControlPlane, lags: GroupLags) -> ServicesStatus:
     desired = await _desired(control)
     results = await asyncio.gather(*(_status(upstreams, n, desired.get(n)) for n in SERVICES))
-    return ServicesStatus(services=list(results))
+    return ServicesStatus(services=await _with_lag(lags, list(results)))
 
 
-async def get_service(upstreams: Upstreams, control: ControlPlane, service: str) -> ServiceStatus:
+async def get_service(
+    upstreams: Upstreams, control: ControlPlane, lags: GroupLags, service: str
+) -> ServiceStatus:
     """One service's status; :class:`Unavailable` when it cannot be reached."""
     desired = await _desired(control)
     status = await _status(upstreams, service, desired.get(service))
     if not status.reachable:
         raise Unavailable("upstream_unavailable", status.error or "unreachable", service=service)
-    return status
+    return (await _with_lag(lags, [status]))[0]
 
 
 async def control(upstreams: Upstreams, plane: ControlPlane, service: str, action: str) -> ControlResult:
