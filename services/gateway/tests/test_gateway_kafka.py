@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher
+from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher, lineage
 from consumer_runtime.testing import fast_settings, read_all, wait_until
 from gateway_testlib import AUTH, Names
 from platform_events import FactoryIssueEvent, decode
@@ -439,10 +439,58 @@ async def test_dlq_list_and_replay(gw: httpx.AsyncClient, names: Names, kafka_bo
     assert [(r.key, json.loads(r.value)) for r in records] == [(b"k1", {"n": 1})]
     assert dict(records[0].headers)["dlq.replayed.from"] == f"{dlq_name}/0/1".encode()
 
+    # replay-all is idempotent: letter 1 was replayed already; a second replay-all sends nothing
     everything = await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True}, headers=AUTH)
-    assert everything.json()["replayed"] == 3
-    records = await read_all(kafka_bootstrap, topic, expect=4)
-    assert sorted(r.key for r in records) == [b"k0", b"k1", b"k1", b"k2"]
+    assert (everything.json()["replayed"], everything.json()["skipped"]) == (2, 1)
+    again = await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True}, headers=AUTH)
+    assert (again.json()["replayed"], again.json()["skipped"]) == (0, 3)
+    records = await read_all(kafka_bootstrap, topic, expect=3)
+    assert sorted(r.key for r in records) == [b"k0", b"k1", b"k2"]
+    assert {dict(r.headers)["dlq.replay.count"] for r in records} == {b"1"}
+    assert {dict(r.headers)["dlq.lineage.origin"] for r in records} == {
+        f"{topic}/0/{i}".encode() for i in range(3)
+    }
+
+    # the record replayed from letter 1 fails again: its new letter keeps the lineage
+    replayed_k1 = next(r for r in records if r.key == b"k1")
+    publisher = DeadLetterPublisher(fast_settings(kafka_bootstrap))
+    try:
+        failed_again = DeadLetter(
+            topic=topic,
+            partition=replayed_k1.partition,
+            offset=replayed_k1.offset,
+            key=b"k1",
+            value=replayed_k1.value,
+            timestamp_ms=replayed_k1.timestamp,
+            error=ValueError("still broken"),
+            stage="sink",
+            dlq_topic=dlq_name,
+            lineage=lineage(replayed_k1.headers),
+        )
+        await publisher.publish([failed_again], group="some-group")
+    finally:
+        await publisher.close()
+    letters = {
+        (d["partition"], d["offset"]): d
+        for d in (await gw.get(f"/api/v1/dlq/{topic}/messages", headers=AUTH)).json()["dead_letters"]
+    }
+    new = letters[(0, 3)]
+    assert new["lineage"] == {
+        "replayed_from": f"{dlq_name}/0/1",
+        "replay_count": 1,
+        "first_failure": f"{topic}/0/1",
+    }
+    assert letters[(0, 1)]["replayed"]["outcome"] == "failed_again"
+    assert letters[(0, 1)]["replayed"]["letter"] == {"partition": 0, "offset": 3}
+    assert letters[(0, 0)]["replayed"]["outcome"] == "not_dead_lettered"
+    assert letters[(0, 0)]["replayed"]["count"] == 1
+    assert new["replayed"] is None
+    # replay-all now sends only the new letter; asked again explicitly, every letter goes
+    assert (await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True}, headers=AUTH)).json()[
+        "replayed"
+    ] == 1
+    forced = await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True, "again": True}, headers=AUTH)
+    assert forced.json()["replayed"] == 4
 
     missing = await gw.post(
         f"/api/v1/dlq/{topic}/replay", json={"messages": [{"partition": 0, "offset": 99}]}, headers=AUTH

@@ -647,6 +647,7 @@ class ConsumerRunner:
                 error=f.error,
                 stage=f.stage,
                 dlq_topic=self.specs[f.record.topic].dlq_topic,
+                lineage=f.record.lineage,
             )
             for f in failures
         ]

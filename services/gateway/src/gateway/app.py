@@ -27,6 +27,7 @@ from gateway.logs import log
 from gateway.middleware import BodyLimit, RequestLog
 from gateway.monitor import Checks
 from gateway.ops import services
+from gateway.ops.dlq import REPLAY_MARKER_CONFIG
 from gateway.ops.lag import GroupLags
 from gateway.upstream import Upstreams
 
@@ -57,12 +58,16 @@ TAGS = [
 async def _ensure_topics(kafka: KafkaGateway, control: ControlPlane, settings: GatewaySettings) -> None:
     """Create the platform topics (+ DLQs) and the control topic when missing; retry while Kafka is down."""
     names = [spec.name for spec in settings.topics().values()]
-    names += [dlq_topic_for(n) for n in names]
+    dlqs = [dlq_topic_for(n) for n in names]
+    dlq_config = {"retention.ms": str(settings.dlq_retention_ms)}
 
     async def create() -> None:
         for name in names:
             await kafka.ensure_topic(name, settings.kafka_topic_partitions)
+        for name in dlqs:
+            await kafka.ensure_topic(name, settings.kafka_topic_partitions, dlq_config)
         await control.ensure_topic()
+        await kafka.ensure_topic(settings.kafka_dlq_replay_topic, 1, REPLAY_MARKER_CONFIG)
 
     await retry_until_done(create, what="creating topics failed")
 

@@ -59,6 +59,18 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
         15.0, gt=0, description="How often platform_consumer_group_lag is measured from the broker"
     )
 
+    # ---- dead letters
+    kafka_dlq_replay_topic: str = Field(
+        "platform.dlq.replays",
+        description="Compacted topic of replay markers (key <dlq>/<partition>/<offset>): a letter is "
+        "replayed once unless asked again explicitly",
+    )
+    dlq_retention_ms: int = Field(
+        14 * 24 * 3600 * 1000,
+        ge=-1,
+        description="retention.ms of the <topic>.dlq topics the gateway creates (-1: keep forever)",
+    )
+
     # ---- admin limits
     browse_max_messages: int = Field(500, ge=1, le=10_000)
     dlq_replay_max: int = Field(10_000, ge=1)
