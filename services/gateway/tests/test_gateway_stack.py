@@ -370,3 +370,40 @@ async def test_a_stopped_consumer_has_its_lag_everywhere(stack: Stack) -> None:
 
 async def _equals(value: Any, expected: int) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_group_without_commits_and_a_finished_rebuild_group_say_so(stack: Stack) -> None:
+    """A service's group the broker does not know yet is "no commits yet" (its topics listed), not 404;
+    a rebuild's group with no members is marked finished; an unknown group is still 404."""
+    client = stack.client
+    lags = stack.gateway.app.state.lags
+    fresh = stack.names.group("never-committed")
+    topic = stack.names.topic("issues")
+    lags.groups["issue-ingestor-2"] = (fresh, [topic])  # a service whose group has not committed yet
+    try:
+        detail = await client.get(f"/api/v1/consumer-groups/{fresh}")
+        assert detail.status_code == 200, detail.text
+        assert detail.json()["note"] == "no commits yet"
+        assert {o["topic"] for o in detail.json()["offsets"]} == {topic}
+        assert all(o["committed"] is None for o in detail.json()["offsets"])
+        offsets = await client.get(f"/api/v1/consumer-groups/{fresh}/offsets")
+        assert (offsets.status_code, offsets.json()["note"]) == (200, "no commits yet")
+    finally:
+        del lags.groups["issue-ingestor-2"]
+    assert (await client.get(f"/api/v1/consumer-groups/{stack.names.group('nobody')}")).status_code == 404
+
+    rebuild = f"{stack.names.group('search-indexer')}-rebuild-0123abcd"
+    await stack.gateway.app.state.kafka.commit_as_admin(rebuild, await _latest(stack, topic))
+    groups = {g["group_id"]: g for g in (await client.get("/api/v1/consumer-groups")).json()["groups"]}
+    assert groups[rebuild]["note"].startswith("finished rebuild")
+    assert (
+        (await client.get(f"/api/v1/consumer-groups/{rebuild}")).json()["note"].startswith("finished rebuild")
+    )
+
+
+async def _latest(stack: Stack, topic: str) -> dict[Any, int]:
+    from aiokafka import TopicPartition
+
+    kafka = stack.gateway.app.state.kafka
+    tps = [TopicPartition(topic, p["partition"]) for p in await kafka.partitions(topic)]
+    return dict(await kafka.end_offsets(tps))

@@ -363,7 +363,7 @@ async def groups_page(request: Request) -> Response:
 
 @router.get("/groups/{group_id}", response_class=HTMLResponse)
 async def group_page(request: Request, group_id: GroupId) -> Response:
-    detail = await groups_ops.describe(gw(request).kafka, group_id)
+    detail = await groups_ops.describe(gw(request).kafka, group_id, gw(request).lags.known())
     topics = sorted({o.topic for o in detail.offsets})
     by_topic = {t: [o for o in detail.offsets if o.topic == t] for t in topics}
     return render(request, "group.html", active="groups", group=detail, by_topic=by_topic, topics=topics)
