@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from consumer_runtime import ConsumerRunner, ops_router
-from consumer_runtime.testing import KafkaNames, fast_settings, wait_until
+from consumer_runtime.testing import KafkaNames, fast_settings, produce, wait_until
 from fastapi import FastAPI
 from platform_events import TOPICS
 
@@ -24,6 +24,10 @@ class NullSink:
     async def ping(self) -> None:
         if not self.healthy:
             raise ConnectionError("datastore down")
+
+
+async def _has(client: httpx.AsyncClient, text: str) -> bool:
+    return text in (await client.get("/metrics")).text
 
 
 async def test_ops_endpoints(kafka_bootstrap: str, kafka_names: KafkaNames) -> None:
@@ -65,10 +69,16 @@ async def test_ops_endpoints(kafka_bootstrap: str, kafka_names: KafkaNames) -> N
             "platform_consumer_flush_seconds",
         ):
             assert name in metrics
+        await produce(kafka_bootstrap, kafka_names.topic, [b"{}"], partition=0)
+        series = f'platform_consumer_lag{{group="{kafka_names.group}"'
+        await wait_until(lambda: _has(client, series), what="lag exported")
         stopped = await client.post("/consumer/stop")  # answers at once; the stop completes in the background
         assert (stopped.json()["action"], stopped.json()["leads_to"]) == ("stop", "stopped")
         assert stopped.json()["desired"] == "stopped"
         await wait_until(lambda: runner.state == "stopped", what="stopped")
         assert (await client.get("/consumer/status")).json()["state"] == "stopped"
         assert (await client.get("/readyz")).status_code == 200  # stopped by an operator is not "unready"
+        # A stopped replica holds no partition: no stale lag figure is left behind (the group's lag, whatever
+        # the consumers' state, is the gateway's platform_consumer_group_lag).
+        assert series not in (await client.get("/metrics")).text
     await runner.close()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from consumer_runtime.core import Batch
 from consumer_runtime.dlq import DeadLetter, DlqHeaders, decode_headers, replay_headers
+from consumer_runtime.fakes import FakeRecord
 from consumer_runtime.kafka_clients import Backoff, new_group_consumer, new_reader, retry_until_done
 from consumer_runtime.settings import KafkaSettings
+from platform_events import TOPICS
 
 
 def test_dlq_headers_written_are_parsed_back() -> None:
@@ -27,7 +30,32 @@ def test_dlq_headers_missing_or_malformed_are_none() -> None:
     assert parsed.original_partition is None
     assert parsed.original_topic is None
     assert DlqHeaders.parse(None).encode() == []
-    assert [k for k, _ in replay_headers("t.dlq", 0, 3)] == ["dlq.replayed.from", "dlq.replayed.at"]
+    assert [k for k, _ in replay_headers("t.dlq", 0, 3)] == [
+        "dlq.replayed.from",
+        "dlq.replayed.at",
+        "dlq.replay.count",
+    ]
+
+
+def test_a_replayed_record_that_fails_again_keeps_its_lineage() -> None:
+    """Letter t.dlq/0/3 (first failed at t/2/41) replayed; the record fails again (decode): its new letter
+    names the letter it was replayed from, the replay count and the first failure; a second replay of that
+    letter counts 2 and still names t/2/41."""
+    first = DeadLetter("t", 2, 41, b"k", b"{", 1234, ValueError("bad"), "decode", "t.dlq")
+    replayed = replay_headers("t.dlq", 0, 3, DlqHeaders.parse(first.headers("g")))
+    record = FakeRecord("t", 1, 7, b"k", b"{", 5678, headers=[("trace", b"x"), *replayed])
+    batch = Batch.decode([record], {"t": TOPICS["log-events"].renamed("t")})
+    assert [f.stage for f in batch.dead] == ["decode"]
+    failed = batch.dead[0].record
+    letter = DeadLetter(
+        "t", 1, 7, b"k", b"{", 5678, batch.dead[0].error, "decode", "t.dlq", lineage=failed.lineage
+    )
+    again = DlqHeaders.parse(letter.headers("g"))
+    assert (again.original_topic, again.original_partition, again.original_offset) == ("t", 1, 7)
+    assert (again.replayed_from, again.replay_count, again.origin) == ("t.dlq/0/3", 1, "t/2/41")
+    assert "trace" not in decode_headers(letter.headers("g"))  # only the lineage is kept
+    second = DlqHeaders.parse(replay_headers("t.dlq", 0, 9, again))
+    assert (second.replayed_from, second.replay_count, second.origin) == ("t.dlq/0/9", 2, "t/2/41")
 
 
 async def test_factories() -> None:

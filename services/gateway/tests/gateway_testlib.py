@@ -91,6 +91,7 @@ def gateway_settings(bootstrap: str, names: Names, **overrides: Any) -> GatewayS
         "wide_logging_enabled": False,
         "upstream_timeout_s": 10.0,
         **names.topics,
+        "kafka_dlq_replay_topic": names.topic("dlq-replays"),
         **overrides,
     }
     return GatewaySettings(**values)

@@ -212,6 +212,18 @@ async def test_produce_a_bad_record_then_replay_its_dead_letter(page: Page, stac
     await wait_until(
         lambda: _count_at_least(stack, dlq, marker, 2), timeout=30, interval=0.3, what="replay handled"
     )
+    # The page shows the letter as replayed and its outcome; the new letter keeps its lineage.
+    await page.goto(f"/console/dlq/{dlq}")
+    cell = page.get_by_test_id(f"replayed-{ref.replace(':', '-')}")
+    await expect(cell).to_contain_text("1×")
+    await expect(cell).to_contain_text("failed again")
+    newer = [d for d in await _dead_letters(stack, dlq) if d["key"] == marker and d["lineage"]]
+    assert newer[0]["lineage"]["replayed_from"] == f"{dlq}/{ref.replace(':', '/')}"
+    assert newer[0]["lineage"]["replay_count"] == 1
+    await expect(
+        page.locator(f'tr[data-ref="{newer[0]["partition"]}:{newer[0]["offset"]}"]')
+    ).to_contain_text(f"replay 1 of {dlq}/{ref.replace(':', '/')}")
+    await shot(page, "06b-dlq-replay-outcome")
 
 
 async def _count_at_least(stack: Stack, dlq: str, key: str, n: int) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher
+from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher, lineage
 from consumer_runtime.testing import fast_settings, read_all, wait_until
 from gateway_testlib import AUTH, Names
 from platform_events import FactoryIssueEvent, decode
@@ -175,8 +175,46 @@ async def test_end_offsets_are_high_watermarks_with_batched_writes(
     page = (
         await gw.get(f"/api/v1/topics/{name}/messages", params={"from_end": True, "limit": 3}, headers=AUTH)
     ).json()
-    assert [m["offset"] for m in page["messages"]] == [77, 78, 79]
-    assert [m["value"] for m in page["messages"]] == ["v37", "v38", "v39"]
+    assert [m["offset"] for m in page["messages"]] == [79, 78, 77]  # newest first
+    assert [m["value"] for m in page["messages"]] == ["v39", "v38", "v37"]
+
+
+async def test_newest_first_merges_every_partition_by_timestamp(
+    gw: httpx.AsyncClient, names: Names, kafka_bootstrap: str
+) -> None:
+    """from_end: the newest records of the whole topic (every partition's tail merged by timestamp), the
+    same page on every call; a partition filter narrows it to that partition's newest."""
+    name = await make_topic(gw, names, partitions=3)
+    t0 = 1_700_000_000_000
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:  # record i goes to partition i % 3 at t0 + i s: the newest are the highest i, on every partition
+        for i in range(30):
+            await producer.send_and_wait(name, f"r{i}".encode(), partition=i % 3, timestamp_ms=t0 + i * 1000)
+        await producer.send_and_wait(name, b"tie", partition=0, timestamp_ms=t0 + 29_000)  # r29's time
+    finally:
+        await producer.stop()
+
+    async def newest(**params: Any) -> dict[str, Any]:
+        response = await gw.get(
+            f"/api/v1/topics/{name}/messages", params={"from_end": True, **params}, headers=AUTH
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    page = await newest(limit=5)
+    assert [m["value"] for m in page["messages"]] == ["tie", "r29", "r28", "r27", "r26"]
+    assert [(m["partition"], m["timestamp_ms"]) for m in page["messages"][:2]] == [
+        (0, t0 + 29_000),
+        (2, t0 + 29_000),
+    ]  # a tie in time: the lower partition first
+    for _ in range(3):  # deterministic: the same data gives the same page
+        assert (await newest(limit=5))["messages"] == page["messages"]
+    cursor = {c["partition"]: (c["from_offset"], c["next_offset"]) for c in page["partitions"]}
+    assert cursor == {0: (9, 11), 1: (9, 10), 2: (8, 10)}
+    only = await newest(limit=3, partition=1)
+    assert [m["value"] for m in only["messages"]] == ["r28", "r25", "r22"]
+    assert {m["partition"] for m in only["messages"]} == {1}
 
 
 async def test_browse_from_offset_timestamp_and_produce(
@@ -401,10 +439,58 @@ async def test_dlq_list_and_replay(gw: httpx.AsyncClient, names: Names, kafka_bo
     assert [(r.key, json.loads(r.value)) for r in records] == [(b"k1", {"n": 1})]
     assert dict(records[0].headers)["dlq.replayed.from"] == f"{dlq_name}/0/1".encode()
 
+    # replay-all is idempotent: letter 1 was replayed already; a second replay-all sends nothing
     everything = await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True}, headers=AUTH)
-    assert everything.json()["replayed"] == 3
-    records = await read_all(kafka_bootstrap, topic, expect=4)
-    assert sorted(r.key for r in records) == [b"k0", b"k1", b"k1", b"k2"]
+    assert (everything.json()["replayed"], everything.json()["skipped"]) == (2, 1)
+    again = await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True}, headers=AUTH)
+    assert (again.json()["replayed"], again.json()["skipped"]) == (0, 3)
+    records = await read_all(kafka_bootstrap, topic, expect=3)
+    assert sorted(r.key for r in records) == [b"k0", b"k1", b"k2"]
+    assert {dict(r.headers)["dlq.replay.count"] for r in records} == {b"1"}
+    assert {dict(r.headers)["dlq.lineage.origin"] for r in records} == {
+        f"{topic}/0/{i}".encode() for i in range(3)
+    }
+
+    # the record replayed from letter 1 fails again: its new letter keeps the lineage
+    replayed_k1 = next(r for r in records if r.key == b"k1")
+    publisher = DeadLetterPublisher(fast_settings(kafka_bootstrap))
+    try:
+        failed_again = DeadLetter(
+            topic=topic,
+            partition=replayed_k1.partition,
+            offset=replayed_k1.offset,
+            key=b"k1",
+            value=replayed_k1.value,
+            timestamp_ms=replayed_k1.timestamp,
+            error=ValueError("still broken"),
+            stage="sink",
+            dlq_topic=dlq_name,
+            lineage=lineage(replayed_k1.headers),
+        )
+        await publisher.publish([failed_again], group="some-group")
+    finally:
+        await publisher.close()
+    letters = {
+        (d["partition"], d["offset"]): d
+        for d in (await gw.get(f"/api/v1/dlq/{topic}/messages", headers=AUTH)).json()["dead_letters"]
+    }
+    new = letters[(0, 3)]
+    assert new["lineage"] == {
+        "replayed_from": f"{dlq_name}/0/1",
+        "replay_count": 1,
+        "first_failure": f"{topic}/0/1",
+    }
+    assert letters[(0, 1)]["replayed"]["outcome"] == "failed_again"
+    assert letters[(0, 1)]["replayed"]["letter"] == {"partition": 0, "offset": 3}
+    assert letters[(0, 0)]["replayed"]["outcome"] == "not_dead_lettered"
+    assert letters[(0, 0)]["replayed"]["count"] == 1
+    assert new["replayed"] is None
+    # replay-all now sends only the new letter; asked again explicitly, every letter goes
+    assert (await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True}, headers=AUTH)).json()[
+        "replayed"
+    ] == 1
+    forced = await gw.post(f"/api/v1/dlq/{topic}/replay", json={"all": True, "again": True}, headers=AUTH)
+    assert forced.json()["replayed"] == 4
 
     missing = await gw.post(
         f"/api/v1/dlq/{topic}/replay", json={"messages": [{"partition": 0, "offset": 99}]}, headers=AUTH

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from consumer_runtime.testing import read_all, wait_until
+from gateway.ops.lag import FRESH_S
 from gateway_testlib import AUTH, Stack
 
 pytestmark = pytest.mark.integration
@@ -300,3 +301,109 @@ async def test_offset_reset_round_trip_reprocesses_idempotently(stack: Stack) ->
 
     await wait_until(reprocessed, timeout=60, interval=0.3, what="topic consumed again from the beginning")
     assert await rows() == before  # re-processing stored nothing twice and changed nothing
+
+
+async def test_a_stopped_consumer_has_its_lag_everywhere(stack: Stack) -> None:
+    """Stop the issue-ingestor and produce 9 events: /api/v1/services, the console overview and the
+    gateway's platform_consumer_group_lag all say 9 more (from the group's commits against the log end);
+    the stopped replica leaves no stale platform_consumer_lag of its own."""
+    client = stack.client
+    group = stack.names.group("issue-ingestor")
+
+    async def lag() -> int:
+        services = (await client.get("/api/v1/services")).json()["services"]
+        one = next(s for s in services if s["service"] == "issue-ingestor")
+        assert one["group_lag"]["group"] == group
+        return int(one["lag"])
+
+    stopped = await client.post("/api/v1/services/issue-ingestor/stop", headers=AUTH)
+    assert stopped.status_code == 200, stopped.text
+    try:
+
+        async def is_stopped() -> bool:
+            status = (await client.get("/api/v1/services/issue-ingestor")).json()["status"]
+            return bool(status["state"] == "stopped")
+
+        await wait_until(is_stopped, timeout=30, interval=0.3, what="ingestor stopped")
+        await asyncio.sleep(FRESH_S + 0.2)  # a measurement from before the stop has expired
+        before = await lag()
+        for n in range(9):
+            published = await client.post(
+                "/api/v1/events/issues", json=issue(f"LAG_{uuid.uuid4().hex[:6]}_{n}")
+            )
+            assert published.status_code == 202, published.text
+        seen: list[int] = []
+
+        async def nine_more() -> bool:
+            seen.append(await lag())
+            return seen[-1] == before + 9
+
+        try:
+            await wait_until(nine_more, timeout=15, interval=0.3, what="lag 9 more")
+        except AssertionError:
+            raise AssertionError(f"lag {before} + 9 never seen: {seen[-5:]}") from None
+
+        login = await client.post(
+            "/console/login",
+            data={"token": AUTH["Authorization"].split()[1]},
+            headers={"origin": client.base_url.__str__().rstrip("/")},
+        )
+        assert login.status_code == 303, login.text
+        overview = (await client.get("/console/partials/services")).text
+        cell = overview.split('data-testid="lag-issue-ingestor"', 1)[1].split("</td>", 1)[0]
+        assert cell.rsplit(">", 1)[1].strip() == str(before + 9)
+
+        metrics = (await client.get("/metrics")).text
+        series = [
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith(f'platform_consumer_group_lag{{group="{group}"')
+        ]
+        assert sum(series) == before + 9
+        own = (await httpx.AsyncClient().get(f"{stack.services['issue-ingestor'].url}/metrics")).text
+        assert f'platform_consumer_lag{{group="{group}"' not in own  # no stale figure from the replica
+    finally:
+        started = await client.post("/api/v1/services/issue-ingestor/start", headers=AUTH)
+        assert started.status_code == 200, started.text
+    await wait_until(lambda: _equals(lag(), 0), timeout=60, interval=0.5, what="lag back to 0")
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
+
+async def test_a_group_without_commits_and_a_finished_rebuild_group_say_so(stack: Stack) -> None:
+    """A service's group the broker does not know yet is "no commits yet" (its topics listed), not 404;
+    a rebuild's group with no members is marked finished; an unknown group is still 404."""
+    client = stack.client
+    lags = stack.gateway.app.state.lags
+    fresh = stack.names.group("never-committed")
+    topic = stack.names.topic("issues")
+    lags.groups["issue-ingestor-2"] = (fresh, [topic])  # a service whose group has not committed yet
+    try:
+        detail = await client.get(f"/api/v1/consumer-groups/{fresh}")
+        assert detail.status_code == 200, detail.text
+        assert detail.json()["note"] == "no commits yet"
+        assert {o["topic"] for o in detail.json()["offsets"]} == {topic}
+        assert all(o["committed"] is None for o in detail.json()["offsets"])
+        offsets = await client.get(f"/api/v1/consumer-groups/{fresh}/offsets")
+        assert (offsets.status_code, offsets.json()["note"]) == (200, "no commits yet")
+    finally:
+        del lags.groups["issue-ingestor-2"]
+    assert (await client.get(f"/api/v1/consumer-groups/{stack.names.group('nobody')}")).status_code == 404
+
+    rebuild = f"{stack.names.group('search-indexer')}-rebuild-0123abcd"
+    await stack.gateway.app.state.kafka.commit_as_admin(rebuild, await _latest(stack, topic))
+    groups = {g["group_id"]: g for g in (await client.get("/api/v1/consumer-groups")).json()["groups"]}
+    assert groups[rebuild]["note"].startswith("finished rebuild")
+    assert (
+        (await client.get(f"/api/v1/consumer-groups/{rebuild}")).json()["note"].startswith("finished rebuild")
+    )
+
+
+async def _latest(stack: Stack, topic: str) -> dict[Any, int]:
+    from aiokafka import TopicPartition
+
+    kafka = stack.gateway.app.state.kafka
+    tps = [TopicPartition(topic, p["partition"]) for p in await kafka.partitions(topic)]
+    return dict(await kafka.end_offsets(tps))

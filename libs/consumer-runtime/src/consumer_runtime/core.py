@@ -17,6 +17,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from platform_events import EventDecodeError, TopicSpec, decode, ms_to_datetime
 
+from consumer_runtime.dlq import lineage
+
 V = TypeVar("V", covariant=True)
 
 #: (topic, partition): equal to aiokafka's ``TopicPartition`` named tuple, without depending on it
@@ -51,6 +53,8 @@ class Record(Generic[V]):
     value: V
     timestamp_ms: int
     raw: bytes | None = None
+    #: lineage headers of a record replayed from a DLQ (``consumer_runtime.dlq.lineage``): kept if it fails
+    lineage: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +103,18 @@ class Batch:
         batch = cls(raw=list(raw))
         for msg in raw:
             data = msg.value or b""
+            kept = lineage(getattr(msg, "headers", None))
             try:
                 # A missing event time becomes the record's broker timestamp: stable across redeliveries.
                 value = decode(specs[msg.topic], data, received_at=ms_to_datetime(msg.timestamp))
             except EventDecodeError as exc:
                 rec: Record[Any] = Record(
-                    msg.topic, msg.partition, msg.offset, msg.key, None, msg.timestamp, data
+                    msg.topic, msg.partition, msg.offset, msg.key, None, msg.timestamp, data, kept
                 )
                 batch.dead.append(Failure(rec, exc, stage="decode"))
                 continue
             batch.good.append(
-                Record(msg.topic, msg.partition, msg.offset, msg.key, value, msg.timestamp, data)
+                Record(msg.topic, msg.partition, msg.offset, msg.key, value, msg.timestamp, data, kept)
             )
         return batch
 

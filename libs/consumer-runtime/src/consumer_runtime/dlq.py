@@ -27,6 +27,12 @@ HEADER_FAILED_AT = "dlq.failed.at"
 #: Set on a record the gateway replays from a DLQ: ``<dlq topic>/<partition>/<offset>`` and when.
 HEADER_REPLAYED_FROM = "dlq.replayed.from"
 HEADER_REPLAYED_AT = "dlq.replayed.at"
+#: How many times the letter's record has been replayed (1 on the first replay).
+HEADER_REPLAY_COUNT = "dlq.replay.count"
+#: ``<topic>/<partition>/<offset>`` of the record's first failure, kept across every replay.
+HEADER_ORIGIN = "dlq.lineage.origin"
+#: The headers a replayed record carries and its next dead letter keeps (its lineage).
+LINEAGE_HEADERS = (HEADER_REPLAYED_FROM, HEADER_REPLAYED_AT, HEADER_REPLAY_COUNT, HEADER_ORIGIN)
 
 MAX_ERROR_MESSAGE = 2000
 
@@ -61,6 +67,10 @@ class DlqHeaders:
     stage: str | None
     group: str | None
     failed_at_ms: int | None
+    #: lineage of a re-dead-lettered replay: the letter it was replayed from, how often, the first failure
+    replayed_from: str | None = None
+    replay_count: int | None = None
+    origin: str | None = None
 
     def encode(self) -> list[tuple[str, bytes]]:
         fields = [
@@ -73,6 +83,9 @@ class DlqHeaders:
             (HEADER_STAGE, self.stage),
             (HEADER_GROUP, self.group),
             (HEADER_FAILED_AT, self.failed_at_ms),
+            (HEADER_REPLAYED_FROM, self.replayed_from),
+            (HEADER_REPLAY_COUNT, self.replay_count),
+            (HEADER_ORIGIN, self.origin),
         ]
         return [(name, str(value).encode("utf-8", "replace")) for name, value in fields if value is not None]
 
@@ -90,15 +103,42 @@ class DlqHeaders:
             stage=h.get(HEADER_STAGE),
             group=h.get(HEADER_GROUP),
             failed_at_ms=_int(h.get(HEADER_FAILED_AT)),
+            replayed_from=h.get(HEADER_REPLAYED_FROM) or None,
+            replay_count=_int(h.get(HEADER_REPLAY_COUNT)),
+            origin=h.get(HEADER_ORIGIN) or None,
         )
 
+    @property
+    def first_failure(self) -> str | None:
+        """``<topic>/<partition>/<offset>`` where the record first failed (across replays)."""
+        if self.origin:
+            return self.origin
+        if self.original_topic is None:
+            return None
+        return f"{self.original_topic}/{self.original_partition}/{self.original_offset}"
 
-def replay_headers(dlq_topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
-    """The headers of a record replayed from ``dlq_topic`` (its original headers are not carried over)."""
-    return [
+
+def replay_headers(
+    dlq_topic: str, partition: int, offset: int, letter: DlqHeaders | None = None
+) -> list[tuple[str, bytes]]:
+    """The headers of a record replayed from ``dlq_topic`` (its original headers are not carried over):
+    where it was replayed from, when, the replay count and the first failure (``letter``: the dead letter's
+    own headers, whose count and origin carry on). A consumer that dead-letters it again keeps them."""
+    count = (letter.replay_count or 0) + 1 if letter is not None else 1
+    origin = letter.first_failure if letter is not None else None
+    headers = [
         (HEADER_REPLAYED_FROM, f"{dlq_topic}/{partition}/{offset}".encode()),
         (HEADER_REPLAYED_AT, str(int(time.time() * 1000)).encode()),
+        (HEADER_REPLAY_COUNT, str(count).encode()),
     ]
+    if origin:
+        headers.append((HEADER_ORIGIN, origin.encode("utf-8")))
+    return headers
+
+
+def lineage(headers: Headers) -> tuple[tuple[str, bytes], ...]:
+    """The lineage headers of a record (set when it was replayed from a DLQ), to keep on its next letter."""
+    return tuple((k, v.encode("utf-8")) for k, v in decode_headers(headers).items() if k in LINEAGE_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +152,14 @@ class DeadLetter:
     error: BaseException
     stage: str
     dlq_topic: str
+    #: the failed record's own lineage headers (a replayed record): kept on this letter
+    lineage: tuple[tuple[str, bytes], ...] = ()
 
     def headers(self, group: str) -> list[tuple[str, bytes]]:
         reason = getattr(self.error, "reason", None) or str(self.error) or type(self.error).__name__
+        return [*self._headers(group, reason), *self.lineage]
+
+    def _headers(self, group: str, reason: str) -> list[tuple[str, bytes]]:
         return DlqHeaders(
             original_topic=self.topic,
             original_partition=self.partition,

@@ -187,6 +187,8 @@ class ConsumerRunner:
         self._counts: dict[str, int] = dict.fromkeys(Counts.model_fields, 0)
         self._committed: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}
+        #: partitions whose platform_consumer_lag this runner exports (removed when it stops holding them)
+        self._lag_exported: set[TopicPartition] = set()
         self.last_error: LastError | None = None
         self.last_batch: LastBatch | None = None
         self.started_at: float | None = None
@@ -450,6 +452,7 @@ class ConsumerRunner:
     async def _leave(self, consumer: ConsumerPort) -> None:
         self._drop_uncommitted("leave")
         self._positions.clear()
+        self._unexport_lag(list(self._lag_exported))
         try:
             await consumer.stop()
         except asyncio.CancelledError:
@@ -644,6 +647,7 @@ class ConsumerRunner:
                 error=f.error,
                 stage=f.stage,
                 dlq_topic=self.specs[f.record.topic].dlq_topic,
+                lineage=f.record.lineage,
             )
             for f in failures
         ]
@@ -700,8 +704,7 @@ class ConsumerRunner:
         for tp in revoked:
             self._positions.pop(tp, None)
             self._committed.pop(tp, None)
-            with contextlib.suppress(KeyError):
-                m.LAG.remove(self.group_id, tp.topic, str(tp.partition))
+        self._unexport_lag(revoked)
 
     async def _on_assigned(self, consumer: ConsumerPort, assigned: list[TopicPartition]) -> None:
         self._count("rebalances")
@@ -716,6 +719,16 @@ class ConsumerRunner:
             lag = self._lag(consumer, tp)
             if lag is not None:
                 m.LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
+                self._lag_exported.add(tp)
+
+    def _unexport_lag(self, tps: list[TopicPartition]) -> None:
+        """A replica reports lag only for the partitions it holds: a stopped, reconnecting or revoked one
+        drops its series instead of leaving a stale figure (the group's lag whatever the consumers' state
+        is the gateway's ``platform_consumer_group_lag``, measured from the broker)."""
+        for tp in tps:
+            self._lag_exported.discard(tp)
+            with contextlib.suppress(KeyError):
+                m.LAG.remove(self.group_id, tp.topic, str(tp.partition))
 
     def _lag(self, consumer: ConsumerPort, tp: TopicPartition) -> int | None:
         high = consumer.highwater(tp)

@@ -17,13 +17,18 @@ from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
-from gateway.api import dlq, groups, health, publish, queries, services, topics
+from gateway.api import dlq, groups, health, publish, queries, topics
+from gateway.api import services as services_api
 from gateway.config import GatewaySettings
 from gateway.control import ControlPlane
 from gateway.errors import ErrorBody, install_error_handlers
 from gateway.kafka import KafkaGateway
 from gateway.logs import log
 from gateway.middleware import BodyLimit, RequestLog
+from gateway.monitor import Checks
+from gateway.ops import services
+from gateway.ops.dlq import REPLAY_MARKER_CONFIG
+from gateway.ops.lag import GroupLags
 from gateway.upstream import Upstreams
 
 DESCRIPTION = """
@@ -53,12 +58,16 @@ TAGS = [
 async def _ensure_topics(kafka: KafkaGateway, control: ControlPlane, settings: GatewaySettings) -> None:
     """Create the platform topics (+ DLQs) and the control topic when missing; retry while Kafka is down."""
     names = [spec.name for spec in settings.topics().values()]
-    names += [dlq_topic_for(n) for n in names]
+    dlqs = [dlq_topic_for(n) for n in names]
+    dlq_config = {"retention.ms": str(settings.dlq_retention_ms)}
 
     async def create() -> None:
         for name in names:
             await kafka.ensure_topic(name, settings.kafka_topic_partitions)
+        for name in dlqs:
+            await kafka.ensure_topic(name, settings.kafka_topic_partitions, dlq_config)
         await control.ensure_topic()
+        await kafka.ensure_topic(settings.kafka_dlq_replay_topic, 1, REPLAY_MARKER_CONFIG)
 
     await retry_until_done(create, what="creating topics failed")
 
@@ -158,7 +167,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.kafka = kafka
         app.state.upstreams = upstreams
         app.state.control = control
+        checks = Checks(
+            services.readiness_checks(kafka, upstreams, settings.readiness_check_timeout_s),
+            interval_s=settings.readiness_interval_s,
+            timeout_s=settings.readiness_check_timeout_s,
+            on_result=services.record_ready,
+        )
+        app.state.checks = checks
+        lags = GroupLags(kafka, app.state.topics)
+        app.state.lags = lags
         await kafka.start()
+        checks.start()
+        if settings.kafka_enabled:
+            lags.start(settings.group_lag_interval_s)
         if wide is not None:
             await wide.start()
         task = None
@@ -175,6 +196,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             restore()
+            await checks.close()
+            await lags.close()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -195,7 +218,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)
-    for module in (health, publish, services, queries, topics, groups, dlq):
+    for module in (health, publish, services_api, queries, topics, groups, dlq):
         app.include_router(module.router)
     console.install(app)  # /console (operator web UI) and /asyncapi.json
     origins = settings.cors_origins()

@@ -47,6 +47,30 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
     # ---- request logging: one wide event per request through libs/wide-logging (Kafka log-events)
     wide_logging_enabled: bool = True
 
+    # ---- background checks (gateway/monitor.py): /readyz answers from their last results
+    readiness_interval_s: float = Field(5.0, gt=0, description="How often each dependency is checked")
+    readiness_check_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a service's /readyz may take (longer than its own 3 s datastore checks, so "
+        "the cause of an outage is reported, not a timeout)",
+    )
+    group_lag_interval_s: float = Field(
+        15.0, gt=0, description="How often platform_consumer_group_lag is measured from the broker"
+    )
+
+    # ---- dead letters
+    kafka_dlq_replay_topic: str = Field(
+        "platform.dlq.replays",
+        description="Compacted topic of replay markers (key <dlq>/<partition>/<offset>): a letter is "
+        "replayed once unless asked again explicitly",
+    )
+    dlq_retention_ms: int = Field(
+        14 * 24 * 3600 * 1000,
+        ge=-1,
+        description="retention.ms of the <topic>.dlq topics the gateway creates (-1: keep forever)",
+    )
+
     # ---- admin limits
     browse_max_messages: int = Field(500, ge=1, le=10_000)
     dlq_replay_max: int = Field(10_000, ge=1)

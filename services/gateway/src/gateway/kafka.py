@@ -102,6 +102,12 @@ def decode_assignment(raw: bytes | None) -> list[dict[str, Any]]:
     return [{"topic": t, "partitions": sorted(p)} for t, p in decoded.assignment]
 
 
+def newest_first(messages: Iterable[ConsumerRecord[bytes, bytes]]) -> list[ConsumerRecord[bytes, bytes]]:
+    """Records merged newest first: by timestamp, descending; ties by partition (ascending), then offset
+    (descending). A total order on (partition, offset), so the same data always gives the same page."""
+    return sorted(messages, key=lambda m: (-m.timestamp, m.partition, -m.offset))
+
+
 class KafkaGateway:
     """The gateway's Kafka clients and the Kafka requests the operations are built on."""
 
@@ -477,8 +483,9 @@ class KafkaGateway:
         limit: int,
         from_end: bool = False,
     ) -> dict[str, Any]:
-        """Up to ``limit`` records of ``topic`` (one partition or all), from an offset, a timestamp, the
-        beginning, or (``from_end``) the last ``limit`` records of each partition."""
+        """Up to ``limit`` records of ``topic`` (one partition or all), from an offset, a timestamp or the
+        beginning (in partition, offset order), or (``from_end``) the newest: the last ``limit`` records
+        of every partition merged newest first (see :func:`newest_first`)."""
         parts = [p["partition"] for p in await self.partitions(topic)]
         if partition is not None and partition not in parts:
             raise NotFound(
@@ -499,7 +506,14 @@ class KafkaGateway:
                 begin = dict(starts)
             for tp in tps:
                 consumer.seek(tp, begin[tp])
-            messages = await self._read_range(consumer, begin, ends, limit)
+            newest = from_end and timestamp_ms is None and offset is None
+            # newest: every partition's tail is read whole (at most ``limit`` each), then merged
+            messages = await self._read_range(consumer, begin, ends, limit * len(tps) if newest else limit)
+        if newest:
+            messages = newest_first(messages)[:limit]
+        shown: dict[int, list[int]] = {}
+        for m in messages:
+            shown.setdefault(m.partition, []).append(m.offset)
         return {
             "topic": topic,
             "messages": [record_dict(m) for m in messages],
@@ -508,10 +522,11 @@ class KafkaGateway:
                     "partition": tp.partition,
                     "start_offset": starts[tp],
                     "end_offset": ends[tp],
-                    "from_offset": begin[tp],
-                    "next_offset": max(
-                        [begin[tp], *(m.offset + 1 for m in messages if m.partition == tp.partition)]
-                    ),
+                    # newest: the page holds [from_offset, next_offset) of this partition's tail
+                    "from_offset": min(shown.get(tp.partition, []), default=ends[tp])
+                    if newest
+                    else begin[tp],
+                    "next_offset": max([begin[tp], *(o + 1 for o in shown.get(tp.partition, []))]),
                 }
                 for tp in tps
             ],

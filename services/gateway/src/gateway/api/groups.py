@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from gateway.api.params import GroupId
 from gateway.auth import Admin
-from gateway.deps import KafkaDep
+from gateway.deps import KafkaDep, LagsDep
 from gateway.errors import error_responses
 from gateway.ops import groups as ops
 from gateway.ops.groups import GroupDetail, GroupList, GroupOffsets, OffsetReset, ResetResult
@@ -28,8 +28,8 @@ async def list_groups(kafka: KafkaDep) -> GroupList:
     response_model=GroupDetail,
     responses=error_responses(404, 503),
 )
-async def get_group(kafka: KafkaDep, group_id: GroupId) -> GroupDetail:
-    return await ops.describe(kafka, group_id)
+async def get_group(kafka: KafkaDep, lags: LagsDep, group_id: GroupId) -> GroupDetail:
+    return await ops.describe(kafka, group_id, lags.known())
 
 
 @router.get(
@@ -40,10 +40,11 @@ async def get_group(kafka: KafkaDep, group_id: GroupId) -> GroupDetail:
 )
 async def get_group_offsets(
     kafka: KafkaDep,
+    lags: LagsDep,
     group_id: GroupId,
     topic: Annotated[str | None, Query(min_length=1, max_length=TOPIC_MAX, pattern=TOPIC_PATTERN)] = None,
 ) -> GroupOffsets:
-    return await ops.offsets(kafka, group_id, topic)
+    return await ops.offsets(kafka, group_id, topic, lags.known())
 
 
 @router.post(

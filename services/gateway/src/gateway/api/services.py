@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.auth import Admin
 from gateway.control import Action
-from gateway.deps import ControlDep, UpstreamsDep
+from gateway.deps import ControlDep, LagsDep, UpstreamsDep
 from gateway.errors import error_responses
 from gateway.ops import services as ops
 from gateway.ops.services import ControlResult, ServicesStatus, ServiceStatus
@@ -38,8 +38,8 @@ def _answer(result: ControlResult) -> JSONResponse:
     summary="Consumer status of every service (state, assignment, lag, last error, counts, desired state)",
     response_model=ServicesStatus,
 )
-async def list_services(upstreams: UpstreamsDep, control: ControlDep) -> ServicesStatus:
-    return await ops.list_services(upstreams, control)
+async def list_services(upstreams: UpstreamsDep, control: ControlDep, lags: LagsDep) -> ServicesStatus:
+    return await ops.list_services(upstreams, control, lags)
 
 
 @router.get(
@@ -49,8 +49,10 @@ async def list_services(upstreams: UpstreamsDep, control: ControlDep) -> Service
     response_model=ServiceStatus,
     responses=error_responses(404, 503),
 )
-async def get_service(upstreams: UpstreamsDep, control: ControlDep, service: ServiceName) -> ServiceStatus:
-    return await ops.get_service(upstreams, control, service)
+async def get_service(
+    upstreams: UpstreamsDep, control: ControlDep, lags: LagsDep, service: ServiceName
+) -> ServiceStatus:
+    return await ops.get_service(upstreams, control, lags, service)
 
 
 @router.post(

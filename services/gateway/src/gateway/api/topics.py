@@ -53,6 +53,13 @@ async def create_topic(
     return await ops.create(kafka, topics, settings, body)
 
 
+#: The from_end parameter of a browse.
+FROM_END = (
+    "Newest first: the last `limit` records of every partition (or of `partition`), merged by timestamp, "
+    "newest first (ties: partition, then offset descending); the same data gives the same page"
+)
+
+
 @router.get(
     "/api/v1/topics/{topic}/messages",
     tags=["messages"],
@@ -69,7 +76,7 @@ async def browse(
     offset: Annotated[int | None, Query(ge=0, description="Start offset")] = None,
     timestamp_ms: Annotated[int | None, Query(ge=0, le=MAX_TIMESTAMP_MS, description="Start time")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BROWSE_LIMIT)] = 50,
-    from_end: Annotated[bool, Query(description="The latest `limit` records of each partition")] = False,
+    from_end: Annotated[bool, Query(description=FROM_END)] = False,
 ) -> MessagePage:
     return await messages.browse(
         kafka,

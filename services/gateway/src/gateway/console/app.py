@@ -192,7 +192,8 @@ def _service_rows(request: Request, statuses: list[services_ops.ServiceStatus]) 
                 "topics": st.get("topics") or [],
                 "partitions": len(assignment),
                 "assignment": assignment,
-                "lag": st.get("lag"),
+                "lag": s.lag,  # from the broker: the same figure as the API and the gauge, in any state
+                "lag_note": (s.group_lag.note or s.group_lag.error) if s.group_lag else None,
                 "counts": counts,
                 "buffered": st.get("buffered"),
                 "last_batch": st.get("last_batch"),
@@ -207,8 +208,8 @@ def _service_rows(request: Request, statuses: list[services_ops.ServiceStatus]) 
 
 async def _overview_context(request: Request) -> dict[str, Any]:
     state = gw(request)
-    listed = await services_ops.list_services(state.upstreams, state.control)
-    ready = await services_ops.readiness(state.kafka, state.upstreams)
+    listed = await services_ops.list_services(state.upstreams, state.control, state.lags)
+    ready = await services_ops.readiness(state.checks)
     return {"rows": _service_rows(request, listed.services), "ready": ready}
 
 
@@ -362,7 +363,7 @@ async def groups_page(request: Request) -> Response:
 
 @router.get("/groups/{group_id}", response_class=HTMLResponse)
 async def group_page(request: Request, group_id: GroupId) -> Response:
-    detail = await groups_ops.describe(gw(request).kafka, group_id)
+    detail = await groups_ops.describe(gw(request).kafka, group_id, gw(request).lags.known())
     topics = sorted({o.topic for o in detail.offsets})
     by_topic = {t: [o for o in detail.offsets if o.topic == t] for t in topics}
     return render(request, "group.html", active="groups", group=detail, by_topic=by_topic, topics=topics)

@@ -91,7 +91,8 @@ async def browse(
     from_end: bool = False,
 ) -> MessagePage:
     """Up to ``limit`` (capped by ``browse_max_messages``) records of one partition or all, from
-    ``offset`` or ``timestamp_ms`` (not both), the beginning, or the last ``limit`` (``from_end``)."""
+    ``offset`` or ``timestamp_ms`` (not both), the beginning, or the newest ``limit`` across the chosen
+    partitions, newest first (``from_end``)."""
     if offset is not None and timestamp_ms is not None:
         raise Invalid("validation_error", "give offset or timestamp_ms, not both", field="timestamp_ms")
     page = await kafka.browse(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Annotated, Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -17,6 +19,8 @@ from gateway.ops.errors import NotFound
 
 #: Most dead letters one replay request may name.
 MAX_REPLAY_REFS = 10_000
+#: The replay markers: one record per replayed letter (key ``<dlq>/<partition>/<offset>``), latest wins.
+REPLAY_MARKER_CONFIG = {"cleanup.policy": "compact"}
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
@@ -44,6 +48,16 @@ class DeadLetter(BaseModel):
     consumer_group: str | None
     failed_at_ms: int | None
     headers: dict[str, str]
+    lineage: dict[str, Any] = Field(
+        default_factory=dict,
+        description="A re-dead-lettered replay: replayed_from (the earlier letter), replay_count, "
+        "first_failure (topic/partition/offset)",
+    )
+    replayed: dict[str, Any] | None = Field(
+        None,
+        description="Set once this letter was replayed: count, last replay time and target record, and "
+        "outcome (failed_again: the letter it became; else not_dead_lettered)",
+    )
 
 
 class DeadLetterPage(BaseModel):
@@ -63,7 +77,10 @@ class ReplayIn(BaseModel):
     }
 
     messages: Annotated[list[ReplayRef], Field(max_length=MAX_REPLAY_REFS)] | None = None
-    all: bool = False
+    all: bool = Field(
+        False, description="Every letter not replayed yet (a named letter is always replayed: asked again)"
+    )
+    again: bool = Field(False, description="With all: also the letters already replayed")
 
     @model_validator(mode="after")
     def _one(self) -> ReplayIn:
@@ -75,6 +92,7 @@ class ReplayIn(BaseModel):
 class ReplayResult(BaseModel):
     dlq_topic: str
     replayed: int
+    skipped: int = Field(0, description="Letters left out of replay-all because they were replayed before")
     targets: dict[str, int] = Field(description="Records sent per target topic")
     records: list[dict[str, Any]]
 
@@ -110,7 +128,31 @@ def dead_letter(msg: dict[str, Any]) -> DeadLetter:
         consumer_group=h.group,
         failed_at_ms=h.failed_at_ms,
         headers=msg["headers"],
+        lineage={"replayed_from": h.replayed_from, "replay_count": h.replay_count, "first_failure": h.origin}
+        if h.replayed_from
+        else {},
     )
+
+
+def letter_ref(dlq: str, partition: int, offset: int) -> str:
+    """The key of a letter's replay marker, and the ``dlq.replayed.from`` of the records replayed from it."""
+    return f"{dlq}/{partition}/{offset}"
+
+
+async def replay_markers(
+    kafka: KafkaGateway, settings: GatewaySettings, dlq: str
+) -> dict[str, dict[str, Any]]:
+    """The latest replay marker of every replayed letter of ``dlq`` (by :func:`letter_ref`)."""
+    topic = settings.kafka_dlq_replay_topic
+    if topic not in set(await kafka.list_topics()):
+        return {}
+    page = await kafka.browse(topic, partition=None, offset=None, timestamp_ms=None, limit=1_000_000)
+    out: dict[str, dict[str, Any]] = {}
+    for m in page["messages"]:  # partition, offset order: the latest marker of a key wins
+        key = m["key"] or ""
+        if key.startswith(f"{dlq}/") and isinstance(m["value"], dict):
+            out[key] = m["value"]
+    return out
 
 
 async def list_dlq(kafka: KafkaGateway) -> DlqList:
@@ -144,24 +186,35 @@ async def dead_letters(
     """A page of the dead letters of ``topic`` (the DLQ or its original topic)."""
     dlq = dlq_name(topic)
     page = await browse(kafka, settings, dlq, partition=partition, offset=offset, limit=limit)
-    return DeadLetterPage(
-        dlq_topic=dlq,
-        dead_letters=[dead_letter(m.model_dump()) for m in page.messages],
-        partitions=page.partitions,
-    )
+    letters = [dead_letter(m.model_dump()) for m in page.messages]
+    markers = await replay_markers(kafka, settings, dlq)
+    # a replayed record that failed again is a later letter of this DLQ naming its letter as replayed_from
+    again = {d.lineage["replayed_from"]: d for d in letters if d.lineage.get("replayed_from")}
+    for d in letters:
+        marker = markers.get(letter_ref(dlq, d.partition, d.offset))
+        if marker is not None:
+            later = again.get(letter_ref(dlq, d.partition, d.offset))
+            outcome = (
+                {"outcome": "failed_again", "letter": {"partition": later.partition, "offset": later.offset}}
+                if later is not None
+                else {"outcome": "not_dead_lettered"}
+            )
+            d.replayed = {**marker, **outcome}
+    return DeadLetterPage(dlq_topic=dlq, dead_letters=letters, partitions=page.partitions)
 
 
 async def _chosen(
-    kafka: KafkaGateway, settings: GatewaySettings, dlq: str, body: ReplayIn
-) -> list[tuple[int, int]]:
-    """The (partition, offset) of every letter to replay: the ones named, or the first ``dlq_replay_max``."""
+    kafka: KafkaGateway, settings: GatewaySettings, dlq: str, body: ReplayIn, markers: dict[str, Any]
+) -> tuple[list[tuple[int, int]], int]:
+    """The (partition, offset) of every letter to replay — the ones named, or (all) the first
+    ``dlq_replay_max`` not replayed yet (every one with ``again``) — and how many replay-all skipped."""
     if body.all:
-        page = await kafka.browse(
-            dlq, partition=None, offset=None, timestamp_ms=None, limit=settings.dlq_replay_max
-        )
-        return [(m["partition"], m["offset"]) for m in page["messages"]]
+        page = await kafka.browse(dlq, partition=None, offset=None, timestamp_ms=None, limit=1_000_000)
+        refs = [(m["partition"], m["offset"]) for m in page["messages"]]
+        fresh = [r for r in refs if body.again or letter_ref(dlq, *r) not in markers]
+        return fresh[: settings.dlq_replay_max], len(refs) - len(fresh)
     await kafka.require_topic(dlq)
-    return sorted({(ref.partition, ref.offset) for ref in body.messages or []})
+    return sorted({(ref.partition, ref.offset) for ref in body.messages or []}), 0
 
 
 async def _plan(
@@ -185,7 +238,8 @@ async def _plan(
         target = replay_target(letter, dlq)
         if target not in existing:
             raise NotFound("topic_not_found", f"original topic {target!r} of {dlq}[{p}]@{o} does not exist")
-        by_target.setdefault(target, []).append((letter.key, letter.value, replay_headers(dlq, p, o)))
+        headers = replay_headers(dlq, p, o, DlqHeaders.parse(letter.headers))
+        by_target.setdefault(target, []).append((letter.key, letter.value, headers))
         refs.setdefault(target, []).append({"dlq_partition": p, "dlq_offset": o})
     return by_target, refs
 
@@ -193,12 +247,40 @@ async def _plan(
 async def replay(kafka: KafkaGateway, settings: GatewaySettings, topic: str, body: ReplayIn) -> ReplayResult:
     """Send the chosen dead letters back to their original topics, with their original key and value."""
     dlq = dlq_name(topic)
-    by_target, refs = await _plan(kafka, dlq, await _chosen(kafka, settings, dlq, body))
+    markers = await replay_markers(kafka, settings, dlq)
+    chosen, skipped = await _chosen(kafka, settings, dlq, body, markers)
+    by_target, refs = await _plan(kafka, dlq, chosen)
     records: list[dict[str, Any]] = []
     for target, batch in by_target.items():
         sent = await kafka.send_many(target, batch)
         for ref, s in zip(refs[target], sent, strict=True):
             records.append({**ref, "topic": s.topic, "partition": s.partition, "offset": s.offset})
+    await _mark(kafka, settings, dlq, records, markers)
     targets = {t: len(b) for t, b in by_target.items()}
-    log.info("dlq replayed", dlq=dlq, replayed=len(records), targets=targets)
-    return ReplayResult(dlq_topic=dlq, replayed=len(records), targets=targets, records=records)
+    log.info("dlq replayed", dlq=dlq, replayed=len(records), skipped=skipped, targets=targets)
+    return ReplayResult(
+        dlq_topic=dlq, replayed=len(records), skipped=skipped, targets=targets, records=records
+    )
+
+
+async def _mark(
+    kafka: KafkaGateway,
+    settings: GatewaySettings,
+    dlq: str,
+    records: list[dict[str, Any]],
+    markers: dict[str, dict[str, Any]],
+) -> None:
+    """One marker per replayed letter (after its record is acknowledged): replay-all skips it from now on."""
+    await kafka.ensure_topic(settings.kafka_dlq_replay_topic, 1, REPLAY_MARKER_CONFIG)
+    batch: list[Record] = []
+    now = int(time.time() * 1000)
+    for r in records:
+        key = letter_ref(dlq, r["dlq_partition"], r["dlq_offset"])
+        value = {
+            "count": int(markers.get(key, {}).get("count", 0)) + 1,
+            "replayed_at_ms": now,
+            "record": {"topic": r["topic"], "partition": r["partition"], "offset": r["offset"]},
+        }
+        batch.append((key.encode(), json.dumps(value).encode(), []))
+    if batch:
+        await kafka.send_many(settings.kafka_dlq_replay_topic, batch)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from aiokafka import TopicPartition
@@ -13,12 +15,18 @@ from gateway.ops.browse import MAX_TIMESTAMP_MS
 from gateway.ops.errors import Conflict, Invalid, NotFound
 from gateway.ops.topics import TOPIC_MAX, TOPIC_PATTERN
 
+#: The group of a search-index rebuild (search_indexer.rebuild): ``<group>-rebuild-<8 hex>``.
+REBUILD_GROUP = re.compile(r".+-rebuild-[0-9a-f]{8}")
+NO_COMMITS = "no commits yet"
+FINISHED_REBUILD = "finished rebuild: no members, kept only as history (its offsets are no one's lag)"
+
 
 class GroupSummary(BaseModel):
     group_id: str
     protocol_type: str
     state: str
     members: int
+    note: str | None = Field(None, description=f'"{NO_COMMITS}", or a finished rebuild\'s group')
 
 
 class GroupList(BaseModel):
@@ -48,12 +56,14 @@ class GroupDetail(BaseModel):
     members: list[Member]
     offsets: list[PartitionLag]
     total_lag: int
+    note: str | None = Field(None, description=f'"{NO_COMMITS}", or a finished rebuild\'s group')
 
 
 class GroupOffsets(BaseModel):
     group_id: str
     offsets: list[PartitionLag]
     total_lag: int
+    note: str | None = None
 
 
 class OffsetReset(BaseModel):
@@ -96,16 +106,26 @@ class ResetResult(BaseModel):
     partitions: list[dict[str, Any]]
 
 
+def _note(group_id: str, members: int, offsets: list[PartitionLag] | None) -> str | None:
+    if REBUILD_GROUP.fullmatch(group_id) and members == 0:
+        return FINISHED_REBUILD
+    if offsets is not None and not any(o.committed is not None for o in offsets):
+        return NO_COMMITS
+    return None
+
+
 async def list_groups(kafka: KafkaGateway) -> GroupList:
     out = []
     for group_id, protocol_type in await kafka.group_ids():
         described = await kafka.describe_group(group_id)
+        members = len(described["members"])
         out.append(
             GroupSummary(
                 group_id=group_id,
                 protocol_type=protocol_type,
                 state=described["state"],
-                members=len(described["members"]),
+                members=members,
+                note=_note(group_id, members, None),
             )
         )
     return GroupList(groups=out)
@@ -115,21 +135,40 @@ def _lags(offsets: list[dict[str, Any]]) -> tuple[list[PartitionLag], int]:
     return [PartitionLag(**o) for o in offsets], sum(o["lag"] or 0 for o in offsets)
 
 
-async def describe(kafka: KafkaGateway, group_id: str) -> GroupDetail:
+async def _require(kafka: KafkaGateway, group_id: str, known: Mapping[str, list[str]]) -> list[str] | None:
+    """The topics to report a group on: ``None`` (every committed one) for a group the broker knows; a
+    platform group (``known``: each service's group) the broker does not know yet has not committed: its
+    topics, each "no commits yet". Any other unknown group is :class:`NotFound`."""
+    if group_id in {g for g, _ in await kafka.group_ids()}:
+        return None
+    if group_id in known:
+        return known[group_id]
+    raise NotFound("group_not_found", f"unknown consumer group {group_id!r}")
+
+
+async def describe(
+    kafka: KafkaGateway, group_id: str, known: Mapping[str, list[str]] | None = None
+) -> GroupDetail:
     """State, members with their assignment, and committed/end/lag of every partition it committed on."""
-    await kafka.require_group(group_id)
+    topics = await _require(kafka, group_id, known or {})
     described = await kafka.describe_group(group_id)
-    offsets, total = _lags(await kafka.group_offsets(group_id))
-    return GroupDetail(**described, offsets=offsets, total_lag=total)
+    offsets, total = _lags(await kafka.group_offsets(group_id, topics=topics))
+    if not offsets and known and group_id in known and topics is None:  # known to the broker, no commit
+        offsets, total = _lags(await kafka.group_offsets(group_id, topics=known[group_id]))
+    note = _note(group_id, len(described["members"]), offsets)
+    return GroupDetail(**described, offsets=offsets, total_lag=total, note=note)
 
 
-async def offsets(kafka: KafkaGateway, group_id: str, topic: str | None = None) -> GroupOffsets:
+async def offsets(
+    kafka: KafkaGateway, group_id: str, topic: str | None = None, known: Mapping[str, list[str]] | None = None
+) -> GroupOffsets:
     """Committed offset, end offset and lag per partition (of one topic, or every committed one)."""
-    await kafka.require_group(group_id)
+    topics = await _require(kafka, group_id, known or {})
     if topic is not None:
         await kafka.require_topic(topic)
-    rows, total = _lags(await kafka.group_offsets(group_id, topics=[topic] if topic else None))
-    return GroupOffsets(group_id=group_id, offsets=rows, total_lag=total)
+        topics = [topic]
+    rows, total = _lags(await kafka.group_offsets(group_id, topics=topics))
+    return GroupOffsets(group_id=group_id, offsets=rows, total_lag=total, note=_note(group_id, 1, rows))
 
 
 async def reset(kafka: KafkaGateway, group_id: str, body: OffsetReset) -> ResetResult:

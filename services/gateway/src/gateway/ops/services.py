@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast, get_args
 
-from consumer_runtime import run_checks
 from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 
@@ -20,14 +19,15 @@ from gateway.control import Action, ControlPlane
 from gateway.errors import ApiError
 from gateway.kafka import KafkaGateway
 from gateway.logs import log
+from gateway.monitor import CheckFn, Checks
 from gateway.ops.errors import Invalid, NotFound, Unavailable
+from gateway.ops.lag import GroupLag, GroupLags
 from gateway.upstream import Upstreams
 
 ACTIONS: tuple[str, ...] = get_args(Action)
 READY = Gauge(
     "gateway_dependency_ready",
-    "1 when the dependency (kafka or a service's /readyz) was ready at the last check "
-    "(/readyz, /health or a /metrics scrape)",
+    "1 when the dependency (kafka or a service's /readyz) was ready at its last background check",
     ["dependency"],
 )
 
@@ -41,6 +41,13 @@ class ServiceStatus(BaseModel):
     )
     error: str | None = None
     desired: dict[str, Any] | None = Field(None, description="Latest command in the control topic")
+    lag: int | None = Field(
+        None,
+        description="The group's lag from the broker (log end − committed offset), whatever the consumer's "
+        "state: the figure the console and platform_consumer_group_lag show (status.lag is the replica's "
+        "own view of the partitions it holds)",
+    )
+    group_lag: GroupLag | None = None
 
 
 class ServicesStatus(BaseModel):
@@ -65,6 +72,9 @@ class Readiness(BaseModel):
     kafka_ok: bool
     status: str
     checks: dict[str, str]
+    checked_s_ago: dict[str, float] = Field(
+        default_factory=dict, description="Age of each check's result (checked in the background)"
+    )
 
 
 async def _status(upstreams: Upstreams, name: str, desired: dict[str, Any] | None) -> ServiceStatus:
@@ -84,19 +94,33 @@ async def _desired(control: ControlPlane) -> dict[str, dict[str, Any]]:
         return {}
 
 
-async def list_services(upstreams: Upstreams, control: ControlPlane) -> ServicesStatus:
+async def _with_lag(lags: GroupLags, statuses: list[ServiceStatus]) -> list[ServiceStatus]:
+    """Each status with its group's lag measured from the broker (the service's own report is not needed:
+    a stopped or unreachable consumer has its lag too)."""
+    for s in statuses:
+        lags.learn(s.service, s.status)
+    measured = await lags.measure()
+    for s in statuses:
+        s.group_lag = measured.get(s.service)
+        s.lag = s.group_lag.lag if s.group_lag is not None else None
+    return statuses
+
+
+async def list_services(upstreams: Upstreams, control: ControlPlane, lags: GroupLags) -> ServicesStatus:
     desired = await _desired(control)
     results = await asyncio.gather(*(_status(upstreams, n, desired.get(n)) for n in SERVICES))
-    return ServicesStatus(services=list(results))
+    return ServicesStatus(services=await _with_lag(lags, list(results)))
 
 
-async def get_service(upstreams: Upstreams, control: ControlPlane, service: str) -> ServiceStatus:
+async def get_service(
+    upstreams: Upstreams, control: ControlPlane, lags: GroupLags, service: str
+) -> ServiceStatus:
     """One service's status; :class:`Unavailable` when it cannot be reached."""
     desired = await _desired(control)
     status = await _status(upstreams, service, desired.get(service))
     if not status.reachable:
         raise Unavailable("upstream_unavailable", status.error or "unreachable", service=service)
-    return status
+    return (await _with_lag(lags, [status]))[0]
 
 
 async def control(upstreams: Upstreams, plane: ControlPlane, service: str, action: str) -> ControlResult:
@@ -138,9 +162,9 @@ async def control(upstreams: Upstreams, plane: ControlPlane, service: str, actio
     return result
 
 
-async def _upstream_ready(upstreams: Upstreams, name: str) -> str:
+async def _upstream_ready(upstreams: Upstreams, name: str, timeout_s: float) -> str:
     try:
-        response = await upstreams.call(name, "GET", "/readyz", timeout=3.0)
+        response = await upstreams.call(name, "GET", "/readyz", timeout=timeout_s)
     except ApiError as exc:
         return exc.body.message
     if response.status_code == 200:
@@ -153,16 +177,32 @@ async def _upstream_ready(upstreams: Upstreams, name: str) -> str:
     return f"not ready: {failing or response.status_code}"
 
 
-async def readiness(kafka: KafkaGateway, upstreams: Upstreams) -> Readiness:
+def readiness_checks(kafka: KafkaGateway, upstreams: Upstreams, timeout_s: float) -> dict[str, CheckFn]:
+    """The gateway's readiness checks, run in the background by :class:`gateway.monitor.Checks`: Kafka (its
+    own dependency) and each service's ``/readyz`` (given ``timeout_s`` to answer, so a service slowed down
+    by its datastore's outage still reports that cause)."""
+
+    async def kafka_ok() -> str:
+        await kafka.ping()
+        return "ok"
+
+    def upstream(name: str) -> CheckFn:
+        return lambda: _upstream_ready(upstreams, name, timeout_s)
+
+    return {"kafka": kafka_ok, **{name: upstream(name) for name in upstreams.names}}
+
+
+def record_ready(dependency: str, result: str) -> None:
+    """``gateway_dependency_ready``: set as each background check answers."""
+    READY.labels(dependency).set(1 if result == "ok" else 0)
+
+
+async def readiness(checks: Checks) -> Readiness:
     """Kafka is the gateway's own dependency (publish, admin): it decides readiness. The services are
-    reported (``degraded``) but do not make the gateway unready: their own endpoints keep working."""
-    (kafka_ok, kafka_report), services = await asyncio.gather(
-        run_checks({"kafka": kafka.ping}),
-        asyncio.gather(*(_upstream_ready(upstreams, n) for n in upstreams.names)),
-    )
-    service_report = dict(zip(upstreams.names, services, strict=True))
-    for name, result in {**kafka_report, **service_report}.items():
-        READY.labels(name).set(1 if result == "ok" else 0)
-    all_ok = kafka_ok and all(v == "ok" for v in services)
+    reported (``degraded``) but do not make the gateway unready: their own endpoints keep working. Answered
+    from the background checks' last results (see :mod:`gateway.monitor`), with their age."""
+    report = await checks.latest()
+    kafka_ok = report.get("kafka") == "ok"
+    all_ok = all(v == "ok" for v in report.values())
     status = "ready" if all_ok else ("degraded" if kafka_ok else "not ready")
-    return Readiness(kafka_ok=kafka_ok, status=status, checks={**kafka_report, **service_report})
+    return Readiness(kafka_ok=kafka_ok, status=status, checks=report, checked_s_ago=checks.ages())
