@@ -284,3 +284,32 @@ async def test_logged_out_requests_go_to_the_login_page(browser: Browser, stack:
         assert "/console/login" in anonymous.url
     finally:
         await context.close()
+
+
+async def test_openapi_docs_render_with_only_the_gateway_reachable(browser: Browser, stack: Stack) -> None:
+    """/docs needs nothing but the gateway: every request elsewhere (a CDN) is aborted, as it would fail
+    on a machine without internet, and Swagger UI still renders the gateway's operations."""
+    context = await browser.new_context(base_url=stack.gateway.url)
+    blocked: list[str] = []
+
+    async def only_the_gateway(route: Any) -> None:
+        if route.request.url.startswith(stack.gateway.url):
+            await route.continue_()
+        else:
+            blocked.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", only_the_gateway)
+    try:
+        docs = await context.new_page()
+        await docs.goto("/docs")
+        title = docs.locator(".swagger-ui .info .title")
+        await expect(title).to_contain_text("Platform gateway", timeout=15_000)
+        await expect(docs.locator(".opblock-summary-path", has_text="/api/v1/services").first).to_be_visible()
+        assert not blocked, f"/docs asked for more than the gateway: {blocked}"
+        licence = await context.request.get(f"{stack.gateway.url}/docs/static/LICENSE")
+        assert licence.ok
+        assert "Apache License" in await licence.text()
+        await shot(docs, "10-docs-offline")
+    finally:
+        await context.close()

@@ -7,13 +7,19 @@ import contextlib
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import swagger_ui
 from consumer_runtime.kafka_clients import retry_until_done
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
+from starlette.requests import Request
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
@@ -126,6 +132,27 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
+SWAGGER_UI = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5 dist files and their LICENSE
+
+
+def install_docs(app: FastAPI, prefix: str = "/docs") -> None:
+    """``/docs`` from Swagger UI's files shipped in the ``swagger-ui-py`` package: it works without internet
+    (FastAPI's default page loads them from a CDN). The licence is served next to them."""
+    app.mount(f"{prefix}/static", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{prefix}/static/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{prefix}/static/swagger-ui.css",
+            swagger_favicon_url=f"{root}{prefix}/static/favicon-32x32.png",
+        )
+
+    app.add_route(prefix, docs, include_in_schema=False)
+
+
 def _close_streams_on_sigterm(upstreams: Upstreams) -> Callable[[], None]:
     """Chain a SIGTERM handler in front of the server's: live streams end at once, so the server's graceful
     shutdown does not wait its whole timeout on endless SSE responses and the lifespan's flush (wide-logging,
@@ -190,8 +217,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from the package's own Swagger UI files (no CDN)
+        redoc_url=None,  # ReDoc would load from a CDN; /docs is the one docs UI
     )
     app.openapi = error_documented_openapi(app)  # type: ignore[method-assign]
+    install_docs(app)
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)
