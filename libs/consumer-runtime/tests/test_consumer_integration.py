@@ -174,6 +174,11 @@ async def test_transient_failure_is_retried_then_stored(
     assert runner.last_error.error_class == "ConnectionError"
     await wait_until(lambda: runner.state == State.RUNNING, what="running again")
     runner.check_progress()  # healthy again
+    # the error is kept, with when it happened and when the consumer recovered from it (the next success)
+    error = runner.status().last_error
+    assert error is not None
+    assert error.recovered_at is not None
+    assert error.at <= error.recovered_at
 
 
 async def test_permanent_error_is_bisected_to_the_bad_record(
