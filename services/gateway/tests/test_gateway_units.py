@@ -95,3 +95,23 @@ def test_a_bad_variable_ends_the_start_with_one_line_and_no_traceback() -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "LOG_LEVEL: Value error, 'LOUD' is not a log level" in done.stderr
+
+
+def test_openapi_describes_every_parameter_and_admin_operations_need_the_token() -> None:
+    from gateway.app import create_app
+
+    schema = create_app(GatewaySettings(kafka_enabled=False, wide_logging_enabled=False)).openapi()
+    undescribed, either = [], []
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            undescribed += [
+                (method, path, p["name"]) for p in operation.get("parameters", []) if not p.get("description")
+            ]
+            security = operation.get("security", [])
+            if any("adminToken" in req for req in security) and len(security) > 1:
+                either.append((method, path, security))  # alternatives: "an API key suffices"
+    assert undescribed == []
+    assert either == []
+    rebuild = schema["paths"]["/api/v1/search/rebuild"]["post"]
+    assert rebuild["security"] == [{"apiKey": [], "adminToken": []}]
+    assert "401" in rebuild["responses"]

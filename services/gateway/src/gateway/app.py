@@ -80,6 +80,34 @@ def wide_logger(settings: GatewaySettings) -> WideLogger:
     return WideLogger(config)
 
 
+#: descriptions of parameters declared without one, by (name, "dlq" on dead-letter paths else "")
+PARAMETERS: dict[tuple[str, str], str] = {
+    ("message_id", ""): "Id of the chat message (as returned when it was created)",
+    ("service", ""): "Service name: issue-ingestor, log-sink, search-indexer or notifier",
+    ("limit", ""): "Most items in the answer",
+    ("offset", ""): "Items to skip (paging)",
+    ("offset", "dlq"): "First Kafka offset to read (with `partition`)",
+    ("partition", "dlq"): "Only this partition of the dead-letter topic",
+    ("processType", ""): "Only issues of this process type",
+    ("modeType", ""): "Only issues of this mode type",
+    ("isSolved", ""): "Only solved (true) or open (false) issues",
+    ("issue_id", ""): "Id of the factory issue",
+    ("channel_id", ""): "Only messages of this channel",
+    ("author_id", ""): "Only messages by this author",
+    ("sort", ""): "Order of the hits",
+    ("highlight", ""): "Mark the matched words in the hits",
+    ("level", ""): "Only log events of this level",
+    ("event_id", ""): "Id of the log event",
+    ("user_id", ""): "The user whose notifications these are",
+    ("status", ""): "Only notifications in this state",
+    ("notification_id", ""): "Id of the notification",
+    ("last-event-id", ""): "Resume the stream after this event id (sent by EventSource on reconnect)",
+    ("topic", ""): "Kafka topic name",
+    ("topic", "dlq"): "Dead-letter topic name (`<topic>.dlq`)",
+    ("group_id", ""): "Consumer group id",
+}
+
+
 def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """OpenAPI with the real error shape everywhere: FastAPI's default 422 schema is replaced by
     ``ErrorBody``; admin operations document 401/403, bodies 413, every operation 503."""
@@ -103,7 +131,7 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "description": "Error (JSON naming the failing field)",
             "content": {"application/json": {"schema": ref}},
         }
-        for methods in schema.get("paths", {}).values():
+        for path, methods in schema.get("paths", {}).items():
             for operation in methods.values():
                 responses = operation.setdefault("responses", {})
                 for code, response in list(responses.items()):
@@ -113,7 +141,27 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                             **error,
                             "description": "Invalid input (the failing field is named)",
                         }
-                if {"adminToken": []} in operation.get("security", []):
+                security = operation.get("security", [])
+                if {"adminToken": []} in security and len(security) > 1:
+                    # alternatives in OpenAPI mean "any one suffices"; an admin operation needs the token
+                    # (and X-API-Key too when API_KEY is set): one requirement naming both
+                    operation["security"] = [{k: v for req in security for k, v in req.items()}]
+                    operation["description"] = (
+                        operation.get("description", "")
+                        + "\n\nNeeds the admin bearer token; an API key alone "
+                        "never suffices (X-API-Key is checked too when API_KEY is configured)."
+                    ).strip()
+                for parameter in operation.get("parameters", []):
+                    if not parameter.get("description"):
+                        described = PARAMETERS.get(
+                            (parameter["name"], "dlq" if "/dlq/" in path else ""),
+                            PARAMETERS.get((parameter["name"], "")),
+                        )
+                        if described:
+                            parameter["description"] = described
+                if {"adminToken": []} in operation.get("security", []) or any(
+                    "adminToken" in req and len(req) > 1 for req in operation.get("security", [])
+                ):
                     responses.setdefault("401", {**error, "description": "Missing or wrong bearer token"})
                     responses.setdefault("403", {**error, "description": "ADMIN_TOKEN not configured"})
                 if {"apiKey": []} in operation.get("security", []):
