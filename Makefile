@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: help ensure-uv install lock infra-up infra-down infra-status run test test-unit test-faults soak lint fmt bench deploy-check kind-up kind-down browser wrk clean
+.PHONY: help ensure-uv install lock infra-up infra-down infra-status reset-data run test test-unit test-faults soak lint fmt bench deploy-check kind-up kind-down browser wrk clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ infra-down: ## stop the local servers that infra-up started (never others)
 
 infra-status: install ## show which local servers answer
 	$(VPY) -m devservers status
+
+reset-data: install ## empty the local data the project created (MySQL DB_NAME, its Mongo dbs, ES indexes, topics); nothing else
+	$(VPY) scripts/reset_data.py --yes
 
 # EXTERNAL_KAFKA=host:port make run: that broker (e.g. a real Kafka from compose) instead of the local one
 run: install ## start everything and print the gateway URL (Ctrl-C stops the services; EXTERNAL_KAFKA=host:port)

@@ -1,6 +1,6 @@
 """Send realistic factory issue events to ``chatbot-issue-events`` (the seed's test producer, grown up).
 
-    .venv/bin/python scripts/kafka_test_producer.py --no-idempotence     # 20 issues to the local broker
+    .venv/bin/python scripts/kafka_test_producer.py                      # 20 issues to the local broker
     .venv/bin/python scripts/kafka_test_producer.py --count 500 --rate 50 --solved-ratio 0.5
     .venv/bin/python scripts/kafka_test_producer.py --invalid 3           # + 3 bad events (-> the DLQ)
     .venv/bin/python scripts/kafka_test_producer.py --dry-run | head      # print the JSON, send nothing
@@ -11,7 +11,11 @@ follow-up (some also reopened). Keys are issue ids, so one issue stays in one pa
 The broker connection comes from the services' environment: KAFKA_BOOTSTRAP_SERVERS,
 KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME/PASSWORD, KAFKA_ENABLE_IDEMPOTENCE,
 KAFKA_TOPIC_CHATBOT_ISSUES; so it works against the local broker, Apache Kafka, Azure Event Hubs
-(SASL_SSL + PLAIN) or any SCRAM cluster.
+(SASL_SSL + PLAIN) or any SCRAM cluster. Variables not in the environment are read from the file `make run`
+gives the services (.devdata/services.env), so it talks to the same broker. A broker that refuses an
+idempotent producer (the local Tansu answers InitProducerId with UnknownError) is detected: the events are
+sent without idempotence, saying so (--no-idempotence skips the attempt). The topic, if missing, is created
+with the platform's partition count (KAFKA_TOPIC_PARTITIONS), not the broker's auto-create default.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from consumer_runtime import KafkaSettings, load_settings
+from consumer_runtime.topics import ensure_topics
 from platform_events import CHATBOT_ISSUES, FactoryIssueEvent, ModeType, ProcessType, encode
 
 PREFIX = {
@@ -100,11 +107,50 @@ def build_events(
     return [e for _, _, e in events]
 
 
+#: the file `make run` writes for the services (scripts/run-env.sh): the same broker and producer settings
+SERVICES_ENV = Path(__file__).resolve().parents[1] / ".devdata" / "services.env"
+FROM_FILE = ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_ENABLE_IDEMPOTENCE", "KAFKA_TOPIC_PARTITIONS")
+
+
+def settings_file_values(path: Path = SERVICES_ENV) -> dict[str, str]:
+    """KEY=VALUE lines of ``path`` that the environment does not set (only the broker's settings)."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in FROM_FILE and key.strip() not in os.environ:
+            values[key.strip()] = value.strip()
+    return values
+
+
+async def start_producer(settings: KafkaSettings) -> AIOKafkaProducer:
+    """A started producer; idempotent unless the broker refuses that (then without, saying so)."""
+    producer = AIOKafkaProducer(**settings.producer_kwargs())
+    try:
+        await producer.start()
+        return producer
+    except KafkaError as exc:
+        await producer.stop()
+        if not settings.kafka_enable_idempotence:
+            raise
+        print(
+            f"note: the broker at {settings.kafka_bootstrap_servers} refused an idempotent producer "
+            f"({type(exc).__name__}; the local broker lacks support): sending without idempotence "
+            "(--no-idempotence or KAFKA_ENABLE_IDEMPOTENCE=false skips this attempt)",
+            file=sys.stderr,
+        )
+    producer = AIOKafkaProducer(**{**settings.producer_kwargs(), "enable_idempotence": False})
+    await producer.start()
+    return producer
+
+
 async def send(
     settings: KafkaSettings, topic: str, values: list[tuple[bytes, bytes | None]], rate: float
 ) -> None:
-    producer = AIOKafkaProducer(**settings.producer_kwargs())
-    await producer.start()
+    if settings.kafka_auto_create_topics:
+        await ensure_topics(settings, [topic])  # the platform's partition count, not the broker's default
+    producer = await start_producer(settings)
     try:
         futures = []
         started = time.monotonic()
@@ -155,12 +201,28 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(value.decode("utf-8", "replace") + "\n")
         return 0
     overrides: dict[str, object] = {"kafka_bootstrap_servers": args.bootstrap} if args.bootstrap else {}
+    if not args.bootstrap:
+        from_file = settings_file_values()
+        if from_file:
+            print(f"settings from {SERVICES_ENV} (as make run): {from_file}", file=sys.stderr)
+        overrides.update({k.lower(): v for k, v in from_file.items()})
     if args.no_idempotence:
         overrides["kafka_enable_idempotence"] = False
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and not args.bootstrap:
+    if "kafka_bootstrap_servers" not in overrides and "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         overrides["kafka_bootstrap_servers"] = "localhost:9092"
     settings = load_settings(KafkaSettings, **overrides)
-    asyncio.run(send(settings, args.topic, values, args.rate))
+    try:
+        asyncio.run(send(settings, args.topic, values, args.rate))
+    except (KafkaError, OSError) as exc:
+        print(
+            f"error: could not send to {args.topic} on {settings.kafka_bootstrap_servers}: "
+            f"{type(exc).__name__}: {exc}\n"
+            "  is the broker running? `make infra-up` starts the local one (`make infra-status` shows it);\n"
+            "  another broker: --bootstrap host:port or KAFKA_BOOTSTRAP_SERVERS (+ KAFKA_SECURITY_PROTOCOL,\n"
+            "  KAFKA_SASL_* for a secured one); a broker without idempotent producers: --no-idempotence",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

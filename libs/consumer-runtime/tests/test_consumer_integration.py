@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from consumer_runtime import ConsumerRunner, Failure, PermanentError, Record, State, decode_headers
+from consumer_runtime import (
+    ConsumerRunner,
+    Failure,
+    KafkaSettings,
+    PermanentError,
+    Record,
+    State,
+    decode_headers,
+)
 from consumer_runtime.testing import KafkaNames, fast_settings, produce, read_all, wait_until
 from consumer_runtime.topics import ensure_topics
 from platform_events import TOPICS
@@ -174,6 +183,11 @@ async def test_transient_failure_is_retried_then_stored(
     assert runner.last_error.error_class == "ConnectionError"
     await wait_until(lambda: runner.state == State.RUNNING, what="running again")
     runner.check_progress()  # healthy again
+    # the error is kept, with when it happened and when the consumer recovered from it (the next success)
+    error = runner.status().last_error
+    assert error is not None
+    assert error.recovered_at is not None
+    assert error.at <= error.recovered_at
 
 
 async def test_permanent_error_is_bisected_to_the_bad_record(
@@ -287,3 +301,24 @@ async def test_overlapping_restarts_leave_one_loop(
     await produce(kafka_bootstrap, kafka_names.topic, [log_event(i) for i in range(10)])
     await wait_until(lambda: len(sink.stored) == 10, timeout=40, what="stored after restarts")
     assert {p.partition for p in runner.status().assignment} == {0, 1, 2}
+
+
+async def test_a_topic_with_another_partition_count_is_reported(kafka_bootstrap: str) -> None:
+    """A topic that exists with another partition count than KAFKA_TOPIC_PARTITIONS (e.g. auto-created by a
+    stray producer with the broker's default) is reported by ensure_topics, not silently accepted."""
+    from consumer_runtime.kafka_clients import start_admin
+    from consumer_runtime.testing import delete_topics
+    from consumer_runtime.topics import _report_partition_counts, ensure_topics
+
+    name = f"p22b-stray-{uuid.uuid4().hex[:8]}"
+    settings = KafkaSettings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=3)
+    try:
+        assert await ensure_topics(settings, [name], partitions=1) == [name]
+        admin = await start_admin(settings, request_timeout_ms=15_000)
+        try:
+            assert await _report_partition_counts(admin, [name], settings, None) == {name: 1}
+            assert await _report_partition_counts(admin, [name], settings, 1) == {}
+        finally:
+            await admin.close()
+    finally:
+        await delete_topics(kafka_bootstrap, [name])

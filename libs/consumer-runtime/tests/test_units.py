@@ -7,6 +7,7 @@ import random
 import pytest
 from consumer_runtime import ConfigError, KafkaSettings, load_settings, run_checks
 from consumer_runtime.retry import backoff_delay
+from consumer_runtime.service import ServiceSettings
 
 
 def test_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,6 +40,22 @@ def test_sasl_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kwargs["sasl_mechanism"] == "PLAIN"
     assert kwargs["sasl_plain_username"] == "$ConnectionString"
     assert kwargs["ssl_context"] is not None
+
+
+def test_oauthbearer_is_refused_with_any_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+    for protocol in ("PLAINTEXT", "SSL", "SASL_SSL"):
+        monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", protocol)
+        with pytest.raises(ConfigError, match="KAFKA_SASL_MECHANISM=OAUTHBEARER"):
+            load_settings(KafkaSettings)
+
+
+def test_unknown_log_level_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError, match=r"LOG_LEVEL: .*'LOUD' is not a log level"):
+        load_settings(ServiceSettings)
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    assert load_settings(ServiceSettings).log_level == "DEBUG"
 
 
 def test_unknown_security_protocol_rejected(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -296,3 +297,110 @@ async def test_logged_out_requests_go_to_the_login_page(browser: Browser, stack:
         assert "/console/login" in anonymous.url
     finally:
         await context.close()
+
+
+async def test_openapi_docs_render_with_only_the_gateway_reachable(browser: Browser, stack: Stack) -> None:
+    """/docs needs nothing but the gateway: every request elsewhere (a CDN) is aborted, as it would fail
+    on a machine without internet, and Swagger UI still renders the gateway's operations."""
+    context = await browser.new_context(base_url=stack.gateway.url)
+    blocked: list[str] = []
+
+    async def only_the_gateway(route: Any) -> None:
+        if route.request.url.startswith(stack.gateway.url):
+            await route.continue_()
+        else:
+            blocked.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", only_the_gateway)
+    try:
+        docs = await context.new_page()
+        await docs.goto("/docs")
+        title = docs.locator(".swagger-ui .info .title")
+        await expect(title).to_contain_text("Platform gateway", timeout=15_000)
+        await expect(docs.locator(".opblock-summary-path", has_text="/api/v1/services").first).to_be_visible()
+        assert not blocked, f"/docs asked for more than the gateway: {blocked}"
+        licence = await context.request.get(f"{stack.gateway.url}/docs/static/LICENSE")
+        assert licence.ok
+        assert "Apache License" in await licence.text()
+        await shot(docs, "10-docs-offline")
+    finally:
+        await context.close()
+
+
+async def test_stop_and_start_from_the_overview_and_the_feedback_stays(page: Page, stack: Stack) -> None:
+    """Overview offers what the state allows: Stop/Start; a stopped service has Pause disabled and Start
+    enabled. The feedback of an action stays across the 3-second refreshes until the next action."""
+    row = page.locator('tr[data-service="notifier"]')
+    state = page.locator('[data-testid="state-notifier"]')
+    button = {a: row.locator(f'button[data-action="{a}"]') for a in ("start", "stop", "pause", "resume")}
+    await expect(state).to_have_text("running")
+    await expect(button["start"]).to_be_disabled()
+    await expect(button["stop"]).to_be_enabled()
+    await expect(button["pause"]).to_be_enabled()
+    try:
+        page.once("dialog", lambda dialog: dialog.accept())
+        await button["stop"].click()
+        await expect(state).to_have_text("stopped")
+        await expect(button["pause"]).to_be_disabled()
+        await expect(button["resume"]).to_be_disabled()
+        await expect(button["stop"]).to_be_disabled()
+        await expect(button["start"]).to_be_enabled()
+        flash = page.locator("#flash")
+        await expect(flash).to_contain_text("stop → notifier: applied")
+        # two refreshes of the table later, the feedback is still there
+        await page.wait_for_timeout(7_000)
+        await expect(flash).to_contain_text("stop → notifier: applied")
+        await shot(page, "11-overview-stopped")
+
+        await button["start"].click()
+        await expect(state).to_have_text("running")
+        await expect(flash).to_contain_text("start → notifier: applied")
+        await expect(flash).not_to_contain_text("stop →")
+        await expect(button["start"]).to_be_disabled()
+        await expect(button["pause"]).to_be_enabled()
+    finally:  # the stack is shared: leave the notifier running whatever happened
+        await stack.client.post("/api/v1/services/notifier/start", headers=AUTH)
+
+    async def assigned() -> bool:
+        status = (await stack.client.get("/api/v1/services/notifier")).json()["status"]
+        return status["state"] == "running" and bool(status["assignment"])
+
+    await wait_until(assigned, timeout=60, interval=0.3, what="notifier running and assigned again")
+
+
+async def test_an_error_that_ended_is_shown_with_its_recovery_and_collapsed(
+    page: Page, stack: Stack, kafka_bootstrap: str
+) -> None:
+    """While an error lasts it is shown in red with when it began; once the consumer stored a batch again
+    the overview shows when it recovered, the error itself collapsed."""
+    from consumer_runtime.status import LastError
+
+    runner = stack.service_app("log-sink").state.runner
+    runner.last_error = LastError(
+        stage="sink", error_class="ServerSelectionTimeoutError", message="mongo down (test)", at=time.time()
+    )
+    current = page.locator('[data-testid="current-error-log-sink"]')
+    await expect(current).to_contain_text("ServerSelectionTimeoutError", timeout=10_000)
+    await expect(current).to_contain_text("not recovered")
+    await expect(current).to_have_css("color", "rgb(180, 35, 24)")
+
+    # the next stored batch is the recovery
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        event_id = f"evt_{uuid.uuid4().hex}"
+        body = {"event_id": event_id, "timestamp": "2026-11-23T10:00:00Z", "service": "console-test"}
+        await producer.send_and_wait(stack.names.topic("logs"), json.dumps(body).encode())
+    finally:
+        await producer.stop()
+    past = page.locator('[data-testid="past-error-log-sink"]')
+    await expect(past).to_be_visible(timeout=30_000)
+    await expect(current).to_have_count(0)
+    await expect(past.locator("summary")).to_contain_text("recovered")
+    details = past.locator(".past-error-body")
+    await expect(details).to_be_hidden()  # collapsed
+    await expect(details).to_contain_text("mongo down (test)")  # kept, one click away
+    await shot(page, "12-overview-recovered")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
@@ -81,3 +84,34 @@ def test_upstream_errors_are_mapped(status: int, expected_status: int, error: st
     assert info.value.body.error == error
     assert info.value.body.service == "issue-ingestor"
     assert "issue 'X' not found" in info.value.body.message
+
+
+def test_a_bad_variable_ends_the_start_with_one_line_and_no_traceback() -> None:
+    """``python -m gateway`` with LOG_LEVEL=LOUD: exit 1 and one message naming the variable."""
+    env = {**os.environ, "LOG_LEVEL": "LOUD", "KAFKA_ENABLED": "false"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "LOG_LEVEL: Value error, 'LOUD' is not a log level" in done.stderr
+
+
+def test_openapi_describes_every_parameter_and_admin_operations_need_the_token() -> None:
+    from gateway.app import create_app
+
+    schema = create_app(GatewaySettings(kafka_enabled=False, wide_logging_enabled=False)).openapi()
+    undescribed, either = [], []
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            undescribed += [
+                (method, path, p["name"]) for p in operation.get("parameters", []) if not p.get("description")
+            ]
+            security = operation.get("security", [])
+            if any("adminToken" in req for req in security) and len(security) > 1:
+                either.append((method, path, security))  # alternatives: "an API key suffices"
+    assert undescribed == []
+    assert either == []
+    rebuild = schema["paths"]["/api/v1/search/rebuild"]["post"]
+    assert rebuild["security"] == [{"apiKey": [], "adminToken": []}]
+    assert "401" in rebuild["responses"]

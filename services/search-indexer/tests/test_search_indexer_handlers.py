@@ -3,7 +3,10 @@ search bodies, replay progress. No servers."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -238,3 +241,19 @@ def test_replay_progress() -> None:
     assert replay_progress(target, {}) == (0, 13, False)
     assert replay_progress(target, {a: 4, c: 8}) == (7, 13, False)
     assert replay_progress(target, {a: 12, c: 8}) == (13, 13, True)
+
+
+def test_a_bad_elasticsearch_url_ends_the_start_naming_the_variable() -> None:
+    """``python -m search_indexer`` with ELASTICSEARCH_URL=foo: exit 1, one line naming it, no traceback."""
+    env = {**os.environ, "ELASTICSEARCH_URL": "foo", "KAFKA_ENABLED": "false", "HTTP_PORT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "search_indexer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "ELASTICSEARCH_URL: Value error, 'foo' is not a URL" in done.stderr

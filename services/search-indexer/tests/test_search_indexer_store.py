@@ -389,3 +389,30 @@ async def test_es_alias_swap_is_atomic_for_concurrent_searches(es: AsyncElastics
     assert seen
     assert set(seen) <= {3, 5}
     assert list((await es.indices.get_alias(name=alias)).body) == [a]
+
+
+async def test_readiness_probes_are_not_logged_at_info(
+    store: MessageStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A readiness probe (an Elasticsearch request every few seconds) leaves no info line in the service's
+    log: the client's per-request lines go out at warning and above only."""
+    import logging
+
+    from consumer_runtime.logging import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("search-indexer", "INFO")
+        capsys.readouterr()
+        for _ in range(3):
+            await store.ping()
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+        assert [line for line in lines if line.get("level") == "info"] == []
+        logging.getLogger("elastic_transport.transport").warning("still shown")
+        assert "still shown" in capsys.readouterr().out
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name in ("elastic_transport", "httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)

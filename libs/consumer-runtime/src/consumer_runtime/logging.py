@@ -41,7 +41,9 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "kafka"):
+    # aiokafka/kafka: connection chatter; elastic_transport and httpx log one info line per request, which
+    # made every readiness probe (a datastore ping, the gateway's call of each /readyz) a log line
+    for noisy in ("aiokafka", "kafka", "elastic_transport", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.bind_contextvars(service=service)
 

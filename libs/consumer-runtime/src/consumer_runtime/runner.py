@@ -392,6 +392,7 @@ class ConsumerRunner:
                 await asyncio.wait_for(consumer.start(), self.start_timeout_s)
                 self._consumer = consumer
                 self._phase = State.RUNNING
+                self._note_recovered(stages=("kafka",))
                 m.UP.labels(**self._labels).set(1)
                 log.info("consumer started", consumer=self.name, group=self.group_id, topics=self.topic_names)
                 backoff.reset()
@@ -626,6 +627,7 @@ class ConsumerRunner:
         self.last_batch = LastBatch(
             records=len(batch.raw), stored=stored, failed=n_failed, ms=ms, at=time.time()
         )
+        self._note_recovered()
         log.info(  # the seed's sentence, plus the same numbers as fields
             f"Processed batch: {len(batch.raw)} events ({stored} success, {n_failed} failures) in {ms} ms",
             consumer=self.name,
@@ -743,6 +745,12 @@ class ConsumerRunner:
         self.last_error = LastError(
             stage=stage, error_class=type(exc).__name__, message=str(exc)[:500], at=time.time()
         )
+
+    def _note_recovered(self, stages: tuple[str, ...] | None = None) -> None:
+        """The last error (of one of ``stages``) is over: keep it, with when the consumer recovered."""
+        error = self.last_error
+        if error is not None and error.recovered_at is None and (stages is None or error.stage in stages):
+            self.last_error = error.model_copy(update={"recovered_at": time.time()})
 
     def status(self) -> ConsumerStatus:
         consumer = self._consumer

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer_runtime.control import ControlFollower
@@ -31,6 +31,9 @@ from consumer_runtime.settings import KafkaSettings, load_settings
 log = get_logger(__name__)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class HttpSettings(BaseSettings):
     """The HTTP side of a service process: where it listens, how it logs, how long a shutdown may take."""
 
@@ -41,6 +44,14 @@ class HttpSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     shutdown_timeout_s: float = Field(25.0, gt=0, description="keep below terminationGracePeriodSeconds")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
 
 
 class ServiceSettings(KafkaSettings, HttpSettings):

@@ -95,14 +95,14 @@ class KafkaClientSettings(_TopicNames):
 
     @model_validator(mode="after")
     def _check_security(self) -> KafkaClientSettings:
+        if self.kafka_sasl_mechanism == "OAUTHBEARER":  # whatever the protocol: never silently ignored
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM=OAUTHBEARER needs a token provider (AWS MSK IAM); "
+                "not supported yet: use SCRAM or PLAIN"
+            )
         if self.kafka_security_protocol.startswith("SASL"):
             if self.kafka_sasl_mechanism is None:
                 raise ValueError("KAFKA_SASL_MECHANISM is required when KAFKA_SECURITY_PROTOCOL is SASL_*")
-            if self.kafka_sasl_mechanism == "OAUTHBEARER":
-                raise ValueError(
-                    "KAFKA_SASL_MECHANISM=OAUTHBEARER needs a token provider (AWS MSK IAM); "
-                    "not supported yet: use SCRAM or PLAIN"
-                )
             if not (self.kafka_sasl_username and self.kafka_sasl_password):
                 raise ValueError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required for SASL")
         return self

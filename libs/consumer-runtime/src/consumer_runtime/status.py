@@ -69,7 +69,12 @@ class LastError(_Model):
     stage: str
     error_class: str
     message: str
-    at: float
+    at: float = Field(description="when it happened (epoch seconds)")
+    recovered_at: float | None = Field(
+        None,
+        description="when the consumer recovered from it (the next stored batch, or the reconnect after a "
+        "kafka error; epoch seconds); null while it lasts",
+    )
 
 
 class ConsumerStatus(_Model):

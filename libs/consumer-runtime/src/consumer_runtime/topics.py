@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Any, Final
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -49,6 +49,7 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
+        await _report_partition_counts(admin, [n for n in wanted if n in existing], settings, partitions)
         if not missing:
             return []
         new = [
@@ -68,3 +69,34 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
+    """Partitions of each existing topic of ``names``."""
+    if not names:
+        return {}
+    described = await admin.describe_topics(names)
+    return {d["topic"]: len(d.get("partitions") or []) for d in described if not d.get("error_code")}
+
+
+async def _report_partition_counts(
+    admin: Any, names: list[str], settings: KafkaClientSettings, partitions: int | None
+) -> dict[str, int]:
+    """Warn about existing topics whose partition count is not the platform's (e.g. auto-created by a stray
+    producer with the broker's default); returns them with their count. Never fails the caller."""
+    want = partitions or settings.kafka_topic_partitions
+    try:
+        counts = await partition_counts(admin, names)
+    except Exception as exc:  # a report only
+        log.warning("could not check partition counts", error=repr(exc))
+        return {}
+    differing = {n: c for n, c in counts.items() if c != want}
+    if differing:
+        log.warning(
+            "topics have another partition count than KAFKA_TOPIC_PARTITIONS (created elsewhere, e.g. "
+            "auto-created by a producer); consumers work, but per-key ordering/parallelism differ: "
+            "recreate them or add partitions (kafka-topics --alter)",
+            topics=differing,
+            expected=want,
+        )
+    return differing

@@ -7,13 +7,19 @@ import contextlib
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import swagger_ui
 from consumer_runtime.kafka_clients import retry_until_done
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
+from starlette.requests import Request
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
@@ -83,6 +89,34 @@ def wide_logger(settings: GatewaySettings) -> WideLogger:
     return WideLogger(config)
 
 
+#: descriptions of parameters declared without one, by (name, "dlq" on dead-letter paths else "")
+PARAMETERS: dict[tuple[str, str], str] = {
+    ("message_id", ""): "Id of the chat message (as returned when it was created)",
+    ("service", ""): "Service name: issue-ingestor, log-sink, search-indexer or notifier",
+    ("limit", ""): "Most items in the answer",
+    ("offset", ""): "Items to skip (paging)",
+    ("offset", "dlq"): "First Kafka offset to read (with `partition`)",
+    ("partition", "dlq"): "Only this partition of the dead-letter topic",
+    ("processType", ""): "Only issues of this process type",
+    ("modeType", ""): "Only issues of this mode type",
+    ("isSolved", ""): "Only solved (true) or open (false) issues",
+    ("issue_id", ""): "Id of the factory issue",
+    ("channel_id", ""): "Only messages of this channel",
+    ("author_id", ""): "Only messages by this author",
+    ("sort", ""): "Order of the hits",
+    ("highlight", ""): "Mark the matched words in the hits",
+    ("level", ""): "Only log events of this level",
+    ("event_id", ""): "Id of the log event",
+    ("user_id", ""): "The user whose notifications these are",
+    ("status", ""): "Only notifications in this state",
+    ("notification_id", ""): "Id of the notification",
+    ("last-event-id", ""): "Resume the stream after this event id (sent by EventSource on reconnect)",
+    ("topic", ""): "Kafka topic name",
+    ("topic", "dlq"): "Dead-letter topic name (`<topic>.dlq`)",
+    ("group_id", ""): "Consumer group id",
+}
+
+
 def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """OpenAPI with the real error shape everywhere: FastAPI's default 422 schema is replaced by
     ``ErrorBody``; admin operations document 401/403, bodies 413, every operation 503."""
@@ -106,7 +140,7 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "description": "Error (JSON naming the failing field)",
             "content": {"application/json": {"schema": ref}},
         }
-        for methods in schema.get("paths", {}).values():
+        for path, methods in schema.get("paths", {}).items():
             for operation in methods.values():
                 responses = operation.setdefault("responses", {})
                 for code, response in list(responses.items()):
@@ -116,7 +150,27 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                             **error,
                             "description": "Invalid input (the failing field is named)",
                         }
-                if {"adminToken": []} in operation.get("security", []):
+                security = operation.get("security", [])
+                if {"adminToken": []} in security and len(security) > 1:
+                    # alternatives in OpenAPI mean "any one suffices"; an admin operation needs the token
+                    # (and X-API-Key too when API_KEY is set): one requirement naming both
+                    operation["security"] = [{k: v for req in security for k, v in req.items()}]
+                    operation["description"] = (
+                        operation.get("description", "")
+                        + "\n\nNeeds the admin bearer token; an API key alone "
+                        "never suffices (X-API-Key is checked too when API_KEY is configured)."
+                    ).strip()
+                for parameter in operation.get("parameters", []):
+                    if not parameter.get("description"):
+                        described = PARAMETERS.get(
+                            (parameter["name"], "dlq" if "/dlq/" in path else ""),
+                            PARAMETERS.get((parameter["name"], "")),
+                        )
+                        if described:
+                            parameter["description"] = described
+                if {"adminToken": []} in operation.get("security", []) or any(
+                    "adminToken" in req and len(req) > 1 for req in operation.get("security", [])
+                ):
                     responses.setdefault("401", {**error, "description": "Missing or wrong bearer token"})
                     responses.setdefault("403", {**error, "description": "ADMIN_TOKEN not configured"})
                 if {"apiKey": []} in operation.get("security", []):
@@ -133,6 +187,27 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return schema
 
     return openapi
+
+
+SWAGGER_UI = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5 dist files and their LICENSE
+
+
+def install_docs(app: FastAPI, prefix: str = "/docs") -> None:
+    """``/docs`` from Swagger UI's files shipped in the ``swagger-ui-py`` package: it works without internet
+    (FastAPI's default page loads them from a CDN). The licence is served next to them."""
+    app.mount(f"{prefix}/static", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{prefix}/static/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{prefix}/static/swagger-ui.css",
+            swagger_favicon_url=f"{root}{prefix}/static/favicon-32x32.png",
+        )
+
+    app.add_route(prefix, docs, include_in_schema=False)
 
 
 def _close_streams_on_sigterm(upstreams: Upstreams) -> Callable[[], None]:
@@ -213,8 +288,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from the package's own Swagger UI files (no CDN)
+        redoc_url=None,  # ReDoc would load from a CDN; /docs is the one docs UI
     )
     app.openapi = error_documented_openapi(app)  # type: ignore[method-assign]
+    install_docs(app)
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from consumer_runtime import ServiceSettings
+from elastic_transport.client_utils import url_to_node_config
 from platform_events import (
     GROUP_SEARCH_INDEXER,
     TOPIC_MESSAGES_CREATED,
@@ -12,7 +13,7 @@ from platform_events import (
     TOPIC_MESSAGES_UPDATED,
     TopicSpec,
 )
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 #: The topics the index is built from (default names; configured ones via ``Settings.topic``).
 MESSAGE_TOPICS = [TOPIC_MESSAGES_CREATED, TOPIC_MESSAGES_UPDATED, TOPIC_MESSAGES_DELETED]
@@ -51,6 +52,16 @@ class Settings(ServiceSettings):
     rebuild_keep_old_index_s: float = Field(7 * 86400.0, ge=0)
     # POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>"; unset, it is refused (403).
     admin_token: SecretStr | None = None
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _es_url(cls, value: str) -> str:
+        """Checked as the client will read it, so a bad value stops the start naming the variable."""
+        try:
+            url_to_node_config(value, use_default_ports_for_scheme=True)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a URL like http://127.0.0.1:9200") from None
+        return value
 
     def topic_specs(self) -> list[TopicSpec[Any]]:
         """The three message topics under their configured names."""

@@ -198,6 +198,7 @@ def _service_rows(request: Request, statuses: list[services_ops.ServiceStatus]) 
                 "buffered": st.get("buffered"),
                 "last_batch": st.get("last_batch"),
                 "last_error": st.get("last_error"),
+                "paused": bool(st.get("paused")),
                 "desired": (s.desired or {}).get("action"),
                 "rate_in": rate_in,
                 "rate_out": rate_out,
@@ -288,7 +289,14 @@ async def control(request: Request, service: str, action: str) -> Response:
         if result.applied
         else f"{action} → {service}: recorded in the control topic, service not reachable ({result.error})"
     )
-    return render(request, "_services.html", flash=flash, **await _overview_context(request))
+    flash = f"{flash} · {datetime.now(UTC):%H:%M:%S} UTC"
+    return render(
+        request,
+        "_services.html",
+        flash=flash,
+        flash_kind="ok" if result.applied else "info",
+        **await _overview_context(request),
+    )
 
 
 # ------------------------------------------------------------------------------------------ topics
