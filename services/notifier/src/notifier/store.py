@@ -222,14 +222,21 @@ class NotificationStore:
 
         To page, call again with the positions moved to what was returned.
         """
-        after: list[Doc] = [
-            {"source.partition": partition, "source.offset": {"$gt": offset}}
+        # One conjunctive query per partition the cursor names, and one for the rest, merged here: the same
+        # result as one ``$or`` query, but each is a plain range on the ``user_position`` index (the local
+        # MongoDB stand-in scans the collection for ``$or``: 0.3–0.7 s at 15,000 documents, 5 ms this way).
+        base: Doc = {"user_id": user_id, "source.topic": topic}
+        queries: list[Doc] = [
+            {**base, "source.partition": partition, "source.offset": {"$gt": offset}}
             for partition, offset in sorted(positions.items())
         ]
-        after.append({"source.partition": {"$nin": sorted(positions)}})
-        query: Doc = {"user_id": user_id, "source.topic": topic, "$or": after}
-        cursor = self.notifications.find(query).sort(POSITION_ORDER).limit(limit)
-        return [doc async for doc in cursor]
+        queries.append({**base, "source.partition": {"$nin": sorted(positions)}} if positions else base)
+        found: list[Doc] = []
+        for query in queries:
+            cursor = self.notifications.find(query).sort(POSITION_ORDER).limit(limit)
+            found.extend([doc async for doc in cursor])
+        found.sort(key=lambda d: (d["source"]["partition"], d["source"]["offset"]))
+        return found[:limit]
 
     async def mark_read(self, user_id: str, ids: Sequence[str] | None) -> int:
         """Mark the given notifications (or all when ``ids`` is None) read; returns how many changed."""
