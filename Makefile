@@ -83,7 +83,7 @@ SOAK_S ?= 300
 soak: install ## chaos soak: load + a random fault every 10 s for SOAK_S s (default 300); report in benchmarks/results/soak/
 	SOAK_S=$(SOAK_S) $(VPY) -m benchmarks.soak
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + the event schema compatibility gate
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(addsuffix /src,$(wildcard libs/*)) $(wildcard services/*/src)

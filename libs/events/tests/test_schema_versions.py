@@ -488,3 +488,30 @@ def test_every_published_version_reads_itself() -> None:
         for version in published_versions(topic):
             schema = load_version(topic, version)
             assert check_backward(schema, schema) == [], (topic, version)
+
+
+def test_check_command_fails_naming_topic_field_and_rule(
+    published: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import platform_events.schemas as schemas_module
+
+    broken = _spec(ISSUES, _without(FactoryIssueEvent, "mode_log_id"))
+    monkeypatch.setattr(schemas_module, "TOPICS", broken)
+    monkeypatch.setattr(schemas_module, "schemas_dir", lambda: published)
+    assert main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert "event schema compatibility gate failed" in err
+    assert "chatbot-issue-events: modeLogId: field-removed: field `modeLogId` was removed" in err
+    assert main(["write"]) == 1
+    assert "not backward compatible; nothing written" in capsys.readouterr().err
+    assert published_versions(ISSUES, published) == [1]
+
+
+def test_any_two_topics_are_incompatible_both_ways() -> None:
+    """A smoke test over real pydantic output: the checker copes with every pair and finds real problems."""
+    schemas = {topic: load_version(topic, 1) for topic in TOPICS}
+    for old_topic, old in schemas.items():
+        for new_topic, new in schemas.items():
+            problems = check_backward(old, new)
+            assert bool(problems) == (old_topic != new_topic), (old_topic, new_topic, problems)
+            assert all(p.rule in RULES for p in problems)
