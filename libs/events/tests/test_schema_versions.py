@@ -515,3 +515,26 @@ def test_any_two_topics_are_incompatible_both_ways() -> None:
             problems = check_backward(old, new)
             assert bool(problems) == (old_topic != new_topic), (old_topic, new_topic, problems)
             assert all(p.rule in RULES for p in problems)
+
+
+def test_a_declared_context_field_must_accept_what_old_events_carried(published: Path) -> None:
+    from platform_events import WideLogEvent
+
+    class WithDuration(WideLogEvent):
+        duration_ms: int | None = None
+
+    [problem] = _gate(published, _spec("log-events", WithDuration))
+    assert problem == (
+        "log-events: duration_ms: type-changed: was any value, now only integer or null "
+        "(old events may carry `duration_ms` as a free-form extra field) (against v1)"
+    )
+
+
+def test_widening_changes_are_compatible(published: Path) -> None:
+    class Wider(FactoryIssueEvent):
+        process_type: Literal["장애접수", "정기점검", "예방정비"] = Field(alias="processType")  # type: ignore[assignment]
+        mode_log_id: str | None = Field(default=None, alias="modeLogId")  # type: ignore[assignment]
+        description: Annotated[str, Field(max_length=20_000)] | None = None
+
+    [problem] = _gate(published, _spec(ISSUES, Wider))
+    assert "(backward compatible)" in problem

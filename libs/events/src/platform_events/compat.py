@@ -440,6 +440,20 @@ class _Checker:
             if key in new:
                 rest = {k: v for k, v in new.items() if k != key}
                 base = self.check(old, rest, path) if _constraining(rest) else []
+                if not _constraining(old):  # any value was allowed: say which types are left
+                    union: set[str] = set()
+                    for branch in new[key]:
+                        resolved = self.new.resolve(branch)
+                        kinds = _declared_types(resolved) if isinstance(resolved, dict) else None
+                        if kinds is None:
+                            break
+                        union |= kinds
+                    else:
+                        only = _describe_types(union)
+                        return [
+                            *base,
+                            Incompatibility(path, "type-changed", f"was any value, now only {only}"),
+                        ]
                 best: list[Incompatibility] | None = None
                 for branch in new[key]:
                     found = self.check(old, branch, path)
@@ -681,7 +695,14 @@ class _Checker:
         for name in added:
             if old_extra is not None and old_extra is not False:
                 # free-form extra fields were part of the old contract: the new field must accept them
-                out += self.check(old_extra, new_props[name], _join(path, name))
+                out += [
+                    Incompatibility(
+                        p.path,
+                        p.rule,
+                        f"{p.message} (old events may carry `{name}` as a free-form extra field)",
+                    )
+                    for p in self.check(old_extra, new_props[name], _join(path, name))
+                ]
         for name in sorted(new_required - old_required):
             what = "a new required field" if name not in old_props else "an optional field made required"
             out.append(
