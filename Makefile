@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 MEMBERS := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml services/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: help ensure-uv install lock infra-up infra-down infra-status reset-data run test test-unit test-faults soak lint fmt bench deploy-check kind-up kind-down browser wrk clean
+.PHONY: help ensure-uv install lock infra-up infra-down infra-status reset-data run test test-unit test-faults soak lint schemas fmt bench deploy-check kind-up kind-down browser wrk clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -83,10 +83,17 @@ SOAK_S ?= 300
 soak: install ## chaos soak: load + a random fault every 10 s for SOAK_S s (default 300); report in benchmarks/results/soak/
 	SOAK_S=$(SOAK_S) $(VPY) -m benchmarks.soak
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + the event schema compatibility gate
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(addsuffix /src,$(wildcard libs/*)) $(wildcard services/*/src)
+	@# the event contract gate: every model still reads its topic's latest published schema (docs/contracts.md)
+	$(VPY) -m platform_events.schemas check
+
+# BREAKING=1 publishes a backward-incompatible model change as a new version (it then needs a BREAKING changelog entry)
+schemas: install ## publish the event models' JSON Schemas (libs/events/schemas) and regenerate docs/asyncapi.json
+	$(VPY) -m platform_events.schemas write $(if $(BREAKING),--breaking)
+	$(VPY) -m platform_events.asyncapi > docs/asyncapi.json
 
 fmt: install
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

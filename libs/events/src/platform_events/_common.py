@@ -13,8 +13,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Final
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 __all__ = [
     "DEFAULT_MAX_CLOCK_SKEW",
@@ -23,6 +32,8 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_ID_CHARS",
     "MIN_EPOCH_NUMBER_MS",
+    "NON_BLANK_PATTERN",
+    "NON_BLANK_SCHEMA",
     "EpochMillis",
     "EventModel",
     "EventTime",
@@ -236,6 +247,33 @@ def non_blank(value: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- field types
+#: JSON Schema ``pattern`` of a non-blank string: at least one non-whitespace character (what
+#: :func:`non_blank` checks), so the published schemas say what the models refuse.
+NON_BLANK_PATTERN: Final = r"\S"
+
+
+class _JsonSchemaPattern:
+    """Annotation that adds a ``pattern`` to the JSON Schema only (validation stays with the validators)."""
+
+    __slots__ = ("pattern",)
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+    def __repr__(self) -> str:
+        return f"JsonSchemaPattern({self.pattern!r})"
+
+
+#: Put next to ``AfterValidator(non_blank)``: the schema's ``pattern`` for it.
+NON_BLANK_SCHEMA: Final = _JsonSchemaPattern(NON_BLANK_PATTERN)
+
 #: Aware UTC datetime read by :func:`parse_timestamp`, written by :func:`format_timestamp` in JSON.
 UtcDatetime = Annotated[
     datetime,
@@ -253,7 +291,7 @@ EventTime = Annotated[UtcDatetime, AfterValidator(not_in_future)]
 EventTimeMillis = Annotated[EpochMillis, AfterValidator(not_in_future_ms)]
 
 #: Identifier: non-blank string, at most ``MAX_ID_CHARS`` characters. Strict: a JSON number is refused.
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(non_blank)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(non_blank), NON_BLANK_SCHEMA]
 
 
 # ----------------------------------------------------------------------------------------------- base model

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final, Self
 from pydantic import AfterValidator, Field, field_validator
 
 from platform_events._common import (
+    NON_BLANK_SCHEMA,
     EpochMillis,
     EventModel,
     Id,
@@ -22,7 +23,9 @@ __all__ = ["MAX_ACTIVITY_CHARS", "UserActivityEvent"]
 
 MAX_ACTIVITY_CHARS: Final = 128
 
-ActivityName = Annotated[str, Field(min_length=1, max_length=MAX_ACTIVITY_CHARS), AfterValidator(non_blank)]
+ActivityName = Annotated[
+    str, Field(min_length=1, max_length=MAX_ACTIVITY_CHARS), AfterValidator(non_blank), NON_BLANK_SCHEMA
+]
 
 
 class UserActivityEvent(EventModel):

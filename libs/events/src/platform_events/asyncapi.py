@@ -3,6 +3,9 @@
 Every topic becomes a channel (address, description, partitions, its ``.dlq`` dead-letter channel), every
 event model a message (JSON Schema of the payload from pydantic, the Kafka key the registry derives), and
 every consumer group a ``receive`` operation (Kafka binding ``groupId``). Producers get a ``send`` operation.
+Each channel lists its published schema versions (``x-schema-versions``:
+``libs/events/schemas/<topic>/vN.json``, and whether the current model still reads events written under it),
+see :mod:`platform_events.schemas`.
 
 Regenerate the committed copy with ``python -m platform_events.asyncapi > docs/asyncapi.json``
 (a test compares the two). The gateway serves the document of its configured topic names at
@@ -21,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from platform_events.schemas import version_links
 from platform_events.topics import DLQ_SUFFIX, TOPICS, TopicSpec
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "key_path"]
@@ -153,6 +157,8 @@ def asyncapi_document(
             "x-dlq-channel": f"{cid}_dlq",
             **({"x-env-var": spec.env_var} if spec.env_var else {}),
             "x-consumer-groups": list(spec.consumer_groups),
+            # the published JSON Schemas events on this topic were written under (libs/events/schemas)
+            "x-schema-versions": version_links(default),
         }
         channels[f"{cid}_dlq"] = {
             "address": spec.name + DLQ_SUFFIX,

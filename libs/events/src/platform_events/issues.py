@@ -7,7 +7,14 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
-from platform_events._common import EventModel, EventTime, non_blank, parse_timestamp, utc_now
+from platform_events._common import (
+    NON_BLANK_SCHEMA,
+    EventModel,
+    EventTime,
+    non_blank,
+    parse_timestamp,
+    utc_now,
+)
 
 __all__ = [
     "MAX_DESCRIPTION_CHARS",
@@ -43,7 +50,9 @@ class ModeType(StrEnum):
     VEHICLE_ASSEMBLY = "차량조립설비"
 
 
-IssueId = Annotated[str, Field(min_length=1, max_length=MAX_ISSUE_ID_CHARS), AfterValidator(non_blank)]
+IssueId = Annotated[
+    str, Field(min_length=1, max_length=MAX_ISSUE_ID_CHARS), AfterValidator(non_blank), NON_BLANK_SCHEMA
+]
 
 
 class FactoryIssueEvent(EventModel):

@@ -8,7 +8,15 @@ from typing import Annotated, Any, ClassVar, Final, Self
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 
-from platform_events._common import EventModel, Id, UtcDatetime, new_event_id, non_blank, utc_now
+from platform_events._common import (
+    NON_BLANK_SCHEMA,
+    EventModel,
+    Id,
+    UtcDatetime,
+    new_event_id,
+    non_blank,
+    utc_now,
+)
 
 __all__ = ["MAX_SERVICE_CHARS", "MAX_WIDE_EVENT_BYTES", "WideLogEvent"]
 
@@ -20,7 +28,9 @@ MAX_WIDE_EVENT_BYTES: Final = 256 * 1024
 
 MAX_SERVICE_CHARS: Final = 128
 
-ServiceName = Annotated[str, Field(min_length=1, max_length=MAX_SERVICE_CHARS), AfterValidator(non_blank)]
+ServiceName = Annotated[
+    str, Field(min_length=1, max_length=MAX_SERVICE_CHARS), AfterValidator(non_blank), NON_BLANK_SCHEMA
+]
 
 
 class WideLogEvent(EventModel):
