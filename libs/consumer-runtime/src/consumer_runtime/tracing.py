@@ -160,7 +160,12 @@ def configure_tracing(
             state.instrumentors.append(instrumentor)
     _state = state
     include_trace_ids(True)
-    log.info("tracing on", service_name=name, exporters=[type(p).__name__ for p in processors] or None)
+    log.info(
+        "tracing on",
+        service_name=name,
+        exporters=[type(p).__name__ for p in processors] or env.get("OTEL_TRACES_EXPORTER") or "otlp",
+        sampler=provider.sampler.get_description(),
+    )
     return True
 
 
