@@ -315,7 +315,8 @@ def publish_span(topic: str, *, records: int = 1) -> Iterator[list[tuple[str, by
 def record_context(headers: Iterable[tuple[str, bytes | None]] | None) -> SpanContext | None:
     """The span context a record's ``traceparent``/``tracestate`` headers carry (None when they carry none
     or a malformed one)."""
-    parent = state = None
+    parent: bytes | None = None
+    state: bytes | None = None
     for key, value in headers or ():
         if key == TRACEPARENT:
             parent = value
