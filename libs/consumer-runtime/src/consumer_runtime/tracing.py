@@ -53,6 +53,7 @@ __all__ = [
     "TRACESTATE",
     "TRACE_HEADERS",
     "batch_span",
+    "client_span",
     "configure_tracing",
     "current_ids",
     "has_trace_headers",
@@ -380,6 +381,18 @@ def batch_span(records: Sequence[Any], *, consumer: str, group: str) -> Iterator
         links=[Link(c) for c in contexts],
     ) as span:
         yield span
+
+
+@contextlib.contextmanager
+def client_span(name: str, **attributes: Any) -> Iterator[None]:
+    """A CLIENT span around a datastore call no instrumentation covers (asyncmy), current for the block;
+    nothing while tracing is off. Outside a request or batch it is not recorded (no trace starts there)."""
+    state = _state
+    if state is None:
+        yield
+        return
+    with state.tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
+        yield
 
 
 def current_ids() -> tuple[str, str] | None:
