@@ -73,8 +73,8 @@ async def test_a_post_is_one_trace_from_the_gateway_through_kafka_to_the_notifie
             async with running(notifier), running(gateway):
                 transport = httpx.ASGITransport(app=gateway)
                 async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-                    body = {"channel_id": "ch_trace", "author_id": "u_a", "content": "hi", "mentions": ["u_b"]}
-                    response = await client.post("/messages", json=body)
+                    body = {"channel_id": "ch_trace", "author_id": "u_a", "content": "hi"}
+                    response = await client.post("/messages", json={**body, "mentions": ["u_b"]})
                     assert response.status_code == 200, response.text
 
                 await wait_until(

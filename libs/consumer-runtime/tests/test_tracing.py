@@ -78,9 +78,11 @@ def test_traces_start_at_requests_and_batches_only() -> None:
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("ping", kind=SpanKind.CLIENT):
         pass  # a background datastore call: no trace
-    with tracer.start_as_current_span("GET /x", kind=SpanKind.SERVER):
-        with tracer.start_as_current_span("find", kind=SpanKind.CLIENT):
-            pass
+    with (
+        tracer.start_as_current_span("GET /x", kind=SpanKind.SERVER),
+        tracer.start_as_current_span("find", kind=SpanKind.CLIENT),
+    ):
+        pass
     with tracer.start_as_current_span("process t", kind=SpanKind.CONSUMER):
         pass
     assert sorted(s.name for s in exporter.get_finished_spans()) == ["GET /x", "find", "process t"]
@@ -140,9 +142,8 @@ def test_a_batch_links_every_record_context_and_is_a_root_when_they_differ(
 
 def test_a_batch_of_one_trace_continues_it(spans: InMemorySpanExporter) -> None:
     records = [Rec("t", (traceparent(0xB1, 0x44),)), Rec("t", (traceparent(0xB1, 0x44),)), Rec("t")]
-    with tracing.batch_span(records, consumer="svc", group="grp"):
-        with tracing.publish_span("out") as headers:
-            pass
+    with tracing.batch_span(records, consumer="svc", group="grp"), tracing.publish_span("out") as headers:
+        pass
     send, process = spans.get_finished_spans()
     assert process.name == "process t"
     assert process.context.trace_id == 0xB1

@@ -307,9 +307,7 @@ def publish_span(topic: str, *, records: int = 1) -> Iterator[list[tuple[str, by
     }
     if records != 1:
         attributes["messaging.batch.message_count"] = records
-    with state.tracer.start_as_current_span(
-        f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
-    ):
+    with state.tracer.start_as_current_span(f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes):
         yield trace_headers()
 
 

@@ -29,8 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
-from consumer_runtime.dlq import decode_headers
 from consumer_runtime import tracing
+from consumer_runtime.dlq import decode_headers
 from consumer_runtime.kafka_clients import (
     new_group_consumer,
     reader,
