@@ -3,8 +3,14 @@ span's links and parent, dead letters keeping the trace headers, trace ids on lo
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 from consumer_runtime import tracing
@@ -188,3 +194,55 @@ def test_log_lines_inside_a_span_carry_its_ids(spans: InMemorySpanExporter) -> N
         ids = tracing.current_ids()
         assert ids is not None
         assert add_trace_ids(None, "info", {}) == {"trace_id": ids[0], "span_id": ids[1]}
+
+
+def test_an_otlp_endpoint_gets_the_spans_over_http(tmp_path: Path) -> None:
+    """The configuration a service gets from ``OTEL_EXPORTER_OTLP_ENDPOINT``, in a process of its own (the
+    global provider is set once per process), exporting to a receiver this test runs."""
+    received: list[tuple[str, str, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            received.append((self.path, self.headers.get("content-type", ""), body))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    script = tmp_path / "traced.py"
+    script.write_text(
+        "from consumer_runtime import tracing\n"
+        "assert tracing.configure_tracing('orders-svc')\n"
+        "record = type('R', (), {'topic': 'orders', 'headers': ()})()\n"
+        "with tracing.batch_span([record], consumer='c', group='g'):\n"
+        "    pass\n"
+        "tracing.shutdown_tracing()\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert received, done.stdout + done.stderr
+    path, content_type, body = received[0]
+    assert path == "/v1/traces"
+    assert content_type == "application/x-protobuf"
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest.FromString(body)
+    (resource,) = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+    assert service == "orders-svc"
+    assert [s.name for scope in resource.scope_spans for s in scope.spans] == ["process orders"]

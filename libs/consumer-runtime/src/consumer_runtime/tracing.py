@@ -134,7 +134,10 @@ def configure_tracing(
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     name = env.get("OTEL_SERVICE_NAME") or service
-    limit = int(env.get("OTEL_SPAN_LINK_COUNT_LIMIT") or DEFAULT_LINK_LIMIT)
+    try:
+        limit = int(env.get("OTEL_SPAN_LINK_COUNT_LIMIT") or DEFAULT_LINK_LIMIT)
+    except ValueError:
+        raise ConfigError("OTEL_SPAN_LINK_COUNT_LIMIT: not an integer") from None
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: name}),
         sampler=sampler_from_env(env),
