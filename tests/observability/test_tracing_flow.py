@@ -1,6 +1,7 @@
 """One trace across Kafka: a ``POST /messages`` through the gateway → its produce → the notifier's batch
 (linked to, and continuing, the producer's context) → the notifier's MongoDB writes and its publish to
-``platform.notifications.sent``, whose records carry the publish span's W3C context.
+``platform.notifications.sent``, whose records carry the publish span's W3C context; the request's wide
+log event and its ``X-Trace-ID`` answer name the same trace.
 
 The gateway and the notifier run in this process (their lifespans, over the local Kafka and MongoDB) with
 the SDK's in-memory span exporter (``consumer_runtime.testing.captured_spans``): the same set-up a service
@@ -10,6 +11,7 @@ gets from ``OTEL_EXPORTER_OTLP_ENDPOINT``, exporting to memory instead of a coll
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -53,13 +55,13 @@ async def test_a_post_is_one_trace_from_the_gateway_through_kafka_to_the_notifie
         "kafka_topic_notifications_sent": sent,
         "kafka_log_topic": logs,
     }
-    await ensure_topics(fast_settings(kafka_bootstrap), [created, sent])
+    await ensure_topics(fast_settings(kafka_bootstrap), [created, sent, logs])
     try:
         with captured_spans() as exporter:
             gateway = create_gateway(
                 GatewaySettings(
                     **{**kafka, "kafka_auto_create_topics": False},  # only this test's topics
-                    wide_logging_enabled=False,
+                    wide_logging_enabled=True,  # its wide events go to this test's log topic
                 )
             )
             notifier = create_notifier(
@@ -76,6 +78,7 @@ async def test_a_post_is_one_trace_from_the_gateway_through_kafka_to_the_notifie
                     body = {"channel_id": "ch_trace", "author_id": "u_a", "content": "hi"}
                     response = await client.post("/messages", json={**body, "mentions": ["u_b"]})
                     assert response.status_code == 200, response.text
+                    trace_header = response.headers["x-trace-id"]
 
                 await wait_until(
                     lambda: by_name(exporter.get_finished_spans(), f"send {sent}"),
@@ -84,6 +87,7 @@ async def test_a_post_is_one_trace_from_the_gateway_through_kafka_to_the_notifie
                 )
                 (published,) = await read_all(kafka_bootstrap, sent, expect=1)
             spans = exporter.get_finished_spans()
+        wide = [json.loads(r.value) for r in await read_all(kafka_bootstrap, logs, expect=1)]
     finally:
         await delete_topics(kafka_bootstrap, [created, sent, f"{created}.dlq", logs])
         client_ = AsyncMongoClient[dict[str, Any]](mongo_url)
@@ -95,6 +99,11 @@ async def test_a_post_is_one_trace_from_the_gateway_through_kafka_to_the_notifie
     (request,) = by_name(spans, "POST /messages")
     assert request.kind == SpanKind.SERVER
     trace_id = request.context.trace_id
+
+    # the request's wide event carries its trace (what GET /api/v1/logs?trace_id= filters on)
+    assert trace_header == format(trace_id, "032x")
+    (event,) = [e for e in wide if e.get("path") == "/messages"]
+    assert (event["trace_id"], event["span_id"]) == (trace_header, format(request.context.span_id, "016x"))
 
     (produce,) = by_name(spans, f"send {created}")
     assert produce.kind == SpanKind.PRODUCER
