@@ -61,7 +61,7 @@ def test_off_nothing_is_set_up_and_sends_carry_no_headers() -> None:
     assert tracing.configure_tracing("svc", env={}) is False
     assert not tracing.is_enabled()
     with tracing.publish_span("t") as headers:
-        assert headers == []
+        assert not headers
     with tracing.batch_span([Rec("t", (traceparent(1, 2),))], consumer="c", group="g") as span:
         assert span is None
 

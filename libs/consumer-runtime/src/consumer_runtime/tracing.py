@@ -294,14 +294,21 @@ def has_trace_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> boo
     return any(k == TRACEPARENT for k, _ in headers or ())
 
 
-@contextlib.contextmanager
-def publish_span(topic: str, *, records: int = 1) -> Iterator[list[tuple[str, bytes]]]:
+_NO_HEADERS: contextlib.nullcontext[tuple[tuple[str, bytes], ...]] = contextlib.nullcontext(())
+
+
+def publish_span(
+    topic: str, *, records: int = 1
+) -> contextlib.AbstractContextManager[Sequence[tuple[str, bytes]]]:
     """A PRODUCER span around a send to ``topic`` (``records`` sent together); yields the headers that carry
-    its context, to add to every record of the send. Yields [] and starts nothing while tracing is off."""
-    state = _state
-    if state is None:
-        yield []
-        return
+    its context, to add to every record of the send. Yields () and starts nothing while tracing is off."""
+    if _state is None:
+        return _NO_HEADERS
+    return _publish_span(_state, topic, records)
+
+
+@contextlib.contextmanager
+def _publish_span(state: _Tracing, topic: str, records: int) -> Iterator[list[tuple[str, bytes]]]:
     attributes: dict[str, Any] = {
         "messaging.system": "kafka",
         "messaging.destination.name": topic,
