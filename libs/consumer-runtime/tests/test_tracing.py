@@ -246,3 +246,28 @@ def test_an_otlp_endpoint_gets_the_spans_over_http(tmp_path: Path) -> None:
     service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
     assert service == "orders-svc"
     assert [s.name for scope in resource.scope_spans for s in scope.spans] == ["process orders"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
+        (b"00-00000000000000000000000000000001-0000000000000001-00", True),
+        (b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later", True),  # a future version
+        (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", False),
+        (b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
+        (b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", False),
+        (b"00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
+        (b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),
+        (b"00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", False),
+        (b"00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01", False),
+        (b"", False),
+    ],
+)
+def test_traceparent_parsing_follows_w3c(value: bytes, ok: bool) -> None:
+    context = tracing.record_context([("traceparent", value), ("tracestate", b"vendor=x")])
+    assert (context is not None) is ok
+    if context is not None:
+        assert context.is_remote
+        assert context.trace_state.get("vendor") == "x"
+        assert f"{context.trace_id:032x}" == value.split(b"-")[1].decode()

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from consumer_runtime.logging import get_logger, include_trace_ids
@@ -323,7 +323,7 @@ def _publish_span(state: _Tracing, topic: str, records: int) -> Iterator[list[tu
 
 def record_context(headers: Iterable[tuple[str, bytes | None]] | None) -> SpanContext | None:
     """The span context a record's ``traceparent``/``tracestate`` headers carry (None when they carry none
-    or a malformed one)."""
+    or a malformed one). Parsed here rather than through the propagator: a batch parses one per record."""
     parent: bytes | None = None
     state: bytes | None = None
     for key, value in headers or ():
@@ -333,11 +333,28 @@ def record_context(headers: Iterable[tuple[str, bytes | None]] | None) -> SpanCo
             state = value
     if not parent:
         return None
-    carrier = {TRACEPARENT: parent.decode("ascii", "replace")}
-    if state:
-        carrier[TRACESTATE] = state.decode("ascii", "replace")
-    context = trace.get_current_span(_W3C.extract(carrier)).get_span_context()
-    return context if context.is_valid else None
+    # version-traceid-parentid-flags: 2, 32, 16 and 2 lowercase hex digits (a future version may append)
+    fields = parent.split(b"-")
+    if (
+        len(fields) < 4
+        or len(fields[0]) != 2
+        or fields[0] == b"ff"
+        or (fields[0] == b"00" and len(fields) != 4)
+        or len(fields[1]) != 32
+        or len(fields[2]) != 16
+        or len(fields[3]) != 2
+    ):
+        return None
+    try:
+        trace_id, span_id, flags = int(fields[1], 16), int(fields[2], 16), int(fields[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id or parent != parent.lower():
+        return None
+    trace_state = TraceState.from_header([state.decode("ascii", "replace")]) if state else None
+    return SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags), trace_state=trace_state
+    )
 
 
 def _contexts(records: Iterable[Any]) -> list[SpanContext]:
