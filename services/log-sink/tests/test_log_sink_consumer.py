@@ -47,6 +47,9 @@ def settings_for(bootstrap: str, names: KafkaNames, db: str, **overrides: Any) -
     return Settings(**values)
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def body(i: int, **extra: Any) -> bytes:
     event = {"event_id": f"evt-{i}", "timestamp": "2026-11-23T10:00:00Z", "service": "svc", "i": i, **extra}
     return json.dumps(event, ensure_ascii=False).encode()
@@ -181,7 +184,8 @@ async def test_http_api(kafka_bootstrap: str, kafka_names: KafkaNames, fresh_db:
     app = create_app(s)
     values = [
         body(i, service="api" if i % 2 else "web", level="error" if i % 4 == 0 else "info",
-             status=500 if i % 4 == 0 else 200, timestamp=f"2026-11-23T10:00:{i:02d}Z")
+             status=500 if i % 4 == 0 else 200, timestamp=f"2026-11-23T10:00:{i:02d}Z",
+             **({"trace_id": TRACE_ID} if i % 3 == 0 else {}))
         for i in range(12)
     ]  # fmt: skip
     async with (
@@ -198,6 +202,9 @@ async def test_http_api(kafka_bootstrap: str, kafka_names: KafkaNames, fresh_db:
         assert [i["event_id"] for i in r.json()["items"]] == ["evt-8", "evt-4", "evt-0"]
         r = await client.get("/logs", params={"field": ["status:500"], "since": "2026-11-23T10:00:04Z"})
         assert [i["event_id"] for i in r.json()["items"]] == ["evt-8", "evt-4"]
+        r = await client.get("/logs", params={"trace_id": TRACE_ID})
+        assert [i["event_id"] for i in r.json()["items"]] == ["evt-9", "evt-6", "evt-3", "evt-0"]
+        assert (await client.get("/logs", params={"trace_id": "not-a-trace"})).status_code == 422
         r = await client.get("/logs", params={"limit": 5})
         page1 = r.json()
         r = await client.get("/logs", params={"limit": 5, "cursor": page1["next_cursor"]})

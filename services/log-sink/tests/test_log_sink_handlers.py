@@ -68,6 +68,7 @@ def test_filter_combines_every_clause() -> None:
     }
     assert build_filter(LogQuery()) == {}
     assert build_filter(LogQuery(service="api")) == {"service": "api"}
+    assert build_filter(LogQuery(trace_id="ab" * 16)) == {"trace_id": "ab" * 16}
 
 
 def test_cursor_round_trip_and_garbage() -> None:

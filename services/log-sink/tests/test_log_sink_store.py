@@ -76,6 +76,7 @@ async def test_indexes(mongo_url: str, fresh_db: str, mongo: AsyncMongoClient[di
     assert ("event_id",) not in specs  # _id = event_id is the uniqueness; no second unique index
     assert specs[("timestamp",)].get("expireAfterSeconds") == 7 * 86_400
     assert ("service", "timestamp") in specs
+    assert ("trace_id", "timestamp") in specs
     assert store.effective_ttl_s == 7 * 86_400
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from consumer_runtime.kafka_clients import LazyProducer
 from consumer_runtime.settings import KafkaClientSettings
+from consumer_runtime.tracing import TRACE_HEADERS
 
 HEADER_TOPIC = "dlq.original.topic"
 HEADER_PARTITION = "dlq.original.partition"
@@ -33,6 +34,9 @@ HEADER_REPLAY_COUNT = "dlq.replay.count"
 HEADER_ORIGIN = "dlq.lineage.origin"
 #: The headers a replayed record carries and its next dead letter keeps (its lineage).
 LINEAGE_HEADERS = (HEADER_REPLAYED_FROM, HEADER_REPLAYED_AT, HEADER_REPLAY_COUNT, HEADER_ORIGIN)
+#: What a dead letter keeps of its record's headers: the lineage, and the W3C trace context
+#: (``traceparent``/``tracestate``) so the letter, and a replay of it, stays in the record's trace.
+KEPT_HEADERS = frozenset((*LINEAGE_HEADERS, *TRACE_HEADERS))
 
 MAX_ERROR_MESSAGE = 2000
 
@@ -137,8 +141,22 @@ def replay_headers(
 
 
 def lineage(headers: Headers) -> tuple[tuple[str, bytes], ...]:
-    """The lineage headers of a record (set when it was replayed from a DLQ), to keep on its next letter."""
-    return tuple((k, v.encode("utf-8")) for k, v in decode_headers(headers).items() if k in LINEAGE_HEADERS)
+    """The headers of a record its dead letter keeps: the lineage (set when it was replayed from a DLQ) and
+    the trace context (:data:`KEPT_HEADERS`)."""
+    if not headers:
+        return ()
+    if isinstance(headers, Mapping):
+        return tuple((k, v.encode("utf-8")) for k, v in headers.items() if k in KEPT_HEADERS)
+    return tuple((k, v or b"") for k, v in headers if k in KEPT_HEADERS)
+
+
+def trace_context(headers: Headers) -> list[tuple[str, bytes]]:
+    """The W3C trace headers of a record or a letter (``traceparent``/``tracestate``), as they are."""
+    if not headers:
+        return []
+    if isinstance(headers, Mapping):
+        return [(k, v.encode("utf-8")) for k, v in headers.items() if k in TRACE_HEADERS]
+    return [(k, v or b"") for k, v in headers if k in TRACE_HEADERS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +170,7 @@ class DeadLetter:
     error: BaseException
     stage: str
     dlq_topic: str
-    #: the failed record's own lineage headers (a replayed record): kept on this letter
+    #: the failed record's lineage (a replayed record) and trace headers: kept on this letter
     lineage: tuple[tuple[str, bytes], ...] = ()
 
     def headers(self, group: str) -> list[tuple[str, bytes]]:

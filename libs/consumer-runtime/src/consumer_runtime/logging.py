@@ -11,12 +11,32 @@ import time
 from typing import Any
 
 import structlog
+from opentelemetry.trace import get_current_span
+
+_trace_ids = False
+
+
+def include_trace_ids(on: bool = True) -> None:
+    """Log lines written inside a span carry its ``trace_id``/``span_id`` (set while tracing is on)."""
+    global _trace_ids
+    _trace_ids = on
+
+
+def add_trace_ids(_logger: Any, _method: str, event_dict: Any) -> Any:
+    """structlog processor: the current span's ids, only while tracing is on (else one flag check)."""
+    if _trace_ids:
+        context = get_current_span().get_span_context()
+        if context.is_valid:
+            event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+            event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
 
 
 def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -> None:
     """Route structlog and the standard library (uvicorn, aiokafka) through one JSON renderer."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -37,6 +37,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from platform_events import TopicSpec
 
 from consumer_runtime import metrics as m
+from consumer_runtime import tracing
 from consumer_runtime.core import Batch, BatchLimits, Failure, Sink, advance, event_id, record_bytes
 from consumer_runtime.dlq import DeadLetter, DeadLetterPublisher
 from consumer_runtime.kafka_clients import Backoff, new_group_consumer
@@ -574,7 +575,12 @@ class ConsumerRunner:
         batch = pending.batch
         started = time.perf_counter()
         try:
-            await advance(batch, self.sink, self._dead_letter)
+            if tracing.is_enabled():
+                # one CONSUMER span per attempt, linked to every record's trace; the sink's calls nest in it
+                with tracing.batch_span(batch.raw, consumer=self.name, group=self.group_id):
+                    await advance(batch, self.sink, self._dead_letter)
+            else:
+                await advance(batch, self.sink, self._dead_letter)
             if self._stale(pending, "written"):
                 return True
             await self._commit(batch)

@@ -27,6 +27,7 @@ from consumer_runtime.http import Check, ops_router
 from consumer_runtime.logging import configure_logging, get_logger
 from consumer_runtime.runner import ConsumerRunner
 from consumer_runtime.settings import KafkaSettings, load_settings
+from consumer_runtime.tracing import configure_tracing, instrument_app
 
 log = get_logger(__name__)
 
@@ -207,6 +208,8 @@ def build_service(
     for router in routers:
         app.include_router(router)
     answer_down_datastore(app, datastore)
+    configure_tracing(name)  # already done by run_service; off unless OTEL_* asks for it
+    instrument_app(app)
     return app
 
 
@@ -217,7 +220,9 @@ def run_service(
     name: str, settings_class: type[AnySettings], create_app: Callable[[AnySettings], FastAPI]
 ) -> None:
     """``python -m <service>``: settings from the environment (a bad variable stops the start naming it),
-    JSON logs, serve the app until SIGTERM."""
+    JSON logs, tracing when the ``OTEL_*`` variables ask for it (set up before the app makes its datastore
+    clients, so their calls are traced), serve the app until SIGTERM."""
     settings = load_settings(settings_class)
     configure_logging(name, settings.log_level, json=settings.log_json)
+    configure_tracing(name)  # a bad OTEL_* value stops the start naming it (ConfigError)
     serve(create_app(settings), settings)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from platform_events import TOPICS
 
+from consumer_runtime import tracing
 from consumer_runtime.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 #: default topic name → the environment variable that renames it (from the registry)
 TOPIC_ENV: dict[str, str] = {name: spec.env_var for name, spec in TOPICS.items() if spec.env_var}
@@ -152,3 +157,21 @@ async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:
         pass
     finally:
         await admin.close()
+
+
+@contextlib.contextmanager
+def captured_spans(service: str = "test") -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the block, whatever the environment says, every finished span kept in memory (the
+    SDK's ``InMemorySpanExporter``); off again afterwards. Apps, stores and clients made inside the block
+    are traced like those of a service started with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if tracing.is_enabled():
+        raise RuntimeError("tracing is already on in this process")
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing(service, env={}, processors=[SimpleSpanProcessor(exporter)])
+    try:
+        yield exporter
+    finally:
+        tracing.shutdown_tracing()

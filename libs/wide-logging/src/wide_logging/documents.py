@@ -48,6 +48,7 @@ _TRANSIENT_CODES: Final = frozenset(
 
 INDEX_TIMESTAMP: Final = "timestamp_ttl"
 INDEX_SERVICE: Final = "service_timestamp"
+INDEX_TRACE: Final = "trace_timestamp"
 
 
 def to_document(event: WideLogEvent) -> dict[str, Any]:
@@ -123,11 +124,12 @@ async def ensure_indexes(collection: AsyncCollection[Any], *, retention_s: int |
       ``event_id`` index that guarded them (the same constraint twice, paid on every insert);
     - ``timestamp``: a TTL index when ``retention_s`` is set (documents expire that long after their event
       time), a plain index otherwise;
-    - ``(service, timestamp)`` for per-service queries.
+    - ``(service, timestamp)`` for per-service queries, ``(trace_id, timestamp)`` for one trace's events.
     """
     await migrate_event_ids(collection)
     await _ensure_timestamp_index(collection, retention_s)
     await collection.create_index([("service", 1), ("timestamp", -1)], name=INDEX_SERVICE)
+    await collection.create_index([("trace_id", 1), ("timestamp", -1)], name=INDEX_TRACE)
     info = await collection.index_information()
     for spec in info.values():
         if list(spec.get("key", [])) == [("timestamp", 1)]:

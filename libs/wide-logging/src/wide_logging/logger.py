@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import get_current_span
 from platform_events import (
     LOG_EVENTS,
     WideLogEvent,
@@ -192,8 +193,16 @@ class WideLogger:
 
     # ------------------------------------------------------------------------------------------ the API
     def event(self, **context: Any) -> dict[str, Any]:
-        """A new wide event for this service: ``event_id``, ``timestamp`` and ``service`` filled in."""
-        return {"event_id": new_event_id(), "timestamp": utc_now(), "service": self.config.service, **context}
+        """A new wide event for this service: ``event_id``, ``timestamp`` and ``service`` filled in, and
+        ``trace_id``/``span_id`` (W3C hex) of the current OpenTelemetry span when there is one, so a log
+        query by ``trace_id`` finds the events of one traced request."""
+        event = {"event_id": new_event_id(), "timestamp": utc_now(), "service": self.config.service}
+        span = get_current_span().get_span_context()
+        if span.is_valid:
+            event["trace_id"] = format(span.trace_id, "032x")
+            event["span_id"] = format(span.span_id, "016x")
+        event.update(context)
+        return event
 
     def finalize(self, event: Mapping[str, Any] | WideLogEvent) -> None:
         """Hand the finished event over; returns at once, never blocks, never raises.

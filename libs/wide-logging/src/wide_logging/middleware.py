@@ -79,7 +79,8 @@ class WideEventMiddleware:
 
     ``app.add_middleware(WideEventMiddleware, logger=wide_logger)``. The request id comes from the
     ``X-Request-ID`` header (generated when absent) and is echoed in the response; the user id from
-    ``X-User-ID`` unless the handler calls ``annotate(user_id=...)``.
+    ``X-User-ID`` unless the handler calls ``annotate(user_id=...)``. Inside an OpenTelemetry span (tracing
+    on) the event carries ``trace_id``/``span_id`` and the response an ``X-Trace-ID`` header.
     """
 
     def __init__(
@@ -123,7 +124,10 @@ class WideEventMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.append(int(message["status"]))
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                response_headers = MutableHeaders(scope=message)
+                response_headers.append("X-Request-ID", request_id)
+                if trace_id := event.get("trace_id"):  # the request's trace (tracing on): find it by this
+                    response_headers.append("X-Trace-ID", trace_id)
             await send(message)
 
         token = _current.set(event)

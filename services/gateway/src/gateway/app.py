@@ -12,6 +12,7 @@ from typing import Any
 
 import swagger_ui
 from consumer_runtime.kafka_clients import retry_until_done
+from consumer_runtime.tracing import configure_tracing, instrument_app
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -312,4 +313,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestLog, log_lines=wide is None)
     if wide is not None:
         app.add_middleware(WideEventMiddleware, logger=wide)
+    configure_tracing("gateway")  # already done by run_service; off unless OTEL_* asks for it
+    instrument_app(app)  # the outermost layer: wide events see the request's span
     return app

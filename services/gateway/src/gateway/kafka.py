@@ -29,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from consumer_runtime import tracing
 from consumer_runtime.dlq import decode_headers
 from consumer_runtime.kafka_clients import (
     new_group_consumer,
@@ -169,11 +170,17 @@ class KafkaGateway:
         headers: Sequence[tuple[str, bytes]] | None = None,
         partition: int | None = None,
     ) -> Sent:
-        """Send one record and wait for the broker's acknowledgement (acks=all)."""
+        """Send one record and wait for the broker's acknowledgement (acks=all).
+
+        With tracing on, the send is a PRODUCER span of the request and the record carries its W3C context
+        (``traceparent``/``tracestate``) unless ``headers`` already hold one (a test message's own)."""
         producer = await self.producer()
-        meta = await producer.send_and_wait(
-            topic, value=value, key=key, headers=list(headers) if headers else None, partition=partition
-        )
+        with tracing.publish_span(topic) as trace_headers:
+            if trace_headers and not tracing.has_trace_headers(headers):
+                headers = [*(headers or ()), *trace_headers]
+            meta = await producer.send_and_wait(
+                topic, value=value, key=key, headers=list(headers) if headers else None, partition=partition
+            )
         return Sent(meta.topic, meta.partition, meta.offset, meta.timestamp)
 
     async def send_many(

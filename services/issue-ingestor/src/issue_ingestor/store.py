@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any, Final
 
 import asyncmy
-from consumer_runtime import get_logger
+from consumer_runtime import get_logger, tracing
 from platform_events import format_timestamp
 
 from issue_ingestor.config import Settings
@@ -340,7 +340,17 @@ class IssueStore:
         """The batch transaction on a pooled connection: yields its cursor; rolls back on any error.
 
         Nothing is sent here: :meth:`load_state` starts the transaction (READ COMMITTED) and :meth:`apply`
-        ends it with its COMMIT. Leaving without either commits what is open."""
+        ends it with its COMMIT. Leaving without either commits what is open. With tracing on it is one
+        CLIENT span (asyncmy has no instrumentation), a child of the batch's span."""
+        span = tracing.client_span(
+            "mysql transaction", **{"db.system": "mysql", "db.namespace": self.settings.db_name}
+        )
+        with span:
+            async with self._transaction() as cur:
+                yield cur
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
         async with self.connection() as conn, conn.cursor() as cur:
             try:
                 yield cur

@@ -26,6 +26,13 @@ def router(store: WideEventStore, *, max_limit: int = 1000) -> APIRouter:
         until: Annotated[str | None, Query(description="to (exclusive): ISO-8601 or epoch ms")] = None,
         service: Annotated[str | None, Query(max_length=128)] = None,
         level: Annotated[str | None, Query(max_length=32)] = None,
+        trace_id: Annotated[
+            str | None,
+            Query(
+                pattern="^[0-9a-f]{32}$",
+                description="only the events of this trace (W3C trace id: 32 lowercase hex digits)",
+            ),
+        ] = None,
         field: Annotated[
             list[str] | None,
             Query(description="equality on any field, repeatable: path:value (e.g. status:500, user.id:u1)"),
@@ -41,6 +48,7 @@ def router(store: WideEventStore, *, max_limit: int = 1000) -> APIRouter:
                 until=parse_time("until", until),
                 service=service,
                 level=level,
+                trace_id=trace_id,
                 fields=parse_field_filters(field or []),
                 limit=limit,
                 cursor=decode_cursor(cursor) if cursor else None,

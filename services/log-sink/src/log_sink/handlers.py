@@ -44,6 +44,7 @@ class LogQuery:
     until: datetime | None = None
     service: str | None = None
     level: str | None = None
+    trace_id: str | None = None
     fields: Mapping[str, list[Any]] = field(default_factory=dict)
     limit: int = 100
     cursor: tuple[datetime, str] | None = None
@@ -113,6 +114,8 @@ def build_filter(query: LogQuery) -> dict[str, Any]:
         clauses.append({"service": query.service})
     if query.level is not None:
         clauses.append({"level": query.level})
+    if query.trace_id is not None:
+        clauses.append({"trace_id": query.trace_id})
     for path, values in query.fields.items():
         unique = list(dict.fromkeys(json.dumps(v) for v in values))
         options = [json.loads(v) for v in unique]

@@ -83,6 +83,11 @@ class LogQuery(BaseModel):
     )
     service: str | None = Field(None, max_length=128)
     level: str | None = Field(None, max_length=32)
+    trace_id: str | None = Field(
+        None,
+        pattern="^[0-9a-f]{32}$",
+        description="only the events of this trace (W3C trace id: 32 lowercase hex digits)",
+    )
     field: list[str] | None = Field(
         None, description="equality on any field, repeatable: path:value (e.g. status:500)"
     )

@@ -7,7 +7,7 @@ import time
 from typing import Annotated, Any
 
 from aiokafka import ConsumerRecord, TopicPartition
-from consumer_runtime.dlq import DlqHeaders, replay_headers
+from consumer_runtime.dlq import DlqHeaders, replay_headers, trace_context
 from platform_events import DLQ_SUFFIX, base_topic, is_dlq_topic
 from pydantic import BaseModel, Field, model_validator
 
@@ -238,7 +238,9 @@ async def _plan(
         target = replay_target(letter, dlq)
         if target not in existing:
             raise NotFound("topic_not_found", f"original topic {target!r} of {dlq}[{p}]@{o} does not exist")
+        # the letter's trace context goes along: the replayed record continues the original trace
         headers = replay_headers(dlq, p, o, DlqHeaders.parse(letter.headers))
+        headers += trace_context(letter.headers)
         by_target.setdefault(target, []).append((letter.key, letter.value, headers))
         refs.setdefault(target, []).append({"dlq_partition": p, "dlq_offset": o})
     return by_target, refs
