@@ -159,9 +159,18 @@ def configure_tracing(
             instrumentor = getattr(__import__(module, fromlist=[cls]), cls)()
         except ImportError:
             continue
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=provider)
-            state.instrumentors.append(instrumentor)
+        if instrumentor.is_instrumented_by_opentelemetry:
+            # instrumented by an earlier configuration of this process (not shut down): bind it to this
+            # provider, or its spans keep going to the earlier one
+            instrumentor.uninstrument()
+        instrumentor.instrument(tracer_provider=provider)
+        command_tracer = getattr(instrumentor, "_commandtracer_instance", None)
+        if command_tracer is not None:
+            # PyMongo's instrumentation registers one command listener per process and keeps the tracer of
+            # its first instrument() call: point it at this provider (a process normally configures once;
+            # tests configure again with an in-memory exporter)
+            command_tracer._tracer = provider.get_tracer("opentelemetry.instrumentation.pymongo")
+        state.instrumentors.append(instrumentor)
     _state = state
     include_trace_ids(True)
     log.info(
