@@ -67,9 +67,8 @@ wrk: ## Debian's wrk, the HTTP load generator of `make bench` (apt-get as root, 
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	  else echo "run: sudo apt-get install wrk (the load generator of the HTTP benchmark)"; exit 1; fi; }
 
-test: infra-up browser ## install, start what tests need, run the whole suite
-	$(VPY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+test: infra-up browser ## install, start what tests need, run the whole suite (tests/faults in parallel)
+	VPY=$(VPY) scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-unit: install ## only the tests that need no server
 	$(VPY) -m pytest -m "not integration and not faults" $(PYTEST_ARGS)
