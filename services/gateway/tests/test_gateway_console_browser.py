@@ -84,6 +84,9 @@ async def login(page: Page) -> None:
     assert cookie["sameSite"] == "Strict"
 
 
+JOIN_TIMEOUT_MS = 40_000
+
+
 async def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -334,7 +337,8 @@ async def test_stop_and_start_from_the_overview_and_the_feedback_stays(page: Pag
     row = page.locator('tr[data-service="notifier"]')
     state = page.locator('[data-testid="state-notifier"]')
     button = {a: row.locator(f'button[data-action="{a}"]') for a in ("start", "stop", "pause", "resume")}
-    await expect(state).to_have_text("running")
+    # a start joins the consumer group: on the local broker ~3 s, up to ~11 s after a clean leave
+    await expect(state).to_have_text("running", timeout=JOIN_TIMEOUT_MS)
     await expect(button["start"]).to_be_disabled()
     await expect(button["stop"]).to_be_enabled()
     await expect(button["pause"]).to_be_enabled()
@@ -354,7 +358,7 @@ async def test_stop_and_start_from_the_overview_and_the_feedback_stays(page: Pag
         await shot(page, "11-overview-stopped")
 
         await button["start"].click()
-        await expect(state).to_have_text("running")
+        await expect(state).to_have_text("running", timeout=JOIN_TIMEOUT_MS)
         await expect(flash).to_contain_text("start → notifier: applied")
         await expect(flash).not_to_contain_text("stop →")
         await expect(button["start"]).to_be_disabled()
