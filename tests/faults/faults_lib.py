@@ -209,9 +209,9 @@ async def es_tally(url: str, alias: str) -> Tally:
     return tally
 
 
-async def sent_tally(bootstrap: str, topic: str, idle_s: float = 0.0, timeout: float = 60.0) -> Tally:
+async def sent_tally(bootstrap: str, topic: str) -> Tally:
     """``notifications.sent`` as a consumer reads it."""
-    return sent_tally_of(await read_to_end(bootstrap, topic, timeout=timeout, idle_s=idle_s))
+    return sent_tally_of(await read_to_end(bootstrap, topic))
 
 
 def sent_tally_of(records: Iterable[Any]) -> Tally:
@@ -231,24 +231,11 @@ def sent_tally_of(records: Iterable[Any]) -> Tally:
     return tally
 
 
-#: topic → offsets below the high watermark that read_to_end(idle_s>0) could not fetch at all
-READ_SHORTFALL: dict[str, int] = {}
-#: topic → (partition, offset) read_to_end skipped: the broker kept answering an empty fetch for exactly that
-#: offset while later ones were readable (a hole in the log; seen on Tansu with S3 storage after broker
-#: restarts under concurrent producers — real Kafka never leaves one; a consumer in a group stalls at it)
-READ_HOLES: dict[str, list[tuple[int, int]]] = {}
-
-
-async def read_to_end(
-    bootstrap: str, topic: str, timeout: float = 60.0, idle_s: float = 0.0, hole_after_s: float = 6.0
-) -> list[Any]:
+async def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
     """Every record of ``topic`` up to its high watermarks (no group).
 
     ``fetch_max_wait_ms`` is long on purpose: Tansu on S3 answers a fetch whose object reads take longer
-    than the wait with nothing, so with the default 500 ms a large topic reads slowly or not at all. A
-    partition that stays at one offset below its high watermark for ``hole_after_s`` is probed one offset
-    further (a hole, recorded in :data:`READ_HOLES`); with ``idle_s`` > 0 a partition that makes no progress
-    for that long ends the read and its unread offsets are counted in :data:`READ_SHORTFALL`.
+    than the wait with nothing, so with the default 500 ms a large topic reads slowly or not at all.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -267,39 +254,21 @@ async def read_to_end(
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        # The end is the high watermark of the fetch responses (Tansu's ListOffsets answers 1 for "latest").
-        upto = {tp: 0 for tp in tps}  # next offset to read per partition (by what was returned or skipped)
-        moved = {tp: time.monotonic() for tp in tps}  # when upto last changed
-        holes: list[tuple[int, int]] = []
+        # The end is the high watermark of the fetch responses (Tansu's ListOffsets answers the base offset
+        # of the last batch + 1 for "latest").
+        upto = {tp: 0 for tp in tps}  # next offset to read per partition (by what was returned)
         out: list[Any] = []
         deadline = time.monotonic() + timeout
-        progress_at = time.monotonic()
         while True:
-            now = time.monotonic()
             for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
                 out.extend(msgs)
                 if msgs:
                     upto[tp] = max(upto[tp], msgs[-1].offset + 1)
-                    moved[tp] = progress_at = now = time.monotonic()
             high = {tp: consumer.highwater(tp) for tp in tps}
             if all(h is not None and upto[tp] >= h for tp, h in high.items()):
-                break
-            for tp, h in high.items():
-                if h is not None and upto[tp] < h and now - moved[tp] > hole_after_s:
-                    holes.append((tp.partition, upto[tp]))
-                    upto[tp] += 1
-                    moved[tp] = progress_at = now
-                    consumer.seek(tp, upto[tp])
-            stalled = time.monotonic() - progress_at > idle_s
-            if time.monotonic() > deadline or (stalled and idle_s > 0):
-                if idle_s > 0:  # the caller accepts a tail it cannot fetch (counted in ``unread``)
-                    unread = sum(max(0, (h or 0) - upto[tp]) for tp, h in high.items())
-                    READ_SHORTFALL[topic] = unread
-                    break
+                return out
+            if time.monotonic() > deadline:
                 raise AssertionError(f"{topic}: read up to {upto}, not to its high watermarks {high}")
-        if holes:
-            READ_HOLES[topic] = holes
-        return out
     finally:
         await consumer.stop()
 
