@@ -173,6 +173,33 @@ def _http_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: results shown only in a section of their own (not a throughput row of the main table)
+OWN_SECTION_ONLY = ("memory",)
+
+
+def _memory_section(data: dict[str, Any]) -> list[str]:
+    """`make bench-memory` (benchmarks/memory.py): peak RSS of each sink process draining a backlog."""
+    summary = data.get("summary", {})
+    lines = [
+        "## Memory while draining a backlog",
+        "",
+        f"`make bench-memory` ({data.get('at', '')}): {summary.get('events_per_topic', 0):,} events per "
+        "topic produced first, then the four sinks started as processes at the `make run` defaults; RSS of "
+        "each process (its own, not its process group), peak = the kernel's VmHWM. Target ≤ 150 MB a "
+        "process.",
+        "",
+        "| service | events | drain | events/s | RSS when ready | median RSS | peak RSS |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in data.get("rows", []):
+        mb = [_f(_num(row.get(k)), "{:,.0f} MB") for k in ("rss_ready_mb", "rss_median_mb", "rss_peak_mb")]
+        lines.append(
+            f"| {row['service']} | {row['events']:,} | {_f(_num(row.get('drain_s')), '{:,.0f} s')} "
+            f"| {_f(_num(row.get('events_per_s')))} | {' | '.join(mb)} |"
+        )
+    return [*lines, ""]
+
+
 def _sink_section(rows: list[Row], raw: dict[str, Any]) -> list[str]:
     """Each sink at the `make run` defaults draining a backlog, against raw bulk into the same schema and
     into a minimal one (primary key only): schema cost and pipeline cost side by side."""
@@ -264,6 +291,8 @@ def render(rows: list[Row], raw: dict[str, Any], versions: dict[str, str]) -> st
         "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|",
     ]
     for r in rows:
+        if r.benchmark in OWN_SECTION_ONLY:
+            continue
         unit = raw[r.benchmark].get("summary", {}).get("headline", {}).get("unit", "events")
         name = r.benchmark + (" (FAILED)" if r.failed else "") + ("" if unit == "events" else f" ({unit})")
         lines.append(
@@ -281,6 +310,8 @@ def render(rows: list[Row], raw: dict[str, Any], versions: dict[str, str]) -> st
         "",
     ]
     lines += _sink_section(rows, raw)
+    if "memory" in raw:
+        lines += _memory_section(raw["memory"])
     for r in rows:
         lines += _http_section(raw[r.benchmark])
         lines += _overhead_section(raw[r.benchmark])
