@@ -180,13 +180,15 @@ OWN_SECTION_ONLY = ("memory",)
 def _memory_section(data: dict[str, Any]) -> list[str]:
     """`make bench-memory` (benchmarks/memory.py): peak RSS of each sink process draining a backlog."""
     summary = data.get("summary", {})
+    search_n = summary.get("search_indexer_events", 0)
     lines = [
         "## Memory while draining a backlog",
         "",
         f"`make bench-memory` ({data.get('at', '')}): {summary.get('events_per_topic', 0):,} events per "
-        "topic produced first, then the four sinks started as processes at the `make run` defaults; RSS of "
-        "each process (its own, not its process group), peak = the kernel's VmHWM. Target ≤ 150 MB a "
-        "process.",
+        f"topic produced first (the search-indexer measured on the first {search_n:,}: the Elasticsearch "
+        "stand-in holds every document in memory), then the four sinks started as processes at the `make "
+        "run` defaults; RSS of each process (its own, not its process group), peak = the kernel's VmHWM. "
+        "Target ≤ 150 MB a process.",
         "",
         "| service | events | drain | events/s | RSS when ready | median RSS | peak RSS |",
         "|---|--:|--:|--:|--:|--:|--:|",
