@@ -28,21 +28,23 @@ from platform_events import ModeType, ProcessType
 from pydantic import ValidationError
 from starlette.datastructures import State
 
+from gateway.abuse import REFUSED
 from gateway.api.params import GroupId, TopicName
 from gateway.api.query_models import MAX_ID, MAX_ISSUE_OFFSET, MAX_SEARCH_TEXT, MAX_STREAM_CURSOR
 from gateway.console.auth import (
     COOKIE,
-    MAX_AGE_S,
     ForeignOrigin,
     LoginRequired,
     admin_enabled,
     base_path,
     cookie_path,
+    login_limit,
     require_session,
     same_origin,
+    sessions,
     token_valid,
 )
-from gateway.errors import ApiError, from_ops
+from gateway.errors import ApiError, from_ops, kafka_error
 from gateway.logs import log
 from gateway.ops import browse as messages_ops
 from gateway.ops import dlq as dlq_ops
@@ -238,34 +240,50 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", 403, enabled=False, next="")
     if not same_origin(request):
         return error(request, 403, "login must be posted from the console's own page", code="foreign_origin")
+    client = request.client.host if request.client else ""
+    wait = await login_limit(request).retry_after(client)
+    if wait is not None:
+        REFUSED.labels("console_login").inc()
+        log.warning("console login rate-limited", client=client, retry_after_s=wait)
+        refused = render(request, "login.html", 429, enabled=True, next="", limited=wait)
+        refused.headers["retry-after"] = str(wait)
+        return refused
     data = await form(request)
     target = _safe_next(request, first(data, "next"))
     if not token_valid(request, first(data, "token")):
-        log.warning("console login refused", client=(request.client.host if request.client else ""))
+        log.warning("console login refused", client=client)
         return render(request, "login.html", 401, enabled=True, next=target, failed=True)
+    table = sessions(request)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
-        first(data, "token"),
-        max_age=MAX_AGE_S,
+        table.create(),  # the signed session id, never the token
+        max_age=table.ttl_s,
         path=cookie_path(request),
         httponly=True,
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https",  # over TLS (directly or as a trusted proxy says)
         samesite="strict",
     )
-    log.info("console login", client=(request.client.host if request.client else ""))
+    log.info("console login", client=client, sessions=len(table))
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    sessions(request).revoke(request.cookies.get(COOKIE))  # the old cookie is refused from now on
     login = base_path(request) + "/login"
     response: Response = (
         Response(status_code=204, headers={"HX-Redirect": login})
         if is_htmx(request)
         else RedirectResponse(login, status_code=303)
     )
-    response.delete_cookie(COOKIE, path=cookie_path(request), httponly=True, samesite="strict")
+    response.delete_cookie(
+        COOKIE,
+        path=cookie_path(request),
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="strict",
+    )
     return response
 
 
@@ -598,7 +616,8 @@ def create_console(gateway: FastAPI) -> FastAPI:
 
     @console.exception_handler(KafkaError)
     async def _kafka(request: Request, exc: KafkaError) -> Response:
-        return error(request, 503, f"Kafka: {type(exc).__name__}: {exc}", code="kafka_unavailable")
+        answer = kafka_error(exc, request.url.path)
+        return error(request, answer.status, answer.body.message, code=answer.body.error)
 
     @console.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
