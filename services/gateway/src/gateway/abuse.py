@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastapi import Request
 from limits import RateLimitItem, parse_many
@@ -107,13 +105,3 @@ class StreamSlots:
         self._open[key] -= 1
         if self._open[key] <= 0:
             del self._open[key]
-
-    @contextmanager
-    def slot(self, key: str) -> Iterator[None]:
-        """A slot for a block that fails before the stream starts (the slot is given back on error)."""
-        self.take(key)
-        try:
-            yield
-        except BaseException:
-            self.give_back(key)
-            raise
