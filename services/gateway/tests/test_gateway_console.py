@@ -1,8 +1,8 @@
 """The console without a browser: every console route needs the login cookie (enumerated, so a new page
 cannot be left open), state-changing posts must come from the console's origin, the login sets an HttpOnly
 SameSite=Strict cookie holding a signed session id (expiring, revoked at logout, Secure behind a trusted TLS
-proxy), login attempts are rate-limited per client, HTML is escaped, assets are vendored (no external URL), and /asyncapi.json is the
-generated document of the gateway's configured topic names."""
+proxy), login attempts are rate-limited per client, HTML is escaped, assets are vendored (no external URL),
+and /asyncapi.json is the generated document of the gateway's configured topic names."""
 
 from __future__ import annotations
 
@@ -151,7 +151,9 @@ def test_the_session_table_is_bounded_oldest_first() -> None:
     table = Sessions(ttl_s=60, max_sessions=2, clock=lambda: now[0])
     first, second, third = table.create(), table.create(), table.create()
     assert (table.valid(first), table.valid(second), table.valid(third)) == (False, True, True)
-    assert table.revoke(second) and not table.valid(second) and not table.revoke(second)
+    assert table.revoke(second)
+    assert not table.valid(second)
+    assert not table.revoke(second)
     now[0] += 60
     assert not table.valid(third)
     assert len(table) == 0
