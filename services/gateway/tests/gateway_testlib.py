@@ -34,9 +34,16 @@ class Served:
 
 
 async def serve(app: FastAPI) -> Served:
-    """Run ``app`` (with its lifespan) under uvicorn on a free port of 127.0.0.1."""
+    """Run ``app`` (with its lifespan) under uvicorn on a free port of 127.0.0.1, without uvicorn's own
+    proxy-header handling (as ``python -m gateway`` runs: only ``TRUSTED_PROXIES`` decides)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, timeout_graceful_shutdown=5
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
