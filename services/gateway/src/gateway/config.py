@@ -89,7 +89,7 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
         "X-Forwarded-Proto / X-Forwarded-For the gateway believes; empty: none",
     )
     publish_rate_limit: str = Field(
-        "120/minute",
+        "100/second;3000/minute",
         description="Requests per identity (token subject, else client IP) to the publishing routes, "
         "e.g. '120/minute', '10/second;1000/hour'; over it: 429 with Retry-After",
     )
