@@ -97,7 +97,8 @@ def gateway_settings(bootstrap: str, names: Names, **overrides: Any) -> GatewayS
         "log_json": False,
         "wide_logging_enabled": False,
         "upstream_timeout_s": 10.0,
-        "publish_rate_limit": "1000000/second",  # the suites publish fast from one address; test_gateway_limits sets its own
+        # the suites publish fast from one address; test_gateway_limits sets a small rate of its own
+        "publish_rate_limit": "1000000/second",
         **names.topics,
         "kafka_dlq_replay_topic": names.topic("dlq-replays"),
         **overrides,
