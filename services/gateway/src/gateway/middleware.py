@@ -122,18 +122,20 @@ class TrustedProxies:
         if self.networks and scope["type"] in ("http", "websocket"):
             client = scope.get("client")
             if client and self.trusted(client[0]):
-                headers = dict(scope.get("headers", []))
-                proto = (
-                    headers.get(b"x-forwarded-proto", b"").decode("latin-1").split(",")[-1].strip().lower()
-                )
+                protos: list[str] = []
+                hops: list[str] = []
+                for name, value in scope.get("headers", []):
+                    if name == b"x-forwarded-proto":
+                        protos += value.decode("latin-1").split(",")
+                    elif name == b"x-forwarded-for":  # repeated headers are one list, in order
+                        hops += [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+                proto = protos[-1].strip().lower() if protos else ""
                 if proto in ("http", "https"):
                     secure = proto == "https"
                     if scope["type"] == "websocket":
                         scope["scheme"] = "wss" if secure else "ws"
                     else:
                         scope["scheme"] = proto
-                forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1")
-                hops = [h.strip() for h in forwarded.split(",") if h.strip()]
                 if hops:
                     host = next((h for h in reversed(hops) if not self.trusted(h)), hops[0])
                     scope["client"] = (host, 0)
