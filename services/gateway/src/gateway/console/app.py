@@ -234,6 +234,34 @@ def _safe_next(request: Request, target: str) -> str:
     return base + "/"
 
 
+async def _over_login_rate(request: Request, client: str) -> Response | None:
+    """The 429 page when ``client`` is over its login attempts (counting this one), else ``None``."""
+    wait = await login_limit(request).retry_after(client)
+    if wait is None:
+        return None
+    REFUSED.labels("console_login").inc()
+    log.warning("console login rate-limited", client=client, retry_after_s=wait)
+    refused = render(request, "login.html", 429, enabled=True, next="", limited=wait)
+    refused.headers["retry-after"] = str(wait)
+    return refused
+
+
+def _new_session(request: Request, target: str) -> Response:
+    """Redirect to ``target`` with the cookie of a new session (its signed id, never the token)."""
+    table = sessions(request)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        table.create(),
+        max_age=table.ttl_s,
+        path=cookie_path(request),
+        httponly=True,
+        secure=request.url.scheme == "https",  # over TLS (directly or as a trusted proxy says)
+        samesite="strict",
+    )
+    return response
+
+
 @public.post("/login")
 async def login(request: Request) -> Response:
     if not admin_enabled(request):
@@ -241,31 +269,16 @@ async def login(request: Request) -> Response:
     if not same_origin(request):
         return error(request, 403, "login must be posted from the console's own page", code="foreign_origin")
     client = request.client.host if request.client else ""
-    wait = await login_limit(request).retry_after(client)
-    if wait is not None:
-        REFUSED.labels("console_login").inc()
-        log.warning("console login rate-limited", client=client, retry_after_s=wait)
-        refused = render(request, "login.html", 429, enabled=True, next="", limited=wait)
-        refused.headers["retry-after"] = str(wait)
+    refused = await _over_login_rate(request, client)
+    if refused is not None:
         return refused
     data = await form(request)
     target = _safe_next(request, first(data, "next"))
     if not token_valid(request, first(data, "token")):
         log.warning("console login refused", client=client)
         return render(request, "login.html", 401, enabled=True, next=target, failed=True)
-    table = sessions(request)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        table.create(),  # the signed session id, never the token
-        max_age=table.ttl_s,
-        path=cookie_path(request),
-        httponly=True,
-        secure=request.url.scheme == "https",  # over TLS (directly or as a trusted proxy says)
-        samesite="strict",
-    )
-    log.info("console login", client=client, sessions=len(table))
-    return response
+    log.info("console login", client=client)
+    return _new_session(request, target)
 
 
 @router.post("/logout")
