@@ -162,7 +162,7 @@ class Upstreams:
         ``/`` or ``\\`` or is a dot segment, which would lead the upstream URL elsewhere (a second guard
         behind :class:`gateway.middleware.SafePathIds`, for ids from anywhere else: query, form)."""
         for segment in path.split("?", 1)[0].split("/")[1:]:
-            decoded = unquote(segment)
+            decoded = unquote(segment) if "%" in segment else segment
             if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
                 raise ApiError(
                     422,
