@@ -106,6 +106,29 @@ async def test_publishing_routes_share_one_rate_per_caller(gw: httpx.AsyncClient
     assert (await gw.post("/api/v1/events/user-activity", json=activity(), headers=other)).status_code == 202
 
 
+async def test_a_caller_is_authenticated_before_it_is_counted() -> None:
+    """A refused credential costs no rate: the limit runs after the routes' authentication, so it counts
+    the caller's identity, not whoever sends a request."""
+    settings = gateway_settings(
+        "127.0.0.1:1", Names(), kafka_auto_create_topics=False, api_key="app-key", publish_rate_limit="2/hour"
+    )
+    app: FastAPI = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw", timeout=60) as client:
+            for _ in range(3):
+                wrong = await client.post(
+                    "/api/v1/events/user-activity", json=activity(), headers={"x-api-key": "x"}
+                )
+                assert wrong.status_code == 401
+            key = {"x-api-key": "app-key"}
+            for _ in range(2):  # counted, then refused by the broker that is not there
+                response = await client.post("/api/v1/events/user-activity", json=activity(), headers=key)
+                assert response.status_code == 503
+            over = await client.post("/api/v1/events/user-activity", json=activity(), headers=key)
+            assert over.status_code == 429
+
+
 def test_the_caller_is_the_token_subject_when_there_is_one() -> None:
     scope = {"type": "http", "headers": [], "client": ("198.51.100.1", 1), "state": {}}
     request = Request(scope)
