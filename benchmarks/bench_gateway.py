@@ -277,7 +277,13 @@ class Stack:
         self.servers["gateway"] = Server(
             "gateway",
             "gateway",
-            {**common, "ADMIN_TOKEN": ADMIN, "ISSUE_INGESTOR_URL": self.servers["ingestor"].url},
+            {
+                **common,
+                "ADMIN_TOKEN": ADMIN,
+                "ISSUE_INGESTOR_URL": self.servers["ingestor"].url,
+                # the set-up publishes its issues as fast as it can: no abuse limit in a benchmark
+                "PUBLISH_RATE_LIMIT": "1000000/second",
+            },
             self.logs / "gateway.log",
         )
         await self.servers["gateway"].start()

@@ -34,9 +34,16 @@ class Served:
 
 
 async def serve(app: FastAPI) -> Served:
-    """Run ``app`` (with its lifespan) under uvicorn on a free port of 127.0.0.1."""
+    """Run ``app`` (with its lifespan) under uvicorn on a free port of 127.0.0.1, without uvicorn's own
+    proxy-header handling (as ``python -m gateway`` runs: only ``TRUSTED_PROXIES`` decides)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, timeout_graceful_shutdown=5
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -90,6 +97,8 @@ def gateway_settings(bootstrap: str, names: Names, **overrides: Any) -> GatewayS
         "log_json": False,
         "wide_logging_enabled": False,
         "upstream_timeout_s": 10.0,
+        # the suites publish fast from one address; test_gateway_limits sets a small rate of its own
+        "publish_rate_limit": "1000000/second",
         **names.topics,
         "kafka_dlq_replay_topic": names.topic("dlq-replays"),
         **overrides,

@@ -1,7 +1,8 @@
 """The console without a browser: every console route needs the login cookie (enumerated, so a new page
 cannot be left open), state-changing posts must come from the console's origin, the login sets an HttpOnly
-SameSite=Strict cookie, HTML is escaped, assets are vendored (no external URL), and /asyncapi.json is the
-generated document of the gateway's configured topic names."""
+SameSite=Strict cookie holding a signed session id (expiring, revoked at logout, Secure behind a trusted TLS
+proxy), login attempts are rate-limited per client, HTML is escaped, assets are vendored (no external URL),
+and /asyncapi.json is the generated document of the gateway's configured topic names."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.console.app import _highlight, create_console
+from gateway.console.auth import Sessions
 from gateway_testlib import ADMIN_TOKEN, Names, gateway_settings, walk_routes
 from platform_events.asyncapi import asyncapi_document
 
@@ -50,7 +52,7 @@ async def test_every_console_route_needs_the_login_cookie() -> None:
     routes = console_routes()
     assert not PUBLIC - set(routes)
     async with client(app) as c:
-        for cookie in (None, "wrong-token", ""):
+        for cookie in (None, "wrong-token", "", ADMIN_TOKEN):  # the token itself is no session
             jar = {"cookie": f"gw_console={cookie}"} if cookie is not None else {}
             for method, path in routes:
                 if (method, path) in PUBLIC:
@@ -94,13 +96,123 @@ async def test_login_sets_an_httponly_strict_cookie_and_logout_clears_it() -> No
         assert "httponly" in set_cookie
         assert "samesite=strict" in set_cookie
         assert "path=/console" in set_cookie
-        assert c.cookies["gw_console"] == ADMIN_TOKEN
+        cookie = c.cookies["gw_console"]
+        assert ADMIN_TOKEN not in cookie  # a signed session id, never the token
+        assert "secure" not in set_cookie  # plain http, no trusted proxy saying otherwise
+        assert (await c.get("/console/notifications")).status_code == 200
         # logged in: a state-changing post from another origin is still refused
         assert (await c.post("/console/logout", headers={"origin": "http://evil"})).status_code == 403
         assert (await c.post("/console/logout")).status_code == 403  # neither Origin nor Referer
         out = await c.post("/console/logout", headers=ORIGIN)
         assert out.status_code == 303
         assert "gw_console" not in c.cookies
+        # logout revoked the session server-side: the old cookie, sent again, is refused
+        again = await c.get("/console/notifications", headers={"cookie": f"gw_console={cookie}"})
+        assert again.status_code == 303
+        assert again.headers["location"].startswith("/console/login")
+
+
+def console_of(app: FastAPI) -> FastAPI:
+    mount = next(r for r in app.routes if getattr(r, "path", "") == "/console")
+    console: FastAPI = mount.app  # type: ignore[attr-defined]
+    return console
+
+
+async def logged_in(c: httpx.AsyncClient, headers: dict[str, str] | None = None) -> httpx.Response:
+    response = await c.post(
+        "/console/login", data={"token": ADMIN_TOKEN}, headers={**ORIGIN, **(headers or {})}
+    )
+    assert response.status_code == 303, response.text
+    return response
+
+
+async def test_a_session_expires_server_side_and_a_tampered_cookie_is_refused() -> None:
+    app = offline_app(console_session_ttl_s=600)
+    async with client(app) as c:
+        await logged_in(c)
+        cookie = c.cookies["gw_console"]
+        assert (await c.get("/console/notifications")).status_code == 200
+        c.cookies.clear()
+        signed, signature = cookie.rsplit(".", 1)
+        other_id = ("B" if cookie[0] == "A" else "A") + cookie[1:]  # another session id, same signature
+        other_signature = signed + "." + ("B" if signature[0] == "A" else "A") + signature[1:]
+        for forged in (other_id, other_signature, cookie.split(".")[0], ADMIN_TOKEN):
+            refused = await c.get("/console/notifications", headers={"cookie": f"gw_console={forged}"})
+            assert refused.status_code == 303, forged
+        live = await c.get("/console/notifications", headers={"cookie": f"gw_console={cookie}"})
+        assert live.status_code == 200
+        table = console_of(app).state.sessions
+        now = table.clock()
+        table.clock = lambda: now + 601  # the server's clock past the session's TTL
+        expired = await c.get("/console/notifications", headers={"cookie": f"gw_console={cookie}"})
+        assert expired.status_code == 303
+        assert len(table) == 0
+
+
+def test_the_session_table_is_bounded_oldest_first() -> None:
+    now = [1000.0]
+    table = Sessions(ttl_s=60, max_sessions=2, clock=lambda: now[0])
+    first, second, third = table.create(), table.create(), table.create()
+    assert (table.valid(first), table.valid(second), table.valid(third)) == (False, True, True)
+    assert table.revoke(second)
+    assert not table.valid(second)
+    assert not table.revoke(second)
+    now[0] += 60
+    assert not table.valid(third)
+    assert len(table) == 0
+
+
+def proxied(app: FastAPI, peer: str) -> httpx.AsyncClient:
+    """A client whose TCP peer address (as the server sees it) is ``peer``."""
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://gw")
+
+
+async def test_the_cookie_is_secure_behind_a_trusted_tls_proxy_only() -> None:
+    app = offline_app(trusted_proxies="10.0.0.0/8, 192.0.2.1")
+    tls = {"x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.9"}
+    for peer, headers, secure in (
+        ("10.20.30.40", tls, True),  # the Ingress controller says the client came over TLS
+        ("192.0.2.1", tls, True),
+        ("10.20.30.40", {"x-forwarded-proto": "http"}, False),
+        ("10.20.30.40", {}, False),
+        ("198.51.100.7", tls, False),  # anyone else: the header is not believed
+    ):
+        async with proxied(app, peer) as c:
+            response = await logged_in(c, headers)
+        assert ("secure" in response.headers["set-cookie"].lower()) is secure, (peer, headers)
+
+
+async def test_login_attempts_are_rate_limited_per_client() -> None:
+    app = offline_app(console_login_rate_limit="3/hour", trusted_proxies="10.0.0.1")
+    wrong = {"token": "wrong"}
+    async with proxied(app, "198.51.100.7") as c:
+        for _ in range(3):
+            assert (await c.post("/console/login", data=wrong, headers=ORIGIN)).status_code == 401
+        limited = await c.post("/console/login", data={"token": ADMIN_TOKEN}, headers=ORIGIN)
+        assert limited.status_code == 429  # even the right token: the client is over its attempts
+        assert 0 < int(limited.headers["retry-after"]) <= 3600
+        assert "Too many login attempts" in limited.text
+        assert "gw_console" not in limited.headers.get("set-cookie", "")
+        # claiming another address does not help: this peer is not a trusted proxy
+        spoofed = await c.post(
+            "/console/login", data=wrong, headers={**ORIGIN, "x-forwarded-for": "203.0.113.50"}
+        )
+        assert spoofed.status_code == 429
+    async with proxied(app, "198.51.100.8") as c:  # another client has its own attempts
+        await logged_in(c)
+    async with proxied(app, "10.0.0.1") as c:  # behind the trusted proxy: each client counted apart
+        for n in range(3):  # what the client itself put left of the proxy's entry is not believed
+            chain = f"198.51.100.{n}, 203.0.113.1"
+            response = await c.post(
+                "/console/login", data=wrong, headers={**ORIGIN, "x-forwarded-for": chain}
+            )
+            assert response.status_code == 401
+        over = await c.post(
+            "/console/login", data=wrong, headers={**ORIGIN, "x-forwarded-for": "203.0.113.1"}
+        )
+        assert over.status_code == 429
+        await logged_in(c, {"x-forwarded-for": "203.0.113.2"})
 
 
 async def test_console_is_disabled_without_an_admin_token() -> None:

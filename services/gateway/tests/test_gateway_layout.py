@@ -62,6 +62,7 @@ def test_each_refusal_kind_has_one_status_and_keeps_its_body(error: type[OpsErro
         "field": "f",
         "details": [{"a": 1}],
         "service": "kafka",
+        "request_id": None,
     }
 
 

@@ -83,7 +83,9 @@ def test_upstream_errors_are_mapped(status: int, expected_status: int, error: st
     assert info.value.status == expected_status
     assert info.value.body.error == error
     assert info.value.body.service == "issue-ingestor"
-    assert "issue 'X' not found" in info.value.body.message
+    # a 4xx is about the request: its message is passed on; a 5xx's text is logged, never answered
+    assert ("issue 'X' not found" in info.value.body.message) is (status < 500)
+    assert (info.value.body.request_id is not None) is (status >= 500)
 
 
 def test_a_bad_variable_ends_the_start_with_one_line_and_no_traceback() -> None:

@@ -15,6 +15,7 @@ from fastapi import Request
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError
 from gateway.upstream import Upstreams
+from structlog.testing import capture_logs
 
 SERVICE = "issue-ingestor"
 
@@ -85,11 +86,11 @@ def _request(query: bytes = b"") -> Request:
 
 async def test_forward_passes_a_2xx_through(upstreams: Upstreams) -> None:
     response = await upstreams.forward(
-        SERVICE, "GET", "/issues/A%2FB%20%ED%95%9C", _request(b"a=1&a=2&b=%ED%95%9C")
+        SERVICE, "GET", "/issues/A%3FB%20%ED%95%9C", _request(b"a=1&a=2&b=%ED%95%9C")
     )
     assert response.status_code == 200
     body = json.loads(bytes(response.body))
-    assert body["raw_path"].startswith("/issues/A%2FB%20%ED%95%9C")  # the encoded path is kept as sent
+    assert body["raw_path"].startswith("/issues/A%3FB%20%ED%95%9C")  # the encoded path is kept as sent
     assert body["query"] == [["a", "1"], ["a", "2"], ["b", "한"]]
     headers = {k.decode(): v.decode() for k, v in response.raw_headers}
     assert headers["x-upstream"] == "yes"
@@ -106,21 +107,27 @@ async def test_json_call_with_a_body(upstreams: Upstreams) -> None:
 
 
 @pytest.mark.parametrize(
-    ("issue_id", "status", "error", "text"),
+    ("issue_id", "status", "error", "text", "hidden"),
     [
-        ("missing", 404, "not_found", "issue 'missing' not found"),
-        ("boom", 502, "upstream_error", "database exploded"),
-        ("busy", 503, "upstream_unavailable", "shutting down"),
-        ("slow", 503, "upstream_unavailable", "timed out"),
+        ("missing", 404, "not_found", "issue 'missing' not found", None),  # about the request: passed on
+        ("boom", 502, "upstream_error", "failed", "database exploded"),
+        ("busy", 503, "upstream_unavailable", "unavailable", "shutting down"),
+        ("slow", 503, "upstream_unavailable", "timed out", "TimeoutError"),
     ],
 )
 async def test_errors_name_the_service(
-    upstreams: Upstreams, issue_id: str, status: int, error: str, text: str
+    upstreams: Upstreams, issue_id: str, status: int, error: str, text: str, hidden: str | None
 ) -> None:
-    with pytest.raises(ApiError) as info:
+    with capture_logs() as logs, pytest.raises(ApiError) as info:
         await upstreams.forward(SERVICE, "GET", f"/issues/{issue_id}")
-    assert (info.value.status, info.value.body.error, info.value.body.service) == (status, error, SERVICE)
-    assert text in info.value.body.message
+    body = info.value.body
+    assert (info.value.status, body.error, body.service) == (status, error, SERVICE)
+    assert text in body.message
+    if hidden is not None:  # an upstream's failure: its text is logged under the id, never answered
+        assert hidden not in body.message
+        assert body.request_id
+        assert body.request_id in body.message
+        assert any(e.get("request_id") == body.request_id and hidden in e["cause"] for e in logs), logs
 
 
 async def test_unreachable_service_is_503_naming_it() -> None:
@@ -130,7 +137,8 @@ async def test_unreachable_service_is_503_naming_it() -> None:
         with pytest.raises(ApiError) as info:
             await ups.call(SERVICE, "GET", "/issues/x")
         assert (info.value.status, info.value.body.service) == (503, SERVICE)
-        assert "cannot connect to http://127.0.0.1:9" in info.value.body.message
+        assert "cannot connect" in info.value.body.message
+        assert "127.0.0.1:9" not in info.value.body.message  # the address stays in the log
         with pytest.raises(ApiError) as info:
             await ups.stream(SERVICE, "/stream/u", None, _request())
         assert (info.value.status, info.value.body.service) == (503, SERVICE)
@@ -139,6 +147,21 @@ async def test_unreachable_service_is_503_naming_it() -> None:
         assert info.value.status == 404
     finally:
         await ups.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/issues/..", "/issues/%2E%2E", "/issues/.", "/issues/a%2Fb", "/issues/%2e%2E/x", "/issues/a%5Cb"],
+)
+async def test_an_id_leaving_its_segment_is_refused_before_the_call(upstreams: Upstreams, path: str) -> None:
+    for call in (
+        upstreams.forward(SERVICE, "GET", path),
+        upstreams.stream(SERVICE, path, None, _request()),
+    ):
+        with pytest.raises(ApiError) as info:
+            await call
+        assert (info.value.status, info.value.body.error) == (422, "validation_error")
+    assert upstreams.stream_slots.open == 0
 
 
 async def test_stream_proxies_every_chunk(upstreams: Upstreams) -> None:

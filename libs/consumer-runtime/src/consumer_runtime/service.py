@@ -10,6 +10,7 @@ the process exits.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -153,11 +154,20 @@ class Datastore:
 
 
 def answer_down_datastore(app: FastAPI, datastore: Datastore) -> None:
-    """A request that finds the datastore down answers 503 ``{"detail": "<name> unavailable: <error>"}``."""
+    """A request that finds the datastore down answers 503 ``{"detail": "<name> unavailable (request id
+    <id>; …)", "request_id": <id>}``. The datastore's error text (SQL, addresses, server messages) goes to the
+    log under that id, never to the client."""
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning(f"request failed: {datastore.name} unavailable", path=request.url.path, error=repr(exc))
-        return JSONResponse({"detail": f"{datastore.name} unavailable: {exc!r}"}, status_code=503)
+        request_id = uuid.uuid4().hex[:12]
+        log.warning(
+            f"request failed: {datastore.name} unavailable",
+            path=request.url.path,
+            error=repr(exc),
+            request_id=request_id,
+        )
+        detail = f"{datastore.name} unavailable (request id {request_id}; see the service's logs)"
+        return JSONResponse({"detail": detail, "request_id": request_id}, status_code=503)
 
     for error in dict.fromkeys((*datastore.down, OSError, TimeoutError)):
         app.add_exception_handler(error, unavailable)
@@ -217,12 +227,15 @@ AnySettings = TypeVar("AnySettings", bound=HttpSettings)
 
 
 def run_service(
-    name: str, settings_class: type[AnySettings], create_app: Callable[[AnySettings], FastAPI]
+    name: str,
+    settings_class: type[AnySettings],
+    create_app: Callable[[AnySettings], FastAPI],
+    **uvicorn_options: Any,
 ) -> None:
     """``python -m <service>``: settings from the environment (a bad variable stops the start naming it),
     JSON logs, tracing when the ``OTEL_*`` variables ask for it (set up before the app makes its datastore
-    clients, so their calls are traced), serve the app until SIGTERM."""
+    clients, so their calls are traced), serve the app until SIGTERM (``uvicorn_options`` go to uvicorn)."""
     settings = load_settings(settings_class)
     configure_logging(name, settings.log_level, json=settings.log_json)
     configure_tracing(name)  # a bad OTEL_* value stops the start naming it (ConfigError)
-    serve(create_app(settings), settings)
+    serve(create_app(settings), settings, **uvicorn_options)

@@ -13,17 +13,19 @@ from typing import Any
 import swagger_ui
 from consumer_runtime.kafka_clients import retry_until_done
 from consumer_runtime.tracing import configure_tracing, instrument_app
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
 from starlette.requests import Request
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
+from gateway.abuse import RateLimit, limit_publishing
 from gateway.api import dlq, groups, health, publish, queries, topics
 from gateway.api import services as services_api
 from gateway.config import GatewaySettings
@@ -31,7 +33,7 @@ from gateway.control import ControlPlane
 from gateway.errors import ErrorBody, install_error_handlers
 from gateway.kafka import KafkaGateway
 from gateway.logs import log
-from gateway.middleware import BodyLimit, RequestLog
+from gateway.middleware import BodyLimit, RequestLog, SafePathIds, TrustedProxies
 from gateway.monitor import Checks
 from gateway.ops import services
 from gateway.ops.dlq import REPLAY_MARKER_CONFIG
@@ -118,6 +120,12 @@ PARAMETERS: dict[tuple[str, str], str] = {
 }
 
 
+def limited_operations(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of the operations an abuse limit can refuse with 429: publishing, live streams."""
+    out = {(m, r.path) for r in publish.router.routes if isinstance(r, APIRoute) for m in r.methods or ()}
+    return out | {("GET", path) for method, path, handler, _ in queries.ROUTES if handler is queries.stream}
+
+
 def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """OpenAPI with the real error shape everywhere: FastAPI's default 422 schema is replaced by
     ``ErrorBody``; admin operations document 401/403, bodies 413, every operation 503."""
@@ -142,7 +150,7 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "content": {"application/json": {"schema": ref}},
         }
         for path, methods in schema.get("paths", {}).items():
-            for operation in methods.values():
+            for method, operation in methods.items():
                 responses = operation.setdefault("responses", {})
                 for code, response in list(responses.items()):
                     content = response.get("content", {}).get("application/json", {})
@@ -176,6 +184,16 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     responses.setdefault("403", {**error, "description": "ADMIN_TOKEN not configured"})
                 if {"apiKey": []} in operation.get("security", []):
                     responses.setdefault("401", {**error, "description": "API_KEY set and X-API-Key wrong"})
+                if (method.upper(), path) in limited_operations(app):
+                    responses.setdefault(
+                        "429",
+                        {
+                            **error,
+                            "description": "Over an abuse limit (publish rate, open streams): "
+                            "retry after the Retry-After header's seconds",
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
+                    )
                 if "requestBody" in operation:
                     responses.setdefault("413", {**error, "description": "Request body too large"})
                     responses.setdefault("422", {**error, "description": "Invalid input"})
@@ -297,9 +315,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)
+    # ---- abuse limits (docs/security-limits.md): the publishing routes share one rate per caller
+    app.state.publish_limit = RateLimit("publish", settings.publish_rate_limit)
     for module in (health, publish, services_api, queries, topics, groups, dlq):
-        app.include_router(module.router)
+        limited = [Depends(limit_publishing)] if module is publish else None
+        app.include_router(module.router, dependencies=limited)
     console.install(app)  # /console (operator web UI) and /asyncapi.json
+    app.add_middleware(SafePathIds, router=app.router)  # innermost: right before routing
     origins = settings.cors_origins()
     if origins:
         app.add_middleware(
@@ -313,6 +335,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestLog, log_lines=wide is None)
     if wide is not None:
         app.add_middleware(WideEventMiddleware, logger=wide)
+    # outside the request log and wide events, so they record the real client behind the Ingress
+    app.add_middleware(TrustedProxies, networks=settings.trusted_networks())
     configure_tracing("gateway")  # already done by run_service; off unless OTEL_* asks for it
     instrument_app(app)  # the outermost layer: wide events see the request's span
     return app

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from consumer_runtime.service import HttpSettings
 from consumer_runtime.settings import KafkaGroupSettings
 from pydantic import Field, SecretStr, field_validator
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The services whose consumers the gateway controls and whose APIs it proxies (name → settings field).
 SERVICES: dict[str, str] = {
@@ -78,6 +82,58 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
         30.0, gt=0, description="evict_stale offset reset: how long to wait for the whole assignment"
     )
 
+    # ---- abuse limits and the console's sessions (docs/security-limits.md)
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated IPs/CIDRs of the proxies (the Ingress controller) whose "
+        "X-Forwarded-Proto / X-Forwarded-For the gateway believes; empty: none",
+    )
+    publish_rate_limit: str = Field(
+        "100/second;3000/minute",
+        description="Requests per identity (token subject, else client IP) to the publishing routes, "
+        "e.g. '120/minute', '10/second;1000/hour'; over it: 429 with Retry-After",
+    )
+    stream_max_per_user: int = Field(
+        5, ge=1, description="Live (SSE) streams one identity (token subject, else client IP) may hold open"
+    )
+    stream_max_total: int = Field(
+        500, ge=1, description="Live streams open through one gateway process (their own connection pool)"
+    )
+    stream_retry_after_s: int = Field(10, ge=1, description="Retry-After of a refused stream (429)")
+    console_session_ttl_s: int = Field(
+        8 * 3600, ge=60, description="How long a console login lasts (the session expires server-side)"
+    )
+    console_max_sessions: int = Field(
+        1000, ge=1, description="Console sessions kept per process; the oldest is dropped beyond it"
+    )
+    console_login_rate_limit: str = Field(
+        "10/minute", description="Console login attempts per client address; over it: 429 with Retry-After"
+    )
+
+    @field_validator("publish_rate_limit", "console_login_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate such as '120/minute' or '10/second;1000/hour'"
+            ) from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in (v.strip() for v in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value
+
     @field_validator("issue_ingestor_url", "log_sink_url", "search_indexer_url", "notifier_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -91,3 +147,10 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
 
     def cors_origins(self) -> list[str]:
         return [o.strip() for o in self.cors_allow_origins.split(",") if o.strip()]
+
+    def trusted_networks(self) -> list[IPNetwork]:
+        return [
+            ipaddress.ip_network(v.strip(), strict=False)
+            for v in self.trusted_proxies.split(",")
+            if v.strip()
+        ]

@@ -34,6 +34,11 @@ class ErrorBody(BaseModel):
     field: str | None = Field(None, description="The failing field (dotted path) when one is at fault")
     details: list[dict[str, Any]] | None = None
     service: str | None = Field(None, description="Upstream service at fault (503)")
+    request_id: str | None = Field(
+        None,
+        description="Correlation id of the gateway's log line that holds the cause (an internal failure's "
+        "details are logged, never answered)",
+    )
 
 
 class ApiError(Exception):
@@ -49,6 +54,7 @@ class ApiError(Exception):
         details: Sequence[dict[str, Any]] | None = None,
         service: str | None = None,
         headers: dict[str, str] | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -58,8 +64,29 @@ class ApiError(Exception):
             field=field,
             details=list(details) if details is not None else None,
             service=service,
+            request_id=request_id,
         )
         self.headers = headers
+
+
+def log_cause(event: str, cause: str, **fields: Any) -> str:
+    """Log an internal failure's details (exception text, addresses, an upstream's error message) under a
+    new correlation id, and return the id: the client is answered a generic message naming it."""
+    request_id = uuid.uuid4().hex[:12]
+    log.warning(event, request_id=request_id, cause=cause, **fields)
+    return request_id
+
+
+def hidden(status: int, error: str, message: str, cause: str, *, service: str | None = None) -> ApiError:
+    """``message`` (generic) for the client with a correlation id; ``cause`` goes to the log only."""
+    request_id = log_cause(f"{error}: cause hidden from the client", cause, service=service, status=status)
+    return ApiError(
+        status,
+        error,
+        f"{message} (request id {request_id}; see the gateway's logs)",
+        service=service,
+        request_id=request_id,
+    )
 
 
 #: The HTTP status of each kind of refused operation (the one place it is decided).
@@ -73,10 +100,16 @@ def from_ops(exc: OpsError) -> ApiError:
 
 
 class UpstreamUnavailable(ApiError):
-    def __init__(self, service: str, reason: str) -> None:
-        super().__init__(
-            503, "upstream_unavailable", f"service {service} is unavailable: {reason}", service=service
-        )
+    """503 naming the service and the kind of failure (``reason``: timed out, cannot connect, shutting
+    down); the failure's details (``cause``: address, exception text) are logged under a request id."""
+
+    def __init__(self, service: str, reason: str, cause: str | None = None) -> None:
+        message = f"service {service} is unavailable: {reason}"
+        request_id = None
+        if cause is not None:
+            request_id = log_cause("upstream unavailable", cause, service=service, reason=reason)
+            message += f" (request id {request_id}; see the gateway's logs)"
+        super().__init__(503, "upstream_unavailable", message, service=service, request_id=request_id)
 
 
 def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -118,6 +151,19 @@ def _validation(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, body)
 
 
+def kafka_error(exc: KafkaError, path: str) -> ApiError:
+    """A Kafka client error as an answer: 503 (unreachable) or 502; the broker's text (addresses, internals)
+    is logged under the request id only."""
+    unavailable = isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
+    return hidden(
+        503 if unavailable else 502,
+        "kafka_unavailable" if unavailable else "kafka_error",
+        f"Kafka {'is unavailable' if unavailable else 'refused the request'}",
+        f"{type(exc).__name__}: {exc} (path {path})",
+        service="kafka",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -148,22 +194,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(KafkaError)
     async def _kafka(request: Request, exc: KafkaError) -> JSONResponse:
-        unavailable = isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
-        log.warning("kafka error", path=request.url.path, error=repr(exc))
-        body = ErrorBody(
-            error="kafka_unavailable" if unavailable else "kafka_error",
-            message=f"Kafka {'is unavailable' if unavailable else 'refused the request'}: "
-            f"{type(exc).__name__}: {exc}",
-            service="kafka",
-        )
-        return error_response(503 if unavailable else 502, body)
+        answer = kafka_error(exc, request.url.path)
+        return error_response(answer.status, answer.body)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = uuid.uuid4().hex[:12]
         log.exception("unhandled error", path=request.url.path, request_id=request_id)
         body = ErrorBody(
-            error="internal_error", message=f"internal error (request id {request_id}; see logs)"
+            error="internal_error",
+            message=f"internal error (request id {request_id}; see logs)",
+            request_id=request_id,
         )
         return error_response(500, body)
 

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json as jsonlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import Counter, Histogram
+from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from gateway.abuse import StreamSlots, caller
 from gateway.config import GatewaySettings
-from gateway.errors import ApiError, UpstreamUnavailable
+from gateway.errors import ApiError, UpstreamUnavailable, hidden
 
 UPSTREAM_SECONDS = Histogram(
     "gateway_upstream_request_seconds",
@@ -61,6 +64,20 @@ class UpstreamResponse:
         return jsonlib.loads(self.content)
 
 
+class _LiveStream(StreamingResponse):
+    """A proxied stream that ends its upstream side (``end``) when the response is done, however it ends."""
+
+    def __init__(self, content: AsyncIterator[bytes], end: Callable[[], None], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._end = end
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._end()
+
+
 class Upstreams:
     """One pooled client per upstream service (connection pooling, timeouts)."""
 
@@ -71,6 +88,12 @@ class Upstreams:
         self._timeout = self._client_timeout(timeout_s)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {timeout_s: self._timeout}
         self._sessions: dict[str, aiohttp.ClientSession] = {}  # made on first use, inside the event loop
+        # Live streams have their own pool per service, sized to the stream cap: however many are open,
+        # the calls above never wait for a connection a stream holds.
+        self._stream_sessions: dict[str, aiohttp.ClientSession] = {}
+        self.stream_slots = StreamSlots(
+            settings.stream_max_per_user, settings.stream_max_total, settings.stream_retry_after_s
+        )
         self._closed = False
         self._streams: set[aiohttp.ClientResponse] = set()  # live (SSE) proxies: close_streams() ends them
         self._seconds: dict[tuple[str, str], Any] = {}  # metric children, cached (labels() locks each time)
@@ -90,9 +113,10 @@ class Upstreams:
 
     async def close(self) -> None:
         self._closed = True
-        for session in self._sessions.values():
+        for session in (*self._sessions.values(), *self._stream_sessions.values()):
             await session.close()
         self._sessions.clear()
+        self._stream_sessions.clear()
 
     @staticmethod
     def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
@@ -122,7 +146,29 @@ class Upstreams:
             self._sessions[service] = session
         return session
 
-    def _check(self, service: str) -> None:
+    def _stream_session(self, service: str) -> aiohttp.ClientSession:
+        """The service's pool of live streams (separate from :meth:`_session`'s)."""
+        session = self._stream_sessions.get(service)
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=self.stream_slots.total, limit_per_host=0)
+            session = aiohttp.ClientSession(
+                connector=connector, timeout=_STREAM_TIMEOUT, headers={"user-agent": _USER_AGENT}
+            )
+            self._stream_sessions[service] = session
+        return session
+
+    def _check(self, service: str, path: str) -> None:
+        """The service is known and ``path`` names a path of it: no segment (an id, percent-encoded) holds a
+        ``/`` or ``\\`` or is a dot segment, which would lead the upstream URL elsewhere (a second guard
+        behind :class:`gateway.middleware.SafePathIds`, for ids from anywhere else: query, form)."""
+        for segment in path.split("?", 1)[0].split("/")[1:]:
+            decoded = unquote(segment) if "%" in segment else segment
+            if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+                raise ApiError(
+                    422,
+                    "validation_error",
+                    "an id must not contain '/' nor be '.' or '..' (also percent-encoded)",
+                )
         if service not in self.urls:
             raise ApiError(
                 404, "service_not_found", f"unknown service {service!r}: known are {', '.join(self.urls)}"
@@ -138,10 +184,10 @@ class Upstreams:
         if isinstance(exc, TimeoutError):
             UPSTREAM_ERRORS.labels(service, "timeout").inc()
             self._observe(service, "timeout", started)
-            return UpstreamUnavailable(service, f"timed out ({type(exc).__name__})")
+            return UpstreamUnavailable(service, "timed out", f"{type(exc).__name__} ({self.urls[service]})")
         UPSTREAM_ERRORS.labels(service, "connect").inc()
         self._observe(service, "error", started)
-        return UpstreamUnavailable(service, f"cannot connect to {self.urls[service]} ({exc!s})")
+        return UpstreamUnavailable(service, "cannot connect", f"{self.urls[service]}: {exc!r}")
 
     async def call(
         self,
@@ -155,7 +201,7 @@ class Upstreams:
         headers: dict[str, str] | None = None,
     ) -> UpstreamResponse:
         """Send one request; unreachable → :class:`UpstreamUnavailable` (503 naming the service)."""
-        self._check(service)
+        self._check(service, path)
         started = time.perf_counter()
         try:
             response = await self._send(service, method, path, params, json, timeout, headers)
@@ -231,14 +277,60 @@ class Upstreams:
     async def stream(
         self, service: str, path: str, params: Any, request: Request, headers: dict[str, str] | None = None
     ) -> StreamingResponse:
-        """Proxy a live (SSE) stream: headers, then every chunk as it arrives, until either side ends."""
-        self._check(service)
+        """Proxy a live (SSE) stream: headers, then every chunk as it arrives, until either side ends.
+
+        Each stream holds a slot of :attr:`stream_slots` (per caller and in total; over either: 429) and a
+        connection of the streams' own pool until it ends."""
+        self._check(service, path)
         if self._closed:
             raise UpstreamUnavailable(service, "the gateway is shutting down")
+        key = caller(request)
+        self.stream_slots.take(key)
+        try:
+            upstream = await self._open_stream(service, path, params, headers)
+        except BaseException:
+            self.stream_slots.give_back(key)
+            raise
+        self._streams.add(upstream)
+        ended = False
+
+        def end() -> None:
+            """Once, however the stream ends (also when the client left before its first chunk, when the
+            body generator never starts and so never reaches its ``finally``)."""
+            nonlocal ended
+            if not ended:
+                ended = True
+                self._streams.discard(upstream)
+                upstream.close()  # an endless stream: drop the connection rather than drain it
+                self.stream_slots.give_back(key)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.content.iter_any():
+                    yield chunk
+                    if await request.is_disconnected():
+                        break
+            except (TimeoutError, aiohttp.ClientError):
+                return
+            finally:
+                end()
+
+        return _LiveStream(
+            body(),
+            end,
+            status_code=upstream.status,
+            media_type=upstream.headers.get("content-type", "text/event-stream"),
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def _open_stream(
+        self, service: str, path: str, params: Any, headers: dict[str, str] | None
+    ) -> aiohttp.ClientResponse:
+        """The upstream's answer to a stream request, with a 2xx status (else its error is raised)."""
         sent = {"accept": "text/event-stream", **(headers or {})}
         started = time.perf_counter()
         try:
-            upstream = await self._session(service).get(
+            upstream = await self._stream_session(service).get(
                 URL(self.urls[service] + path), params=params or None, headers=sent, timeout=_STREAM_TIMEOUT
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -251,42 +343,25 @@ class Upstreams:
             finally:
                 upstream.release()
             raise_for_upstream(service, UpstreamResponse(upstream.status, [], content))
-
-        self._streams.add(upstream)
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in upstream.content.iter_any():
-                    yield chunk
-                    if await request.is_disconnected():
-                        break
-            except (TimeoutError, aiohttp.ClientError):
-                return
-            finally:
-                self._streams.discard(upstream)
-                upstream.close()  # an endless stream: drop the connection rather than drain it
-
-        return StreamingResponse(
-            body(),
-            status_code=upstream.status,
-            media_type=upstream.headers.get("content-type", "text/event-stream"),
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+        return upstream
 
 
 def raise_for_upstream(service: str, response: UpstreamResponse) -> None:
-    """Turn a non-2xx upstream answer into the gateway's error (with the upstream's message)."""
+    """Turn a non-2xx upstream answer into the gateway's error. A 4xx passes the upstream's message on (it is
+    about the request); a 5xx's message (a datastore's error text, say) is logged under a request id and the
+    client gets a generic one naming the service and that id."""
     if response.status_code < 300:
         return
     message = _upstream_message(response)
     status = response.status_code
     if status >= 500:
         UPSTREAM_ERRORS.labels(service, str(status)).inc()
+        cause = f"HTTP {status}: {message}"
         if status in (502, 503, 504):
-            raise ApiError(
-                503, "upstream_unavailable", f"service {service} is unavailable: {message}", service=service
+            raise hidden(
+                503, "upstream_unavailable", f"service {service} is unavailable", cause, service=service
             )
-        raise ApiError(502, "upstream_error", f"service {service} failed: {message}", service=service)
+        raise hidden(502, "upstream_error", f"service {service} failed", cause, service=service)
     body = _json_or_none(response)
     field = body.get("field") if isinstance(body, dict) and isinstance(body.get("field"), str) else None
     error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None

@@ -3,7 +3,7 @@
 The console is a server-rendered web UI (Jinja2 templates + vendored htmx, no CDN, no build step) mounted
 as a sub-application of the gateway. Its pages and forms call the same functions as ``/api/v1`` (service
 control, Kafka admin, DLQ replay, query forwarding), so it adds no second implementation of anything.
-Login: the admin token, kept in an HttpOnly, SameSite=Strict cookie.
+Login: the admin token buys a server-side session; an HttpOnly, SameSite=Strict cookie holds its signed id.
 """
 
 from __future__ import annotations

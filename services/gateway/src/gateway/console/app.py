@@ -28,21 +28,23 @@ from platform_events import ModeType, ProcessType
 from pydantic import ValidationError
 from starlette.datastructures import State
 
+from gateway.abuse import REFUSED
 from gateway.api.params import GroupId, TopicName
 from gateway.api.query_models import MAX_ID, MAX_ISSUE_OFFSET, MAX_SEARCH_TEXT, MAX_STREAM_CURSOR
 from gateway.console.auth import (
     COOKIE,
-    MAX_AGE_S,
     ForeignOrigin,
     LoginRequired,
     admin_enabled,
     base_path,
     cookie_path,
+    login_limit,
     require_session,
     same_origin,
+    sessions,
     token_valid,
 )
-from gateway.errors import ApiError, from_ops
+from gateway.errors import ApiError, from_ops, kafka_error
 from gateway.logs import log
 from gateway.ops import browse as messages_ops
 from gateway.ops import dlq as dlq_ops
@@ -232,40 +234,69 @@ def _safe_next(request: Request, target: str) -> str:
     return base + "/"
 
 
+async def _over_login_rate(request: Request, client: str) -> Response | None:
+    """The 429 page when ``client`` is over its login attempts (counting this one), else ``None``."""
+    wait = await login_limit(request).retry_after(client)
+    if wait is None:
+        return None
+    REFUSED.labels("console_login").inc()
+    log.warning("console login rate-limited", client=client, retry_after_s=wait)
+    refused = render(request, "login.html", 429, enabled=True, next="", limited=wait)
+    refused.headers["retry-after"] = str(wait)
+    return refused
+
+
+def _new_session(request: Request, target: str) -> Response:
+    """Redirect to ``target`` with the cookie of a new session (its signed id, never the token)."""
+    table = sessions(request)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        table.create(),
+        max_age=table.ttl_s,
+        path=cookie_path(request),
+        httponly=True,
+        secure=request.url.scheme == "https",  # over TLS (directly or as a trusted proxy says)
+        samesite="strict",
+    )
+    return response
+
+
 @public.post("/login")
 async def login(request: Request) -> Response:
     if not admin_enabled(request):
         return render(request, "login.html", 403, enabled=False, next="")
     if not same_origin(request):
         return error(request, 403, "login must be posted from the console's own page", code="foreign_origin")
+    client = request.client.host if request.client else ""
+    refused = await _over_login_rate(request, client)
+    if refused is not None:
+        return refused
     data = await form(request)
     target = _safe_next(request, first(data, "next"))
     if not token_valid(request, first(data, "token")):
-        log.warning("console login refused", client=(request.client.host if request.client else ""))
+        log.warning("console login refused", client=client)
         return render(request, "login.html", 401, enabled=True, next=target, failed=True)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        first(data, "token"),
-        max_age=MAX_AGE_S,
-        path=cookie_path(request),
-        httponly=True,
-        secure=request.url.scheme == "https",
-        samesite="strict",
-    )
-    log.info("console login", client=(request.client.host if request.client else ""))
-    return response
+    log.info("console login", client=client)
+    return _new_session(request, target)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    sessions(request).revoke(request.cookies.get(COOKIE))  # the old cookie is refused from now on
     login = base_path(request) + "/login"
     response: Response = (
         Response(status_code=204, headers={"HX-Redirect": login})
         if is_htmx(request)
         else RedirectResponse(login, status_code=303)
     )
-    response.delete_cookie(COOKIE, path=cookie_path(request), httponly=True, samesite="strict")
+    response.delete_cookie(
+        COOKIE,
+        path=cookie_path(request),
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="strict",
+    )
     return response
 
 
@@ -598,7 +629,8 @@ def create_console(gateway: FastAPI) -> FastAPI:
 
     @console.exception_handler(KafkaError)
     async def _kafka(request: Request, exc: KafkaError) -> Response:
-        return error(request, 503, f"Kafka: {type(exc).__name__}: {exc}", code="kafka_unavailable")
+        answer = kafka_error(exc, request.url.path)
+        return error(request, answer.status, answer.body.message, code=answer.body.error)
 
     @console.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
