@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.config import GatewaySettings
+from gateway_testlib import FORWARDED
 
 DEFAULT_DESCRIPTION = "Successful Response"  # FastAPI's, when the route says nothing
 
@@ -103,9 +104,7 @@ def test_the_check_finds_an_undocumented_answer() -> None:
             "/c": {"get": {"responses": {"200": {"content": {"text/plain": {}}}}}},
             "/d": {
                 "get": {
-                    "responses": {
-                        "200": {"content": {"application/json": {"schema": {"type": "object"}}}}
-                    }
+                    "responses": {"200": {"content": {"application/json": {"schema": {"type": "object"}}}}}
                 }
             },
             "/ok": {
@@ -126,35 +125,6 @@ def test_the_check_finds_an_undocumented_answer() -> None:
         "GET /c 200",
         "GET /d 200",
     ]
-
-
-#: Every forwarded operation of the gateway → the owning service's operation whose answer it returns.
-FORWARDED: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("GET", "/api/kafka/issues"): ("issue-ingestor", "GET", "/issues"),
-    ("GET", "/api/kafka/issues/{issue_id}"): ("issue-ingestor", "GET", "/issues/{issue_id}"),
-    ("DELETE", "/api/kafka/issues/{issue_id}"): ("issue-ingestor", "DELETE", "/issues/{issue_id}"),
-    ("GET", "/api/v1/issues"): ("issue-ingestor", "GET", "/issues"),
-    ("GET", "/api/v1/issues/{issue_id}"): ("issue-ingestor", "GET", "/issues/{issue_id}"),
-    ("DELETE", "/api/v1/issues/{issue_id}"): ("issue-ingestor", "DELETE", "/issues/{issue_id}"),
-    ("GET", "/api/v1/issues/{issue_id}/sessions"): ("issue-ingestor", "GET", "/issues/{issue_id}/sessions"),
-    ("GET", "/messages/search"): ("search-indexer", "GET", "/messages/search"),
-    ("GET", "/api/v1/search/messages"): ("search-indexer", "GET", "/messages/search"),
-    ("GET", "/api/v1/messages/{message_id}"): ("search-indexer", "GET", "/messages/{message_id}"),
-    ("POST", "/api/v1/search/rebuild"): ("search-indexer", "POST", "/admin/rebuild"),
-    ("GET", "/api/v1/search/rebuild"): ("search-indexer", "GET", "/admin/rebuild"),
-    ("GET", "/api/v1/logs"): ("log-sink", "GET", "/logs"),
-    ("GET", "/api/v1/logs/{event_id}"): ("log-sink", "GET", "/logs/{event_id}"),
-    ("GET", "/api/v1/notifications/{user_id}"): ("notifier", "GET", "/notifications/{user_id}"),
-    ("POST", "/api/v1/notifications/{user_id}/read"): ("notifier", "POST", "/notifications/{user_id}/read"),
-    ("POST", "/api/v1/notifications/{user_id}/{notification_id}/read"): (
-        "notifier",
-        "POST",
-        "/notifications/{user_id}/{notification_id}/read",
-    ),
-    ("GET", "/api/v1/notifications/{user_id}/stream"): ("notifier", "GET", "/notifications/{user_id}/stream"),
-    ("GET", "/api/v1/notifications/{user_id}/preferences"): ("notifier", "GET", "/preferences/{user_id}"),
-    ("PUT", "/api/v1/notifications/{user_id}/preferences"): ("notifier", "PUT", "/preferences/{user_id}"),
-}
 
 
 def _untitled(schema: Any) -> Any:

@@ -29,7 +29,9 @@ class GatewayReadiness(BaseModel):
     status: Literal["ready", "degraded", "not ready"]
     service: Literal["gateway"]
     checks: dict[str, str] = Field(description='"kafka" and each service → "ok" or why it is not ready')
-    checked_s_ago: dict[str, float] = Field(description="Age of each check's result (checked in the background)")
+    checked_s_ago: dict[str, float] = Field(
+        description="Age of each check's result (checked in the background)"
+    )
 
 
 class SeedHealth(GatewayReadiness):
