@@ -1,4 +1,4 @@
-"""The seed producer's events (no broker): every one lands, i.e. none is dated ahead of the receiver's clock."""
+"""The seed producer's events (no broker): every one lands, none is dated ahead of the receiver's clock."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka_test_producer.
 
 def load_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("kafka_test_producer", SCRIPT)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_no_event_is_dated_in_the_future() -> None:
-    """The services dead-letter event times more than MAX_CLOCK_SKEW (5 min) ahead: follow-ups (solved up to
-    4 h, reopened up to 2 h later) must still be in the past when sent, or the documented run fills the DLQ."""
+    """The services dead-letter event times more than MAX_CLOCK_SKEW (5 min) ahead: follow-ups (solved up
+    to 4 h, reopened up to 2 h later) must be in the past when sent, or the documented run fills the DLQ."""
     producer = load_script()
     events = producer.build_events(20, 0.9, 0.5, random.Random(1))
     sent_at = datetime.now(UTC)
