@@ -6,9 +6,11 @@
 The names come from the same settings as `make run` (environment first, then .devdata/services.env, then
 the services' defaults): the MySQL database DB_NAME (dropped and created again, empty, with its user), the
 MongoDB databases LOG_MONGO_DB and NOTIFIER_MONGO_DB, the Elasticsearch indexes of SEARCH_INDEX_ALIAS
-(``<alias>-*`` and whatever the alias points to), and the platform's Kafka topics, their ``.dlq`` topics and
-the control topic. Any other database, index or topic on the same servers is left alone, and only servers
-on this machine (127.0.0.1 / localhost) are touched.
+(``<alias>-*`` and whatever the alias points to), and the platform's Kafka topics, their ``.dlq`` topics,
+the control topic and the gateway's DLQ replay markers (KAFKA_DLQ_REPLAY_TOPIC: markers are keyed by DLQ
+partition and offset, so ones left behind would mark the new letters of an emptied DLQ as replayed). Any
+other database, index or topic on the same servers is left alone, and only servers on this machine
+(127.0.0.1 / localhost) are touched.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import httpx
 from consumer_runtime.kafka_clients import start_admin
 from consumer_runtime.settings import KafkaClientSettings
 from consumer_runtime.testing import delete_topics
+from gateway.config import GatewaySettings
 
 SERVICES_ENV = Path(__file__).resolve().parents[1] / ".devdata" / "services.env"
 LOCAL = {"127.0.0.1", "localhost", "::1"}
@@ -115,11 +118,15 @@ async def plan(env: dict[str, str]) -> Plan:
             {i["index"] for i in named.json()}
             | (set(aliased.json()) if aliased.status_code == 200 else set())
         )
+    replays = (
+        env.get("KAFKA_DLQ_REPLAY_TOPIC") or GatewaySettings.model_fields["kafka_dlq_replay_topic"].default
+    )
     kafka = KafkaClientSettings(
-        _env_file=None, **{k.lower(): v for k, v in env.items() if k.startswith("KAFKA_")}
+        _env_file=None,
+        **{k.lower(): v for k, v in env.items() if k.startswith("KAFKA_") and k != "KAFKA_DLQ_REPLAY_TOPIC"},
     )
     names = [spec.name for spec in kafka.topics().values()]
-    wanted = {*names, *(f"{n}.dlq" for n in names), kafka.kafka_control_topic}
+    wanted = {*names, *(f"{n}.dlq" for n in names), kafka.kafka_control_topic, replays}
     admin = await start_admin(kafka)
     try:
         p.topics = sorted(wanted & set(await admin.list_topics()))

@@ -46,6 +46,7 @@ async def test_reset_data_deletes_only_the_projects_data(
     env = {
         **topic_env,
         "KAFKA_CONTROL_TOPIC": f"p22b-{tag}-control",
+        "KAFKA_DLQ_REPLAY_TOPIC": f"p22b-{tag}-replays",
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DB_HOST": f"{host}:{port}",
         "DB_NAME": f"p22b_{tag}",
@@ -57,7 +58,12 @@ async def test_reset_data_deletes_only_the_projects_data(
         "ELASTICSEARCH_URL": elasticsearch_url,
         "SEARCH_INDEX_ALIAS": f"p22b-{tag}-messages",
     }
-    mine = [*topic_env.values(), *(f"{t}.dlq" for t in topic_env.values()), env["KAFKA_CONTROL_TOPIC"]]
+    mine = [
+        *topic_env.values(),
+        *(f"{t}.dlq" for t in topic_env.values()),
+        env["KAFKA_CONTROL_TOPIC"],
+        env["KAFKA_DLQ_REPLAY_TOPIC"],
+    ]
     other_topic, other_db, other_index = f"p22b-{tag}-other", f"p22b_{tag}_other", f"p22b-{tag}-other"
     settings = KafkaClientSettings(kafka_bootstrap_servers=kafka_bootstrap)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
