@@ -70,39 +70,48 @@ INVALID = [
 
 
 def build_events(
-    count: int, solved_ratio: float, reopen_ratio: float, rng: random.Random
+    count: int, solved_ratio: float, reopen_ratio: float, rng: random.Random, now: datetime | None = None
 ) -> list[FactoryIssueEvent]:
-    """``count`` issues; each is reported, some solved later, a few of those reopened. Time-ordered."""
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=count)
-    day = start.strftime("%Y%m%d")
-    events: list[tuple[datetime, int, FactoryIssueEvent]] = []
+    """``count`` issues; each is reported, some solved later, a few of those reopened. Time-ordered, and
+    all in the past: the last event is at ``now`` (the services dead-letter event times more than
+    ``MAX_CLOCK_SKEW`` ahead of their clock, so a follow-up hours after a recent report would never land)."""
+    # first the story of each issue as offsets from the first report, then the whole of it placed before now
+    stories: list[tuple[int, ModeType, ProcessType, int, str, list[tuple[timedelta, int]]]] = []
     for i in range(count):
         mode = list(ModeType)[i % len(ModeType)]
         process = ProcessType.FAILURE_REPORT if rng.random() < 0.7 else ProcessType.SCHEDULED_INSPECTION
         line = rng.randint(1, 9)
-        issue = f"{PREFIX[mode]}_{line:03d}_{day}_{i + 1:03d}"
-        at = start + timedelta(minutes=i, seconds=rng.randint(0, 59), milliseconds=rng.randint(0, 999))
+        at = timedelta(minutes=i, seconds=rng.randint(0, 59), milliseconds=rng.randint(0, 999))
         text = rng.choice(PROBLEMS[mode] if process is ProcessType.FAILURE_REPORT else INSPECTIONS)
+        steps = [(at, 0)]  # 0 reported, 1 solved, 2 reopened
+        if rng.random() < solved_ratio:
+            solved_at = at + timedelta(minutes=rng.randint(5, 240))
+            steps.append((solved_at, 1))
+            if rng.random() < reopen_ratio:
+                steps.append((solved_at + timedelta(minutes=rng.randint(10, 120)), 2))
+        stories.append((i, mode, process, line, text, steps))
+    latest = max((at for *_, steps in stories for at, _ in steps), default=timedelta(0))
+    start = (now or datetime.now(UTC)).replace(microsecond=0) - latest
+    events: list[tuple[datetime, int, FactoryIssueEvent]] = []
+    for i, mode, process, line, text, steps in stories:
+        reported = start + steps[0][0]
         base = FactoryIssueEvent(
-            issue=issue,
+            issue=f"{PREFIX[mode]}_{line:03d}_{reported.strftime('%Y%m%d')}_{i + 1:03d}",
             process_type=process,
             mode_type=mode,
             mode_log_id=f"{PREFIX[mode]}_LOG_{line:03d}_{i + 1:05d}",
             description=text,
             is_solved=False,
-            timestamp=at,
+            timestamp=reported,
         )
-        events.append((at, 0, base))
-        if rng.random() < solved_ratio:
-            solved_at = at + timedelta(minutes=rng.randint(5, 240))
-            solved = base.model_copy(
-                update={"is_solved": True, "timestamp": solved_at, "description": f"{text} - 조치 완료"}
-            )
-            events.append((solved_at, 1, solved))
-            if rng.random() < reopen_ratio:
-                again_at = solved_at + timedelta(minutes=rng.randint(10, 120))
-                again = base.model_copy(update={"timestamp": again_at, "description": f"{text} - 재발생"})
-                events.append((again_at, 2, again))
+        events.append((reported, 0, base))
+        for at, step in steps[1:]:
+            update: dict[str, object] = {"timestamp": start + at}
+            if step == 1:
+                update |= {"is_solved": True, "description": f"{text} - 조치 완료"}
+            else:
+                update |= {"description": f"{text} - 재발생"}
+            events.append((start + at, step, base.model_copy(update=update)))
     events.sort(key=lambda e: (e[0], e[1]))
     return [e for _, _, e in events]
 
@@ -197,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.invalid):
         values.insert(rng.randint(0, len(values)), (INVALID[i % len(INVALID)], None))
     if args.dry_run:
-        for value, _ in values:
-            sys.stdout.write(value.decode("utf-8", "replace") + "\n")
+        try:
+            for value, _ in values:
+                sys.stdout.write(value.decode("utf-8", "replace") + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--dry-run | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
     overrides: dict[str, object] = {"kafka_bootstrap_servers": args.bootstrap} if args.bootstrap else {}
     if not args.bootstrap:

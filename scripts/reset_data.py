@@ -6,9 +6,12 @@
 The names come from the same settings as `make run` (environment first, then .devdata/services.env, then
 the services' defaults): the MySQL database DB_NAME (dropped and created again, empty, with its user), the
 MongoDB databases LOG_MONGO_DB and NOTIFIER_MONGO_DB, the Elasticsearch indexes of SEARCH_INDEX_ALIAS
-(``<alias>-*`` and whatever the alias points to), and the platform's Kafka topics, their ``.dlq`` topics and
-the control topic. Any other database, index or topic on the same servers is left alone, and only servers
-on this machine (127.0.0.1 / localhost) are touched.
+(the search-indexer's own names, ``<alias>-000001`` and a rebuild's ``<alias>-<UTC time>-<4 hex>``, and
+whatever the alias points to; not another alias's ``<alias>-<more>-…``), the platform's Kafka topics,
+their ``.dlq`` topics, the control topic and the gateway's DLQ replay markers (KAFKA_DLQ_REPLAY_TOPIC:
+markers are keyed by DLQ partition and offset, so ones left behind would mark the new letters of an
+emptied DLQ as replayed). Any other database, index or topic on the same servers is left alone, and only
+servers on this machine (127.0.0.1 / localhost) are touched.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,7 @@ import httpx
 from consumer_runtime.kafka_clients import start_admin
 from consumer_runtime.settings import KafkaClientSettings
 from consumer_runtime.testing import delete_topics
+from gateway.config import GatewaySettings
 
 SERVICES_ENV = Path(__file__).resolve().parents[1] / ".devdata" / "services.env"
 LOCAL = {"127.0.0.1", "localhost", "::1"}
@@ -108,18 +113,23 @@ async def plan(env: dict[str, str]) -> Plan:
     finally:
         await mongo.close()
     alias = env["SEARCH_INDEX_ALIAS"]
+    own = re.compile(rf"{re.escape(alias)}-(\d{{6}}|\d{{14}}-[0-9a-f]{{4}})")  # store.new_index_name
     async with httpx.AsyncClient(base_url=env["ELASTICSEARCH_URL"], timeout=15) as es:
         named = await es.get(f"/_cat/indices/{alias}-*", params={"format": "json", "expand_wildcards": "all"})
         aliased = await es.get(f"/_alias/{alias}")
         p.indexes = sorted(
-            {i["index"] for i in named.json()}
+            {i["index"] for i in named.json() if own.fullmatch(i["index"])}
             | (set(aliased.json()) if aliased.status_code == 200 else set())
         )
+    replays = (
+        env.get("KAFKA_DLQ_REPLAY_TOPIC") or GatewaySettings.model_fields["kafka_dlq_replay_topic"].default
+    )
     kafka = KafkaClientSettings(
-        _env_file=None, **{k.lower(): v for k, v in env.items() if k.startswith("KAFKA_")}
+        _env_file=None,
+        **{k.lower(): v for k, v in env.items() if k.startswith("KAFKA_") and k != "KAFKA_DLQ_REPLAY_TOPIC"},
     )
     names = [spec.name for spec in kafka.topics().values()]
-    wanted = {*names, *(f"{n}.dlq" for n in names), kafka.kafka_control_topic}
+    wanted = {*names, *(f"{n}.dlq" for n in names), kafka.kafka_control_topic, replays}
     admin = await start_admin(kafka)
     try:
         p.topics = sorted(wanted & set(await admin.list_topics()))

@@ -46,6 +46,7 @@ async def test_reset_data_deletes_only_the_projects_data(
     env = {
         **topic_env,
         "KAFKA_CONTROL_TOPIC": f"p22b-{tag}-control",
+        "KAFKA_DLQ_REPLAY_TOPIC": f"p22b-{tag}-replays",
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DB_HOST": f"{host}:{port}",
         "DB_NAME": f"p22b_{tag}",
@@ -57,8 +58,16 @@ async def test_reset_data_deletes_only_the_projects_data(
         "ELASTICSEARCH_URL": elasticsearch_url,
         "SEARCH_INDEX_ALIAS": f"p22b-{tag}-messages",
     }
-    mine = [*topic_env.values(), *(f"{t}.dlq" for t in topic_env.values()), env["KAFKA_CONTROL_TOPIC"]]
+    alias = env["SEARCH_INDEX_ALIAS"]
+    mine = [
+        *topic_env.values(),
+        *(f"{t}.dlq" for t in topic_env.values()),
+        env["KAFKA_CONTROL_TOPIC"],
+        env["KAFKA_DLQ_REPLAY_TOPIC"],
+    ]
     other_topic, other_db, other_index = f"p22b-{tag}-other", f"p22b_{tag}_other", f"p22b-{tag}-other"
+    # another alias's index that starts like ours (a test's `<alias>-deploy-…`): not ours to delete
+    look_alike = f"{env['SEARCH_INDEX_ALIAS']}-deploy-{tag}-000001"
     settings = KafkaClientSettings(kafka_bootstrap_servers=kafka_bootstrap)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
     es = httpx.AsyncClient(base_url=elasticsearch_url, timeout=30)
@@ -69,15 +78,14 @@ async def test_reset_data_deletes_only_the_projects_data(
         )
         for db in (env["LOG_MONGO_DB"], env["NOTIFIER_MONGO_DB"], other_db):
             await mongo[db]["c"].insert_one({"x": 1})
-        alias = env["SEARCH_INDEX_ALIAS"]
-        for index in (f"{alias}-1", other_index):
+        for index in (f"{alias}-000001", f"{alias}-20261206041638-d108", other_index, look_alike):
             (await es.put(f"/{index}", json={"settings": {"number_of_replicas": 0}})).raise_for_status()
-        (await es.put(f"/{alias}-1/_alias/{alias}")).raise_for_status()
+        (await es.put(f"/{alias}-000001/_alias/{alias}")).raise_for_status()
 
         shown = await asyncio.to_thread(run, env)  # without --yes: shows, deletes nothing
         assert shown.returncode == 1, shown.stderr
         assert env["LOG_MONGO_DB"] in shown.stdout
-        assert (await es.head(f"/{alias}-1")).status_code == 200
+        assert (await es.head(f"/{alias}-000001")).status_code == 200
 
         done = await asyncio.to_thread(run, env, "--yes")
         assert done.returncode == 0, done.stderr
@@ -95,8 +103,10 @@ async def test_reset_data_deletes_only_the_projects_data(
         assert env["LOG_MONGO_DB"] not in dbs
         assert env["NOTIFIER_MONGO_DB"] not in dbs
         assert other_db in dbs
-        assert (await es.head(f"/{alias}-1")).status_code == 404
+        assert (await es.head(f"/{alias}-000001")).status_code == 404
+        assert (await es.head(f"/{alias}-20261206041638-d108")).status_code == 404  # a rebuild's index
         assert (await es.head(f"/{other_index}")).status_code == 200
+        assert (await es.head(f"/{look_alike}")).status_code == 200
         assert f"mysql database: {env['DB_NAME']}" in done.stdout
     finally:
         await delete_topics(kafka_bootstrap, [*mine, other_topic])
@@ -104,7 +114,7 @@ async def test_reset_data_deletes_only_the_projects_data(
         for db in (env["LOG_MONGO_DB"], env["NOTIFIER_MONGO_DB"]):
             await mongo.drop_database(db)
         await mongo.close()
-        for index in (f"{env['SEARCH_INDEX_ALIAS']}-1", other_index):
+        for index in (f"{alias}-000001", f"{alias}-20261206041638-d108", other_index, look_alike):
             await es.delete(f"/{index}")
         await es.aclose()
         await asyncio.to_thread(drop_mysql_database, env["DB_NAME"], env["DB_USERNAME"], port=port)

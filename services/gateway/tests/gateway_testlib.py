@@ -134,3 +134,32 @@ def walk_routes(items: list[Any], prefix: str = "") -> list[tuple[str, APIRoute]
         elif hasattr(item, "original_router"):
             out += walk_routes(list(item.original_router.routes), prefix + item.include_context.prefix)
     return out
+
+
+#: Every forwarded operation of the gateway → the owning service's operation whose answer it returns.
+FORWARDED: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("GET", "/api/kafka/issues"): ("issue-ingestor", "GET", "/issues"),
+    ("GET", "/api/kafka/issues/{issue_id}"): ("issue-ingestor", "GET", "/issues/{issue_id}"),
+    ("DELETE", "/api/kafka/issues/{issue_id}"): ("issue-ingestor", "DELETE", "/issues/{issue_id}"),
+    ("GET", "/api/v1/issues"): ("issue-ingestor", "GET", "/issues"),
+    ("GET", "/api/v1/issues/{issue_id}"): ("issue-ingestor", "GET", "/issues/{issue_id}"),
+    ("DELETE", "/api/v1/issues/{issue_id}"): ("issue-ingestor", "DELETE", "/issues/{issue_id}"),
+    ("GET", "/api/v1/issues/{issue_id}/sessions"): ("issue-ingestor", "GET", "/issues/{issue_id}/sessions"),
+    ("GET", "/messages/search"): ("search-indexer", "GET", "/messages/search"),
+    ("GET", "/api/v1/search/messages"): ("search-indexer", "GET", "/messages/search"),
+    ("GET", "/api/v1/messages/{message_id}"): ("search-indexer", "GET", "/messages/{message_id}"),
+    ("POST", "/api/v1/search/rebuild"): ("search-indexer", "POST", "/admin/rebuild"),
+    ("GET", "/api/v1/search/rebuild"): ("search-indexer", "GET", "/admin/rebuild"),
+    ("GET", "/api/v1/logs"): ("log-sink", "GET", "/logs"),
+    ("GET", "/api/v1/logs/{event_id}"): ("log-sink", "GET", "/logs/{event_id}"),
+    ("GET", "/api/v1/notifications/{user_id}"): ("notifier", "GET", "/notifications/{user_id}"),
+    ("POST", "/api/v1/notifications/{user_id}/read"): ("notifier", "POST", "/notifications/{user_id}/read"),
+    ("POST", "/api/v1/notifications/{user_id}/{notification_id}/read"): (
+        "notifier",
+        "POST",
+        "/notifications/{user_id}/{notification_id}/read",
+    ),
+    ("GET", "/api/v1/notifications/{user_id}/stream"): ("notifier", "GET", "/notifications/{user_id}/stream"),
+    ("GET", "/api/v1/notifications/{user_id}/preferences"): ("notifier", "GET", "/preferences/{user_id}"),
+    ("PUT", "/api/v1/notifications/{user_id}/preferences"): ("notifier", "PUT", "/preferences/{user_id}"),
+}

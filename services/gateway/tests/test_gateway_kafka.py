@@ -482,6 +482,13 @@ async def test_dlq_list_and_replay(gw: httpx.AsyncClient, names: Names, kafka_bo
     }
     assert letters[(0, 1)]["replayed"]["outcome"] == "failed_again"
     assert letters[(0, 1)]["replayed"]["letter"] == {"partition": 0, "offset": 3}
+    # the same outcome when the later letter is not on the page (a page of one letter, the runbook's paging)
+    alone = await gw.get(
+        f"/api/v1/dlq/{topic}/messages", params={"partition": 0, "offset": 1, "limit": 1}, headers=AUTH
+    )
+    assert [d["offset"] for d in alone.json()["dead_letters"]] == [1]
+    assert alone.json()["dead_letters"][0]["replayed"]["outcome"] == "failed_again"
+    assert alone.json()["dead_letters"][0]["replayed"]["letter"] == {"partition": 0, "offset": 3}
     assert letters[(0, 0)]["replayed"]["outcome"] == "not_dead_lettered"
     assert letters[(0, 0)]["replayed"]["count"] == 1
     assert new["replayed"] is None

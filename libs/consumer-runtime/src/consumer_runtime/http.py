@@ -4,16 +4,42 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from consumer_runtime.runner import ConsumerRunner
 from consumer_runtime.status import Action, ConsumerStatus, ControlAck
 
 Check = Callable[[], Awaitable[None]]
+
+
+class Liveness(BaseModel):
+    """``/healthz``: 200 with ``ok``; 503 with ``wedged`` and the reason."""
+
+    status: Literal["ok", "wedged"]
+    service: str
+    reason: str | None = Field(None, description="why the consumer loop counts as wedged (503 only)")
+
+
+class ServiceReadiness(BaseModel):
+    """``/readyz``: each check's result ("ok" or why it failed); 503 when a gating check failed."""
+
+    status: Literal["ready", "degraded", "not ready"]
+    service: str
+    checks: dict[str, str] = Field(description='check name → "ok" or the reason it failed')
+
+
+#: ``/metrics`` in the OpenAPI document: Prometheus' text format, not JSON.
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": f"Prometheus text exposition format ({CONTENT_TYPE_LATEST})",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
 
 
 async def run_checks(checks: Mapping[str, Check], timeout_s: float = 3.0) -> tuple[bool, dict[str, str]]:
@@ -77,7 +103,14 @@ def ops_router(
     gating = {**(consumer_checks(runner) if runner else {}), **checks}
     soft = {**(kafka_checks(runner) if runner else {}), **(degraded_checks or {})}
 
-    @router.get("/healthz", summary="Liveness: the process answers and its consumer loop is not wedged")
+    @router.get(
+        "/healthz",
+        summary="Liveness: the process answers and its consumer loop is not wedged",
+        responses={
+            200: {"model": Liveness},
+            503: {"model": Liveness, "description": "The consumer loop is wedged: restart the process"},
+        },
+    )
     async def healthz() -> JSONResponse:
         wedged = runner.wedged() if runner is not None else None
         body = {"status": "ok" if wedged is None else "wedged", "service": service}
@@ -88,6 +121,10 @@ def ops_router(
     @router.get(
         "/readyz",
         summary="Readiness: the datastore answers, the consumer is not failing (Kafka reported, not gating)",
+        responses={
+            200: {"model": ServiceReadiness},
+            503: {"model": ServiceReadiness, "description": "Not ready: the failing check is named"},
+        },
     )
     async def readyz() -> JSONResponse:
         (ok, report), (fine, extra) = await asyncio.gather(run_checks(gating), run_checks(soft))
@@ -95,7 +132,9 @@ def ops_router(
         body = {"status": status, "service": service, "checks": {**report, **extra}}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get(
+        "/metrics", summary="Prometheus metrics", response_class=Response, responses=METRICS_RESPONSES
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

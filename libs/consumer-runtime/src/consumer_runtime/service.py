@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer_runtime.control import ControlFollower
 from consumer_runtime.core import Sink
+from consumer_runtime.docs import install_docs
 from consumer_runtime.http import Check, ops_router
 from consumer_runtime.logging import configure_logging, get_logger
 from consumer_runtime.runner import ConsumerRunner
@@ -202,7 +203,10 @@ def build_service(
         description=description,
         version="0.1.0",
         lifespan=consumer_lifespan(runner, settings.shutdown_timeout_s, startup=startup, shutdown=shutdown),
+        docs_url=None,  # served by install_docs from the package's own Swagger UI files (no CDN)
+        redoc_url=None,  # ReDoc would load from a CDN; /docs is the one docs UI
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.runner = runner
     for key, value in (state or {}).items():

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from consumer_runtime import ConsumerRunner, ConsumerStatus, ControlAck
+from consumer_runtime.http import Liveness
 from consumer_runtime.service import from_state
 from fastapi import APIRouter, Depends, HTTPException, Query
 from platform_events import ModeType, ProcessType, parse_timestamp
@@ -154,7 +155,12 @@ def health_router() -> APIRouter:
     """``/health``: the seed documents' liveness path (the same answer as ``/healthz``)."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/health", summary="Seed-compatible liveness (same as /healthz)")
+    @router.get(
+        "/health",
+        summary="Seed-compatible liveness (same as /healthz)",
+        response_model=Liveness,
+        response_model_exclude_none=True,
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok", "service": SERVICE_NAME}
 

@@ -5,14 +5,24 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from log_sink.handlers import InvalidQuery, LogQuery, decode_cursor, parse_field_filters, parse_time
 from log_sink.store import WideEventStore
 
 
+class WideEvent(BaseModel):
+    """A stored wide event as it was sent: these three fields plus any context fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str
+    timestamp: str = Field(description="event time, ISO-8601 UTC")
+    service: str
+
+
 class LogPage(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[WideEvent]
     next_cursor: str | None
     count: int
 
@@ -58,7 +68,7 @@ def router(store: WideEventStore, *, max_limit: int = 1000) -> APIRouter:
         items, next_cursor = await store.find(query)
         return LogPage(items=items, next_cursor=next_cursor, count=len(items))
 
-    @api.get("/{event_id}", summary="One wide event by event_id")
+    @api.get("/{event_id}", summary="One wide event by event_id", response_model=WideEvent)
     async def get_log(event_id: str) -> dict[str, Any]:
         doc = await store.get(event_id)
         if doc is None:

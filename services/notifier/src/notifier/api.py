@@ -28,6 +28,14 @@ STREAM_RETRY_MS = 3000
 FRESH_GRACE_MS = 5000
 
 
+#: The stream in the OpenAPI document: Server-Sent Events (no JSON schema describes an endless stream).
+STREAM_RESPONSE = {
+    "description": f"Server-Sent Events: `event: {STREAM_EVENT}`, `data:` one Notification as JSON, `id:` "
+    "the resume cursor; a `: connected` comment first, `: ping …` comments while idle",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
 class Notification(BaseModel):
     notification_id: str
     user_id: str
@@ -69,6 +77,18 @@ class MarkReadResult(BaseModel):
 class Preferences(BaseModel):
     user_id: str
     muted_channels: list[str] = Field(description="no notification is stored for mentions in these channels")
+
+
+class LiveStatus(BaseModel):
+    """The live tail (disabled: only ``enabled``, ``connections`` and ``at``)."""
+
+    enabled: bool
+    connections: int = Field(description="open stream connections on this replica")
+    at: float | None = Field(None, description="epoch seconds of the answer (tail disabled)")
+    topic: str | None = Field(None, description="the topic the tail reads (tail enabled)")
+    connected: bool | None = None
+    records: int | None = Field(None, description="records the tail has read")
+    last_error: str | None = None
 
 
 class PreferencesIn(BaseModel):
@@ -137,7 +157,7 @@ def api_router(
         "reconnecting with it (`Last-Event-ID`, or `?after=`) sends exactly what came after it, on any "
         "replica. A notification id of the earlier stream is still accepted (approximate resume).",
         response_class=EventSourceResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={200: STREAM_RESPONSE},
     )
     async def stream(
         request: Request,
@@ -295,7 +315,13 @@ def api_router(
         return Preferences(user_id=user_id, muted_channels=await store.unmute(user_id, channel_id))
 
     # ------------------------------------------------------------------ live status
-    @router.get("/live/status", tags=["operations"], summary="The live tail and open stream connections")
+    @router.get(
+        "/live/status",
+        tags=["operations"],
+        summary="The live tail and open stream connections",
+        response_model=LiveStatus,
+        response_model_exclude_unset=True,
+    )
     async def live_status() -> dict[str, Any]:
         if tail is None:
             return {"enabled": False, "connections": hub.connections, "at": time.time()}

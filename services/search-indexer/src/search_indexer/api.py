@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from consumer_runtime.auth import admin_refusal
 from consumer_runtime.service import from_state
+from consumer_runtime.status import Counts, LastError
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from platform_events import MAX_ID_CHARS
+from pydantic import BaseModel, Field
 
 from search_indexer import handlers as h
 from search_indexer.rebuild import RebuildBusyError, RebuildError, RebuildManager
@@ -16,6 +18,90 @@ from search_indexer.store import MessageStore
 
 StoreDep = Annotated[MessageStore, Depends(from_state("store"))]
 RebuildDep = Annotated[RebuildManager, Depends(from_state("rebuild"))]
+
+
+class Message(BaseModel):
+    """A message as the search-indexer holds it (the event's field names); null where no event said yet."""
+
+    message_id: str
+    channel_id: str | None
+    author_id: str | None
+    content: str | None
+    mentions: list[str]
+    attachments: list[dict[str, Any] | str]
+    created_at: str | None = Field(description="time of the message.created event, ISO-8601 UTC")
+    updated_at: str | None = Field(description="time of the latest message.updated event, ISO-8601 UTC")
+    version: int | None
+
+
+class SearchHit(Message):
+    score: float | None = Field(description="relevance (null when sorted by time)")
+    highlights: list[str] = Field(description="content fragments with the matched words marked")
+
+
+class SearchPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    hits: list[SearchHit]
+
+
+class RebuildConsumer(BaseModel):
+    state: str
+    counts: Counts
+    last_error: LastError | None
+
+
+class RebuildStatus(BaseModel):
+    """The current or last rebuild; ``{"state": "idle"}`` before the first one (other fields absent)."""
+
+    state: Literal[
+        "idle",
+        "starting",
+        "creating_index",
+        "replaying",
+        "swapping",
+        "catching_up",
+        "cleaning_up",
+        "done",
+        "failed",
+    ]
+    id: str | None = None
+    alias: str | None = None
+    new_index: str | None = None
+    old_indices: list[str] | None = None
+    group: str | None = Field(None, description="the rebuild's own consumer group")
+    topics: list[str] | None = None
+    force: bool | None = None
+    old_documents: int | None = None
+    kept_indices: list[str] | None = None
+    phase: Literal["replay", "catch_up"] | None = None
+    replayed: int | None = None
+    total: int | None = None
+    progress: float | None = Field(None, description="replayed / total (0..1)")
+    started_at: float | None = Field(None, description="epoch seconds")
+    swapped_at: float | None = Field(None, description="when the alias moved (epoch seconds)")
+    finished_at: float | None = Field(None, description="epoch seconds")
+    rate_eps: float | None = Field(None, description="events per second of the replay")
+    documents: int | None = Field(None, description="documents in the new index when done")
+    error: str | None = None
+    consumer: RebuildConsumer | None = Field(None, description="the rebuild's consumer, while it runs")
+
+
+class RetiredIndex(BaseModel):
+    index: str
+    retired_at: float
+    expires_at: float
+
+
+class Indices(BaseModel):
+    alias: str
+    current: list[str]
+    retired: list[RetiredIndex]
+
+
+class DeletedIndex(BaseModel):
+    deleted: str
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="search-indexer"'}
@@ -39,7 +125,12 @@ def _require_admin(request: Request, authorization: Annotated[str | None, Header
 router = APIRouter()
 
 
-@router.get("/messages/search", tags=["search"], summary="Full-text search on message content")
+@router.get(
+    "/messages/search",
+    tags=["search"],
+    summary="Full-text search on message content",
+    response_model=SearchPage,
+)
 async def search_messages(
     store: StoreDep,
     q: Annotated[str | None, Query(max_length=1000, description="words matched in content")] = None,
@@ -73,7 +164,10 @@ async def search_messages(
 
 
 @router.get(
-    "/messages/{message_id}", tags=["search"], summary="One indexed message (404 if absent or deleted)"
+    "/messages/{message_id}",
+    tags=["search"],
+    summary="One indexed message (404 if absent or deleted)",
+    response_model=Message,
 )
 async def get_message(store: StoreDep, message_id: str) -> dict[str, Any]:
     message = await store.get_message(message_id)
@@ -88,6 +182,8 @@ async def get_message(store: StoreDep, message_id: str) -> dict[str, Any]:
     status_code=202,
     summary="Rebuild the index by replaying the message topics, then swap the alias",
     dependencies=[Depends(_require_admin)],
+    response_model=RebuildStatus,
+    response_model_exclude_unset=True,
 )
 async def start_rebuild(
     manager: RebuildDep,
@@ -107,7 +203,13 @@ async def start_rebuild(
         raise HTTPException(409, str(exc)) from None
 
 
-@router.get("/admin/rebuild", tags=["rebuild"], summary="Progress of the current (or last) rebuild")
+@router.get(
+    "/admin/rebuild",
+    tags=["rebuild"],
+    summary="Progress of the current (or last) rebuild",
+    response_model=RebuildStatus,
+    response_model_exclude_unset=True,
+)
 async def rebuild_status(manager: RebuildDep) -> dict[str, Any]:
     return manager.status()
 
@@ -117,6 +219,7 @@ async def rebuild_status(manager: RebuildDep) -> dict[str, Any]:
     tags=["rebuild"],
     summary="The indexes behind the alias and the ones a rebuild retired (kept until deleted or expired)",
     dependencies=[Depends(_require_admin)],
+    response_model=Indices,
 )
 async def list_indices(store: StoreDep, manager: RebuildDep) -> dict[str, Any]:
     keep = manager.settings.rebuild_keep_old_index_s
@@ -135,6 +238,7 @@ async def list_indices(store: StoreDep, manager: RebuildDep) -> dict[str, Any]:
     tags=["rebuild"],
     summary="Delete an index a rebuild retired (never the one behind the alias)",
     dependencies=[Depends(_require_admin)],
+    response_model=DeletedIndex,
 )
 async def delete_retired_index(store: StoreDep, name: str) -> dict[str, Any]:
     if name in await store.alias_indices():

@@ -19,12 +19,26 @@ from fastapi.responses import Response, StreamingResponse
 from gateway.api.query_models import (
     MAX_ID,
     MAX_STREAM_CURSOR,
+    STREAM_RESPONSE,
+    DeletedOut,
+    IssueOut,
+    IssuePage,
     IssueQuery,
+    LogPage,
     LogQuery,
     MarkRead,
+    MarkReadResult,
+    Message,
     MutedChannels,
+    Notification,
+    NotificationPage,
     NotificationQuery,
+    Preferences,
+    RebuildStatus,
+    SearchPage,
     SearchQuery,
+    SessionOut,
+    WideEvent,
 )
 from gateway.auth import Admin, AppKey
 from gateway.deps import UpstreamsDep
@@ -205,6 +219,26 @@ ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ),
 )
 
+#: The owner's answer of each operation (documentation only: the answer is forwarded unchanged, and
+#: FastAPI does not re-validate a ``Response`` a handler returns). The stream is documented in ``OPTIONS``.
+ANSWERS: dict[Handler, Any] = {
+    list_issues: IssuePage,
+    get_issue: IssueOut,
+    delete_issue: DeletedOut,
+    list_sessions: list[SessionOut],
+    search: SearchPage,
+    get_message: Message,
+    start_rebuild: RebuildStatus,
+    rebuild_status: RebuildStatus,
+    query_logs: LogPage,
+    get_log: WideEvent,
+    list_notifications: NotificationPage,
+    mark_read: MarkReadResult,
+    mark_one_read: Notification,
+    get_preferences: Preferences,
+    put_preferences: Preferences,
+}
+
 #: Route options of an operation other than a plain read (``READ`` errors documented).
 OPTIONS: dict[Handler, dict[str, Any]] = {
     delete_issue: {"dependencies": [Admin], "responses": error_responses(401, 403, 404, 503)},
@@ -216,7 +250,7 @@ OPTIONS: dict[Handler, dict[str, Any]] = {
     rebuild_status: {},
     stream: {
         "response_class": StreamingResponse,
-        "responses": {200: {"content": {"text/event-stream": {}}}, **error_responses(422, 503)},
+        "responses": {200: STREAM_RESPONSE, **error_responses(422, 503)},
     },
 }
 
@@ -229,6 +263,7 @@ for _method, _path, _handler, _summary in ROUTES:
         name=f"seed_{_handler.__name__}" if _seed else _handler.__name__,
         tags=[SEED if _seed else "queries"],
         summary=_summary,
+        response_model=ANSWERS.get(_handler),
         **OPTIONS.get(_handler, {"responses": READ}),
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from consumer_runtime.status import ConsumerStatus
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
@@ -77,6 +78,7 @@ async def post_control(
     "/api/kafka/status",
     tags=["seed-compatible"],
     summary="Issue consumer status (seed 000)",
+    response_model=ConsumerStatus,
     responses=error_responses(503),
 )
 async def seed_status(upstreams: UpstreamsDep) -> Any:

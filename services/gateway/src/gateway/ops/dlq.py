@@ -174,6 +174,26 @@ async def list_dlq(kafka: KafkaGateway) -> DlqList:
     )
 
 
+async def _failed_again(
+    kafka: KafkaGateway, dlq: str, markers: dict[str, dict[str, Any]]
+) -> dict[str, DeadLetter]:
+    """Replayed letter → the letter its last replay became when that failed again: the letter of this DLQ
+    replayed from it (``dlq.replayed.from``) whose original record is the one the marker names (an earlier
+    replay's failure does not count). Looked for in the whole DLQ: the later letter is rarely on the same
+    page (another partition, a later offset)."""
+    whole = await kafka.browse(dlq, partition=None, offset=None, timestamp_ms=None, limit=1_000_000)
+    out: dict[str, DeadLetter] = {}
+    for message in whole["messages"]:
+        letter = dead_letter(message)
+        ref = letter.lineage.get("replayed_from")
+        if not isinstance(ref, str):
+            continue
+        record = markers.get(ref, {}).get("record")
+        if isinstance(record, dict) and all(letter.original.get(k) == v for k, v in record.items()):
+            out[ref] = letter
+    return out
+
+
 async def dead_letters(
     kafka: KafkaGateway,
     settings: GatewaySettings,
@@ -188,18 +208,17 @@ async def dead_letters(
     page = await browse(kafka, settings, dlq, partition=partition, offset=offset, limit=limit)
     letters = [dead_letter(m.model_dump()) for m in page.messages]
     markers = await replay_markers(kafka, settings, dlq)
-    # a replayed record that failed again is a later letter of this DLQ naming its letter as replayed_from
-    again = {d.lineage["replayed_from"]: d for d in letters if d.lineage.get("replayed_from")}
-    for d in letters:
-        marker = markers.get(letter_ref(dlq, d.partition, d.offset))
-        if marker is not None:
-            later = again.get(letter_ref(dlq, d.partition, d.offset))
-            outcome = (
-                {"outcome": "failed_again", "letter": {"partition": later.partition, "offset": later.offset}}
-                if later is not None
-                else {"outcome": "not_dead_lettered"}
-            )
-            d.replayed = {**marker, **outcome}
+    replayed = [d for d in letters if letter_ref(dlq, d.partition, d.offset) in markers]
+    again = await _failed_again(kafka, dlq, markers) if replayed else {}
+    for d in replayed:
+        ref = letter_ref(dlq, d.partition, d.offset)
+        later = again.get(ref)
+        outcome = (
+            {"outcome": "failed_again", "letter": {"partition": later.partition, "offset": later.offset}}
+            if later is not None
+            else {"outcome": "not_dead_lettered"}
+        )
+        d.replayed = {**markers[ref], **outcome}
     return DeadLetterPage(dlq_topic=dlq, dead_letters=letters, partitions=page.partitions)
 
 
