@@ -233,7 +233,10 @@ async def drain_child(spec: dict[str, Any]) -> dict[str, Any]:
     store = MessageStore.from_settings(settings)
     try:
         await store.ensure_alias()
+        cpu = time.process_time()
         d = await drain(settings, store, spec["n"])
+        tracing.shutdown_tracing()  # flush: the export of the last spans counts too
+        d["cpu_s"] = time.process_time() - cpu  # the whole drain (group join included), all threads
         await store.refresh()
         count = await store.count()
         if count != spec["n"]:
@@ -243,7 +246,7 @@ async def drain_child(spec: dict[str, Any]) -> dict[str, Any]:
             for index in await store.alias_indices():
                 await store.delete_index(index)
         await store.close()
-        tracing.shutdown_tracing()  # flush: the receiver's count covers the whole drain
+        tracing.shutdown_tracing()  # (when the drain failed)
     return {**d, "tracing": on, "events_per_s": spec["n"] / d["steady_s"]}
 
 
@@ -309,9 +312,11 @@ async def sink_case(ep: Any, prefix: str, otlp: str) -> dict[str, Any]:
             runs[case].append(res)
             say(
                 f"search-indexer drain round {i + 1} tracing {case:3s} {res['events_per_s']:8,.0f} events/s  "
-                f"({res['batches']} batches, {res['spans_exported']} spans exported)"
+                f"CPU {res['cpu_s'] * 1000 / SINK_N:.3f} ms/event ({res['batches']} batches, "
+                f"{res['spans_exported']} spans exported)"
             )
     rates = {case: SINK_N * len(runs[case]) / sum(r["steady_s"] for r in runs[case]) for case in CASES}
+    cpu = {case: sum(r["cpu_s"] for r in runs[case]) * 1000 / (SINK_N * len(runs[case])) for case in CASES}
     spans_on = sum(r["spans_exported"] for r in runs["on"])
     return {
         "path": "search-indexer drain (make run defaults)",
@@ -327,6 +332,8 @@ async def sink_case(ep: Any, prefix: str, otlp: str) -> dict[str, Any]:
             round(on["events_per_s"] / off["events_per_s"], 3)
             for on, off in zip(runs["on"], runs["off"], strict=True)
         ],
+        "off_cpu_ms_per_unit": cpu["off"],
+        "on_cpu_ms_per_unit": cpu["on"],
         "spans_exported": spans_on,
         "spans_per_unit": spans_on / (SINK_N * len(runs["on"])) if runs["on"] else None,
         "rounds": runs,

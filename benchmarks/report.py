@@ -192,7 +192,7 @@ def _tracing_section(data: dict[str, Any]) -> list[str]:
         per_unit = _num(t.get("spans_per_unit"))
         lines.append(
             f"| {t['path']} ({unit}) | {t['off_per_s']:,.0f} | {t['on_per_s']:,.0f} "
-            f"| **{t['on_over_off']:.2f}** | {rounds} | {cpu} | {_f(per_unit, '{:.2f}')} |"
+            f"| **{t['on_over_off']:.2f}** | {rounds} | {cpu} | {_f(per_unit, '{:.3g}')} |"
         )
     lines += [""] + [f"- **{t['path']}**: {t.get('how', '')}" for t in items]
     lines += [

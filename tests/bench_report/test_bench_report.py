@@ -174,7 +174,7 @@ def test_report_has_the_tracing_off_vs_on_rows(tmp_path: Path, monkeypatch: pyte
 
     assert "### Tracing off vs on (OpenTelemetry, same run)" in text
     gateway_row = "| gateway POST /messages (requests) | 2,000 | 1,500 | **0.75** | 0.70, 0.80 "
-    assert gateway_row + "| 0.30 → 0.45 ms | 2.00 |" in text
+    assert gateway_row + "| 0.30 → 0.45 ms | 2 |" in text
     assert (
         "| search-indexer drain (make run defaults) (events) | 3,400 | 3,230 | **0.95** | 0.94, 0.96 | – |"
         in text
