@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from benchmarks._common import report
+from benchmarks._targets import headline
 from benchmarks.bench_gateway import Server, combined, parse_wrk, poll, ratio_rounds, wrk_binary
 
 CONCURRENCY = int(os.environ.get("BENCH_TRACE_CONCURRENCY", "50"))
@@ -368,6 +369,7 @@ async def main() -> int:
             "tracing",
             rows,
             summary={
+                "headline": headline_of(results),
                 "tracing": [{k: v for k, v in r.items() if k != "rounds"} for r in results],
                 "rounds": {r["path"]: r["rounds"] for r in results},
                 "exporter": "BatchSpanProcessor (SDK defaults) + OTLPSpanExporter, HTTP/protobuf to a local "
@@ -380,6 +382,12 @@ async def main() -> int:
         receiver.reap()
         await cleanup(ep.kafka_bootstrap, prefix)
     return 0
+
+
+def headline_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report's main-table row: no rate of its own, the on ÷ off ratios in its "latency of" cell."""
+    ratios = "; ".join(f"{r['path']} {r['on_over_off']:.2f}" for r in results)
+    return headline(latency_of=f"tracing on ÷ off: {ratios} (section below)")
 
 
 async def cleanup(bootstrap: str, prefix: str) -> None:

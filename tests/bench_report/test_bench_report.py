@@ -168,7 +168,10 @@ def test_report_has_the_tracing_off_vs_on_rows(tmp_path: Path, monkeypatch: pyte
         "spans_exported": 80,
         "spans_per_unit": 0.002,
     }
-    _write(tmp_path, "tracing", {"tracing": [gateway, sink], "exporter": "BatchSpanProcessor + OTLP"})
+    from benchmarks.bench_tracing import headline_of
+
+    summary = {"headline": headline_of([gateway, sink]), "tracing": [gateway, sink], "exporter": "BSP + OTLP"}
+    _write(tmp_path, "tracing", summary)
     rows, raw = report.load_rows()
     text = report.render(rows, raw, {"kafka": "test"})
 
@@ -179,4 +182,9 @@ def test_report_has_the_tracing_off_vs_on_rows(tmp_path: Path, monkeypatch: pyte
         "| search-indexer drain (make run defaults) (events) | 3,400 | 3,230 | **0.95** | 0.94, 0.96 | – |"
         in text
     )
-    assert "BatchSpanProcessor + OTLP" in text
+    assert "BSP + OTLP" in text
+    main_row = next(line for line in text.splitlines() if line.startswith("| tracing "))
+    assert (
+        "tracing on ÷ off: gateway POST /messages 0.75; search-indexer drain (make run defaults) 0.95"
+        in main_row
+    )
