@@ -202,6 +202,39 @@ def _memory_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _tracing_section(data: dict[str, Any]) -> list[str]:
+    """Tracing off vs on in the same run (``bench_tracing``): each path's rate both ways and their ratio."""
+    items = data.get("summary", {}).get("tracing", [])
+    if not items:
+        return []
+    lines = [
+        "### Tracing off vs on (OpenTelemetry, same run)",
+        "",
+        "| path | off /s | on /s | on ÷ off | per round | CPU / unit off → on | spans exported per unit |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for t in items:
+        rounds = ", ".join(f"{r:.2f}" for r in t.get("on_over_off_rounds") or []) or "–"
+        unit = t.get("unit", "events")
+        cpu_off, cpu_on = _num(t.get("off_cpu_ms_per_unit")), _num(t.get("on_cpu_ms_per_unit"))
+        cpu = f"{cpu_off:.2f} → {cpu_on:.2f} ms" if cpu_off is not None and cpu_on is not None else "–"
+        per_unit = _num(t.get("spans_per_unit"))
+        lines.append(
+            f"| {t['path']} ({unit}) | {t['off_per_s']:,.0f} | {t['on_per_s']:,.0f} "
+            f"| **{t['on_over_off']:.2f}** | {rounds} | {cpu} | {_f(per_unit, '{:.3g}')} |"
+        )
+    lines += [""] + [f"- **{t['path']}**: {t.get('how', '')}" for t in items]
+    lines += [
+        "",
+        "off: the `make run` default (no `OTEL_*` variable); on: `OTEL_EXPORTER_OTLP_ENDPOINT` set, so the "
+        f"service traces as deployed — {data['summary'].get('exporter', 'BatchSpanProcessor + OTLP')}. "
+        "Per round: on ÷ off of each alternating round; rounds that disagree widely mean the machine's load "
+        "moved more than tracing costs.",
+        "",
+    ]
+    return lines
+
+
 def _sink_section(rows: list[Row], raw: dict[str, Any]) -> list[str]:
     """Each sink at the `make run` defaults draining a backlog, against raw bulk into the same schema and
     into a minimal one (primary key only): schema cost and pipeline cost side by side."""
@@ -317,6 +350,7 @@ def render(rows: list[Row], raw: dict[str, Any], versions: dict[str, str]) -> st
     for r in rows:
         lines += _http_section(raw[r.benchmark])
         lines += _overhead_section(raw[r.benchmark])
+        lines += _tracing_section(raw[r.benchmark])
     lines += ["## Targets", ""]
     missed = [(r.benchmark, m) for r in rows for m in r.missed]
     met = [(r.benchmark, m) for r in rows for m in r.met]

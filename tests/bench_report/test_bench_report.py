@@ -138,3 +138,53 @@ def test_pct_is_nearest_rank_on_0_to_100() -> None:
     assert pct(values, 99) == 99.0
     assert pct(values, 100) == 100.0
     assert pct([7.0], 99) == 7.0
+
+
+def test_report_has_the_tracing_off_vs_on_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_tracing's results: one row per path with its off and on rates, their ratio and the rounds'."""
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "RUNS", tmp_path / "_runs.json")
+    gateway = {
+        "path": "gateway POST /messages",
+        "unit": "requests",
+        "how": "wrk",
+        "off_per_s": 2000.0,
+        "on_per_s": 1500.0,
+        "on_over_off": 0.75,
+        "on_over_off_rounds": [0.7, 0.8],
+        "off_cpu_ms_per_unit": 0.3,
+        "on_cpu_ms_per_unit": 0.45,
+        "spans_exported": 9000,
+        "spans_per_unit": 2.0,
+    }
+    sink = {
+        "path": "search-indexer drain (make run defaults)",
+        "unit": "events",
+        "how": "a backlog",
+        "off_per_s": 3400.0,
+        "on_per_s": 3230.0,
+        "on_over_off": 0.95,
+        "on_over_off_rounds": [0.94, 0.96],
+        "spans_exported": 80,
+        "spans_per_unit": 0.002,
+    }
+    from benchmarks.bench_tracing import headline_of
+
+    summary = {"headline": headline_of([gateway, sink]), "tracing": [gateway, sink], "exporter": "BSP + OTLP"}
+    _write(tmp_path, "tracing", summary)
+    rows, raw = report.load_rows()
+    text = report.render(rows, raw, {"kafka": "test"})
+
+    assert "### Tracing off vs on (OpenTelemetry, same run)" in text
+    gateway_row = "| gateway POST /messages (requests) | 2,000 | 1,500 | **0.75** | 0.70, 0.80 "
+    assert gateway_row + "| 0.30 → 0.45 ms | 2 |" in text
+    assert (
+        "| search-indexer drain (make run defaults) (events) | 3,400 | 3,230 | **0.95** | 0.94, 0.96 | – |"
+        in text
+    )
+    assert "BSP + OTLP" in text
+    main_row = next(line for line in text.splitlines() if line.startswith("| tracing "))
+    assert (
+        "tracing on ÷ off: gateway POST /messages 0.75; search-indexer drain (make run defaults) 0.95"
+        in main_row
+    )

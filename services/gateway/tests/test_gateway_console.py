@@ -16,6 +16,7 @@ from gateway.app import create_app
 from gateway.console.app import _highlight, create_console
 from gateway.console.auth import Sessions
 from gateway_testlib import ADMIN_TOKEN, Names, gateway_settings, walk_routes
+from gateway_testlib import Stack as GatewayStack
 from platform_events.asyncapi import asyncapi_document
 
 CONSOLE = Path(__file__).resolve().parents[1] / "src" / "gateway" / "console"
@@ -262,3 +263,95 @@ async def test_console_entry_and_static_assets_need_no_login(path: str) -> None:
     assert response.status_code == 200
     if path == "/console":
         assert str(response.url).endswith("/console/login?next=%2Fconsole%2F")
+
+
+# ------------------------------------------------------------------------------- links to a trace's logs
+def test_a_records_trace_id_comes_from_a_valid_traceparent_only() -> None:
+    from gateway.console.app import trace_id_of
+
+    tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert trace_id_of({"traceparent": f"00-{tid}-00f067aa0ba902b7-01", "x": "y"}) == tid
+    assert trace_id_of({"traceparent": f"00-{tid.upper()}-00f067aa0ba902b7-01"}) is None
+    assert trace_id_of({"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}) is None
+    assert trace_id_of({"x-trace": tid}) is None
+    assert trace_id_of({}) is None
+
+
+@pytest.mark.integration
+async def test_issue_and_message_pages_link_to_the_logs_of_their_records_trace(
+    stack: GatewayStack, kafka_bootstrap: str
+) -> None:
+    """An issue event produced with a ``traceparent`` header (as the gateway's publish or any traced client
+    sends it): the issue page finds that record through the issue's Kafka position and links to the logs
+    of its trace; the topic's message rows link too; the logs page lists the trace's wide events. An event
+    without the header: the page says so and links nowhere."""
+    import json
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+    from consumer_runtime.testing import wait_until
+
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    traced, plain = f"TRC_{uuid.uuid4().hex[:10]}", f"TRC_{uuid.uuid4().hex[:10]}"
+    wide_id = f"evt_{uuid.uuid4().hex}"
+    names = stack.names
+
+    def event(issue_id: str) -> bytes:
+        return json.dumps(
+            {"issue": issue_id, "processType": "장애접수", "modeType": "프레스", "modeLogId": f"{issue_id}_L",
+             "description": "trace", "isSolved": False, "timestamp": "2026-12-06T04:00:00"},
+            ensure_ascii=False,
+        ).encode()  # fmt: skip
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        headers = [("traceparent", f"00-{trace_id}-{span_id}-01".encode())]
+        await producer.send_and_wait(
+            names.topic("issues"), event(traced), key=traced.encode(), headers=headers
+        )
+        await producer.send_and_wait(names.topic("issues"), event(plain), key=plain.encode())
+        wide = {"event_id": wide_id, "timestamp": "2026-12-06T04:00:00Z", "service": "gateway", "path": "/x",
+                "status": 200, "trace_id": trace_id, "span_id": span_id}  # fmt: skip
+        await producer.send_and_wait(names.topic("logs"), json.dumps(wide).encode(), key=wide_id.encode())
+    finally:
+        await producer.stop()
+
+    gateway = stack.gateway.url
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as c:
+
+        async def stored() -> bool:
+            for path in (
+                f"/api/kafka/issues/{traced}",
+                f"/api/kafka/issues/{plain}",
+                f"/api/v1/logs/{wide_id}",
+            ):
+                if (await c.get(path)).status_code != 200:
+                    return False
+            return True
+
+        await wait_until(stored, timeout=30, interval=0.3, what="both issues and the wide event stored")
+        login = await c.post("/console/login", data={"token": ADMIN_TOKEN}, headers={"origin": gateway})
+        assert login.status_code == 303, login.text
+
+        page = await c.get(f"/console/issues/{traced}")
+        assert page.status_code == 200, page.text
+        link = f'href="/console/logs?trace_id={trace_id}"'
+        assert link in page.text
+
+        untraced = await c.get(f"/console/issues/{plain}")
+        assert untraced.status_code == 200
+        assert "carries no traceparent header" in untraced.text
+        assert "/console/logs?trace_id=" not in untraced.text
+
+        rows = await c.get(f"/console/topics/{names.topic('issues')}/messages", params={"limit": 500})
+        assert rows.status_code == 200
+        assert rows.text.count(link) >= 1
+
+        logs = await c.get("/console/logs", params={"trace_id": trace_id})
+        assert logs.status_code == 200
+        assert f'data-event-id="{wide_id}"' in logs.text
+        other = await c.get("/console/logs", params={"trace_id": uuid.uuid4().hex})
+        assert wide_id not in other.text
+        assert "No wide log event of this trace" in other.text
+        assert (await c.get("/console/logs", params={"trace_id": "not-a-trace"})).status_code == 422

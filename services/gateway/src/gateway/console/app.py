@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 from aiokafka.errors import KafkaError
+from consumer_runtime.tracing import record_context
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -59,7 +60,8 @@ from gateway.upstream import Upstreams
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-ISSUES, SEARCH, NOTIFIER = "issue-ingestor", "search-indexer", "notifier"
+ISSUES, SEARCH, NOTIFIER, LOGS = "issue-ingestor", "search-indexer", "notifier", "log-sink"
+TraceId = Annotated[str, Query(pattern=r"^([0-9a-f]{32})?$")]
 
 UserId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID)]
 
@@ -108,7 +110,18 @@ def _highlight(fragment: str) -> Markup:
     return Markup(escaped.replace("&lt;em&gt;", "<mark>").replace("&lt;/em&gt;", "</mark>"))
 
 
+def trace_id_of(headers: Any) -> str | None:
+    """The W3C trace id (32 hex digits) a record's ``traceparent`` header carries, None without a valid one.
+    ``headers``: the browse API's ``{name: text}`` of a record."""
+    if not isinstance(headers, dict) or not isinstance(headers.get("traceparent"), str):
+        return None
+    pairs = [(k, v.encode("utf-8")) for k, v in headers.items() if isinstance(v, str)]
+    context = record_context(pairs)
+    return format(context.trace_id, "032x") if context is not None else None
+
+
 templates.env.filters["ms"] = _ms
+templates.env.filters["trace_id"] = trace_id_of
 templates.env.filters["pretty"] = _pretty
 templates.env.filters["highlight"] = _highlight
 templates.env.filters["urlseg"] = lambda v: quote(str(v), safe="")
@@ -499,7 +512,45 @@ async def issue_page(
     seg = quote(issue_id, safe="")
     issue = await upstreams.json(ISSUES, "GET", f"/issues/{seg}")
     sessions = await upstreams.json(ISSUES, "GET", f"/issues/{seg}/sessions")
-    return render(request, "issue.html", active="issues", issue=issue, sessions=sessions)
+    trace = await _issue_trace(gw(request), issue)
+    return render(request, "issue.html", active="issues", issue=issue, sessions=sessions, trace=trace)
+
+
+async def _issue_trace(state: State, issue: Any) -> dict[str, Any]:
+    """The trace of the event that last wrote the issue: the issue names that event's Kafka position
+    (``kafka_partition``, ``kafka_offset`` of the issue topic), and the record there carries the W3C
+    ``traceparent`` header its producer set. ``trace_id`` is None when the record carries none or is no
+    longer in the topic (``why`` says which)."""
+    topic = state.settings.kafka_topic_chatbot_issues
+    partition, offset = issue.get("kafka_partition"), issue.get("kafka_offset")
+    found: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset, "trace_id": None}
+    if not isinstance(partition, int) or not isinstance(offset, int):
+        return {**found, "why": "the issue names no Kafka position"}
+    try:
+        page = await messages_ops.browse(
+            state.kafka, state.settings, topic, partition=partition, offset=offset, limit=1
+        )
+    except (OpsError, KafkaError) as exc:
+        return {**found, "why": f"its record could not be read ({type(exc).__name__})"}
+    record = next((m for m in page.messages if m.partition == partition and m.offset == offset), None)
+    if record is None:  # browse starts at the earliest offset still kept
+        return {**found, "why": "its record is no longer in the topic (retention)"}
+    trace_id = trace_id_of(record.headers)
+    if trace_id is None:
+        return {**found, "why": "its record carries no traceparent header"}
+    return {**found, "trace_id": trace_id}
+
+
+# ------------------------------------------------------------------------------------------ logs
+@router.get("/logs", response_class=HTMLResponse)
+async def logs_page(request: Request, trace_id: TraceId = "") -> Response:
+    """The wide log events of one trace (every service's, newest first), from the log-sink."""
+    page = None
+    if trace_id:
+        page = await gw(request).upstreams.json(
+            LOGS, "GET", "/logs", params={"trace_id": trace_id, "limit": 200}
+        )
+    return render(request, "logs.html", active="", trace_id=trace_id, page=page)
 
 
 # ------------------------------------------------------------------------------------------ search
