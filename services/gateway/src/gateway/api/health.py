@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.deps import ChecksDep
+from gateway.deps import ChecksDep, SettingsDep
 from gateway.ops.services import Readiness, readiness
 
 router = APIRouter(tags=["operations"])
@@ -14,10 +14,11 @@ router = APIRouter(tags=["operations"])
 _SEED_STATUS = {"ready": "healthy", "degraded": "degraded"}
 
 
-def _ready_answer(ready: Readiness, status: str) -> JSONResponse:
+def _ready_answer(ready: Readiness, status: str, auth: str) -> JSONResponse:
     body = {
         "status": status,
         "service": "gateway",
+        "auth": auth,  # GATEWAY_AUTH: "open" (make run) must be visible to whoever looks
         "checks": ready.checks,
         "checked_s_ago": ready.checked_s_ago,
     }
@@ -34,15 +35,15 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: Kafka reachable (503 otherwise); each service's readiness reported (degraded); "
     "answered at once from background checks",
 )
-async def readyz(checks: ChecksDep) -> JSONResponse:
+async def readyz(checks: ChecksDep, settings: SettingsDep) -> JSONResponse:
     ready = await readiness(checks)
-    return _ready_answer(ready, ready.status)
+    return _ready_answer(ready, ready.status, settings.gateway_auth)
 
 
 @router.get("/health", tags=["seed-compatible"], summary="System health check (seed 000)")
-async def health(checks: ChecksDep) -> JSONResponse:
+async def health(checks: ChecksDep, settings: SettingsDep) -> JSONResponse:
     ready = await readiness(checks)
-    return _ready_answer(ready, _SEED_STATUS.get(ready.status, "unhealthy"))
+    return _ready_answer(ready, _SEED_STATUS.get(ready.status, "unhealthy"), settings.gateway_auth)
 
 
 @router.get(

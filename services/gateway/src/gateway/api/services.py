@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from gateway.auth import Admin
@@ -17,6 +17,7 @@ from gateway.deps import ControlDep, LagsDep, UpstreamsDep
 from gateway.errors import error_responses
 from gateway.ops import services as ops
 from gateway.ops.services import ControlResult, ServicesStatus, ServiceStatus
+from gateway.policy import identity_of
 
 router = APIRouter()
 ServiceName = Literal["issue-ingestor", "log-sink", "search-indexer", "notifier"]
@@ -79,8 +80,11 @@ async def post_control(
     summary="Issue consumer status (seed 000)",
     responses=error_responses(503),
 )
-async def seed_status(upstreams: UpstreamsDep) -> Any:
-    return await upstreams.json(SEED_SERVICE, "GET", "/consumer/status")
+async def seed_status(upstreams: UpstreamsDep, request: Request) -> Any:
+    status = await upstreams.json(SEED_SERVICE, "GET", "/consumer/status")
+    if identity_of(request).is_admin or not isinstance(status, dict):
+        return status
+    return {k: v for k, v in status.items() if k in SEED_STATUS_SUMMARY}  # the details are for admins
 
 
 def _seed_control_route(action: Action) -> None:
@@ -99,6 +103,12 @@ def _seed_control_route(action: Action) -> None:
         responses={**RECORDED, **error_responses(401, 403, 503)},
     )
 
+
+#: What ``GET /api/kafka/status`` shows a caller without ``admin`` (no errors, assignment or holders).
+SEED_STATUS_SUMMARY = frozenset(
+    {"name", "group", "topics", "state", "desired", "paused", "enabled", "ready", "lag", "counts"}
+    | {"started_at"}
+)
 
 _SEED_ACTIONS: tuple[Action, ...] = ("start", "stop", "restart")
 for _action in _SEED_ACTIONS:
