@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +18,24 @@ from consumer_runtime.testing import wait_until
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from gateway.config import GatewaySettings
+from gateway.identity import key_hash
 
 ADMIN_TOKEN = "gateway-test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def write_api_keys(path: Path, keys: dict[str, tuple[str, Iterable[str]]]) -> Path:
+    """An AUTH_API_KEYS_FILE at ``path`` from {key: (subject, scopes)} (the file holds the hashes only)."""
+    entries = [
+        {"name": f"test-{i}", "subject": subject, "scopes": sorted(scopes), "sha256": key_hash(key)}
+        for i, (key, (subject, scopes)) in enumerate(keys.items())
+    ]
+    path.write_text(json.dumps({"keys": entries}))
+    return path
 
 
 @dataclass
