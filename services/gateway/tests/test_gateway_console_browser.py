@@ -104,14 +104,14 @@ async def test_pause_and_resume_a_service_from_the_overview(page: Page, stack: S
     await row.locator('button[data-action="pause"]').click()
     await expect(state).to_have_text("paused")
     await expect(page.locator("#flash")).to_contain_text("pause → log-sink: applied")
-    api = (await stack.client.get("/api/v1/services/log-sink")).json()
+    api = (await stack.client.get("/api/v1/services/log-sink", headers=AUTH)).json()
     assert api["status"]["state"] == "paused"
     assert api["desired"]["action"] == "pause"
     await shot(page, "02-overview-paused")
 
     await row.locator('button[data-action="resume"]').click()
     await expect(state).to_have_text("running")
-    assert (await stack.client.get("/api/v1/services/log-sink")).json()["status"]["state"] == "running"
+    assert (await stack.client.get("/api/v1/services/log-sink", headers=AUTH)).json()["status"]["state"] == "running"
 
 
 async def test_search_a_korean_word_shows_highlighted_hits(page: Page, stack: Stack) -> None:

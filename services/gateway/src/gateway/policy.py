@@ -178,6 +178,10 @@ class Policy:
             match = regex.match(path)
             if match is not None:
                 return decision, match.groupdict()
+        if method == "GET" and not path.endswith("/"):
+            slashed, _ = self.decide(method, path + "/")
+            if slashed in (PUBLIC, CONSOLE):
+                return PUBLIC, {}  # the router only redirects to the slashed path (e.g. /console)
         return UNLISTED, {}
 
 
