@@ -111,7 +111,9 @@ async def test_pause_and_resume_a_service_from_the_overview(page: Page, stack: S
 
     await row.locator('button[data-action="resume"]').click()
     await expect(state).to_have_text("running")
-    assert (await stack.client.get("/api/v1/services/log-sink", headers=AUTH)).json()["status"]["state"] == "running"
+    assert (await stack.client.get("/api/v1/services/log-sink", headers=AUTH)).json()["status"][
+        "state"
+    ] == "running"
 
 
 async def test_search_a_korean_word_shows_highlighted_hits(page: Page, stack: Stack) -> None:
