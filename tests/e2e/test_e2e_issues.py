@@ -179,7 +179,7 @@ async def test_restart_under_load_loses_nothing(stack: Stack, gw: httpx.AsyncCli
     ours = {i for i in got if i.startswith(f"RST_{rid}")}
     assert ours == expected
 
-    status = (await gw.get("/api/kafka/status")).json()
+    status = (await gw.get("/api/kafka/status", headers=stack.admin_headers())).json()  # details: admin
     assert status["state"] == "running"
     assert status["last_error"] is None or status["last_error"].get("stage") != "sink", status
 
