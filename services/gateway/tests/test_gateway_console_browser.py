@@ -369,7 +369,7 @@ async def test_stop_and_start_from_the_overview_and_the_feedback_stays(page: Pag
         await stack.client.post("/api/v1/services/notifier/start", headers=AUTH)
 
     async def assigned() -> bool:
-        status = (await stack.client.get("/api/v1/services/notifier")).json()["status"]
+        status = (await stack.client.get("/api/v1/services/notifier", headers=AUTH)).json()["status"]
         return status["state"] == "running" and bool(status["assignment"])
 
     await wait_until(assigned, timeout=60, interval=0.3, what="notifier running and assigned again")
