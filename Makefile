@@ -49,9 +49,7 @@ reset-data: install ## empty the local data the project created (MySQL DB_NAME, 
 # EXTERNAL_KAFKA=host:port make run: that broker (e.g. a real Kafka from compose) instead of the local one
 run: install ## start everything and print the gateway URL (Ctrl-C stops the services; EXTERNAL_KAFKA=host:port)
 	@VPY=$(VPY) scripts/run-env.sh .devdata/services.env
-	@test -s .devdata/admin-token || $(VPY) -c "import secrets; print(secrets.token_urlsafe(24))" > .devdata/admin-token
-	@echo "ADMIN_TOKEN=$$(cat .devdata/admin-token)" >> .devdata/services.env
-	@echo "gateway: http://localhost:8000  (OpenAPI at /docs; admin token in .devdata/admin-token)"
+	@echo "gateway: http://localhost:8000  (OpenAPI at /docs; tokens in .devdata/user-token, .devdata/admin-token)"
 	$(VENV)/bin/honcho -f Procfile -e .devdata/services.env start
 
 browser: ## Debian's chromium for the console's browser tests (Playwright drives it; no browser download)

@@ -133,6 +133,8 @@ async def wrk(url: str, concurrency: int, seconds: int) -> dict[str, Any]:
         "--timeout",
         "10s",
         "--latency",
+        "-H",
+        f"Authorization: Bearer {ADMIN}",  # the gateway needs a token (GATEWAY_AUTH=required)
         url,
     ]
     proc = await asyncio.create_subprocess_exec(
@@ -359,7 +361,8 @@ async def seed(stack: Stack) -> list[str]:
     """Publish ISSUES issues through the gateway; wait until the issue-ingestor stored them."""
     gateway = stack.servers["gateway"].url
     issue_ids = [f"PRESS_{i:04d}_{stack.prefix[-6:]}" for i in range(ISSUES)]
-    async with httpx.AsyncClient(base_url=gateway, timeout=30) as gw:
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=gateway, timeout=30, headers=auth) as gw:
         sem = asyncio.Semaphore(20)
 
         async def post(issue: str) -> None:

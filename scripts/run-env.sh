@@ -2,6 +2,8 @@
 # What `make run` gives every service: writes KEY=VALUE lines (the local servers' addresses) to $1
 # (default .devdata/services.env), starting or reusing those servers first; LOG_JSON=false when run on a
 # terminal (the services' output reaches it through honcho's pipes, so they cannot tell themselves).
+# Credentials (scripts/dev_auth.py, next to $1): ADMIN_TOKEN, a user's API key (hashed into api-keys.json)
+# and GATEWAY_AUTH=open, so the seeds' curl commands work without a token; both tokens are printed.
 # EXTERNAL_KAFKA=host:port: use that broker instead of the local one, which is then not started - e.g. a real
 # Apache Kafka from `docker compose -f deploy/compose/compose.yaml up -d kafka kafka-init` (localhost:9092),
 # for producers the local broker cannot serve (librdkafka / Java clients: docs/local-servers.md).
@@ -26,3 +28,5 @@ if [[ -n ${EXTERNAL_KAFKA:-} ]]; then
   printf 'KAFKA_BOOTSTRAP_SERVERS=%s\nKAFKA_BROKER=%s\n' "$EXTERNAL_KAFKA" "$EXTERNAL_KAFKA" >> "$out"
   echo "kafka: $EXTERNAL_KAFKA (EXTERNAL_KAFKA; the local broker was not started)"
 fi
+# the admin token, a user's API key (kept next to $out, the same every run) and GATEWAY_AUTH=open
+"$py" scripts/dev_auth.py "$(dirname "$out")" >> "$out"

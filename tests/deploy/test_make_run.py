@@ -81,3 +81,50 @@ def test_make_run_writes_its_environment_through_the_script() -> None:
     run = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "scripts/run-env.sh .devdata/services.env" in run
     assert "-e .devdata/services.env" in run
+
+
+def test_make_run_runs_the_gateway_open_with_printed_tokens(tmp_path: Path) -> None:
+    """`make run`: GATEWAY_AUTH=open, an admin token and a user's API key (hashed in the keys file), both
+    printed ready to use, the same on the next run; the gateway accepts them as those identities."""
+    import asyncio
+
+    from gateway.config import GatewaySettings
+    from gateway.identity import DATA_PLANE_SCOPES, Authenticator, key_hash
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "dev_auth.py"), str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+
+    first = run()
+    env = dict(line.split("=", 1) for line in first.stdout.splitlines())
+    assert env["GATEWAY_AUTH"] == "open"
+    user = (tmp_path / "user-token").read_text().strip()
+    admin = (tmp_path / "admin-token").read_text().strip()
+    assert env["ADMIN_TOKEN"] == admin
+    assert user in first.stderr
+    assert admin in first.stderr
+    keys = Path(env["AUTH_API_KEYS_FILE"]).read_text()
+    assert user not in keys, "the keys file holds hashes only"
+    assert key_hash(user) in keys
+    assert run().stderr == first.stderr, "the tokens stay the same from one run to the next"
+
+    settings = GatewaySettings(
+        gateway_auth=env["GATEWAY_AUTH"], admin_token=admin, auth_api_keys_file=env["AUTH_API_KEYS_FILE"]
+    )
+    auth = Authenticator(settings)
+    as_user = asyncio.run(auth.identify(f"Bearer {user}", None))
+    as_admin = asyncio.run(auth.identify(f"Bearer {admin}", None))
+    assert as_user is not None
+    assert as_admin is not None
+    assert (as_user.subject, as_user.scopes) == ("user_001", DATA_PLANE_SCOPES)
+    assert as_admin.is_admin
+
+
+def test_make_run_environment_carries_the_credentials(tmp_path: Path) -> None:
+    _, env = _run_env(tmp_path, None)
+    assert env["GATEWAY_AUTH"] == "open"
+    assert env["ADMIN_TOKEN"] == (tmp_path / "admin-token").read_text().strip()
+    assert env["AUTH_API_KEYS_FILE"] == str(tmp_path / "api-keys.json")
+    assert "DEPLOY_ENVIRONMENT" not in env

@@ -33,6 +33,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 @pytest.fixture
 async def gw(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the gateway (no admin token; use ``stack.admin_headers()``)."""
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30.0) as client:
+    """An HTTP client on the gateway as an app (its API key: the data-plane scopes; admin calls and other
+    users' notifications send ``stack.admin_headers()``)."""
+    async with httpx.AsyncClient(
+        base_url=stack.url("gateway"), timeout=30.0, headers=stack.app_headers()
+    ) as client:
         yield client

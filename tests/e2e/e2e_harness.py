@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -196,6 +197,14 @@ class Stack:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.admin_token = secrets.token_urlsafe(18)
+        # the gateway runs as deployed (GATEWAY_AUTH=required): an app's API key with the data-plane scopes
+        self.app_key = f"gwk_e2e_{secrets.token_urlsafe(24)}"
+        self.api_keys_file = self.workdir / "api-keys.json"
+        digest = hashlib.sha256(self.app_key.encode()).hexdigest()
+        entry = {"name": "e2e-app", "subject": "e2e-app", "sha256": digest,
+                 "scopes": ["issues:read", "issues:write", "messages:read", "messages:write",
+                            "notifications:self", "logs:read"]}  # fmt: skip
+        self.api_keys_file.write_text(json.dumps({"keys": [entry]}))
         self.mysql_password = secrets.token_hex(12)
         self.extra_env = dict(env or {})
         self.service_env = {k: dict(v) for k, v in (service_env or {}).items()}
@@ -236,6 +245,8 @@ class Stack:
                 "MQ_BATCH_TIMEOUT_MS": "200",
                 "SHUTDOWN_TIMEOUT_S": "20",
                 "ADMIN_TOKEN": self.admin_token,
+                "GATEWAY_AUTH": "required",
+                "AUTH_API_KEYS_FILE": str(self.api_keys_file),
                 # datastores
                 "DB_HOST": f"{self.ep.mysql_host}:{self.ep.mysql_port}",
                 "DB_NAME": n.mysql_db,
@@ -394,6 +405,10 @@ class Stack:
     # ------------------------------------------------------------------ http helpers
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def app_headers(self) -> dict[str, str]:
+        """An app's API key: the data-plane scopes (not admin; its own notifications only)."""
+        return {"Authorization": f"Bearer {self.app_key}"}
 
 
 # --------------------------------------------------------------------------------------------- clean-up

@@ -112,10 +112,11 @@ async def test_issue_events_flow_through_the_gateway(stack: Stack, gw: httpx.Asy
     sess = (await gw.get(f"/api/v1/issues/{ids[1]}/sessions")).json()
     assert sess[0]["closed_at"] is not None
 
-    # DELETE: refused without the admin token, then works, then 404
-    r = await gw.delete(f"/api/kafka/issues/{ids[2]}")
+    # DELETE: refused without a token, then works with the app's issues:write, then 404
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30.0) as anonymous:
+        r = await anonymous.delete(f"/api/kafka/issues/{ids[2]}")
     assert r.status_code == 401, r.text
-    r = await gw.delete(f"/api/kafka/issues/{ids[2]}", headers=stack.admin_headers())
+    r = await gw.delete(f"/api/kafka/issues/{ids[2]}")
     assert r.status_code == 200, r.text
     assert r.json()["deleted"] == ids[2]
     assert (await gw.get(f"/api/kafka/issues/{ids[2]}")).status_code == 404
@@ -129,8 +130,10 @@ async def test_stop_start_restart_lose_nothing(stack: Stack, gw: httpx.AsyncClie
     rid = stack.names.rid
     admin = stack.admin_headers()
 
-    # control needs the admin token
-    assert (await gw.post("/api/kafka/stop")).status_code == 401
+    # control needs the admin token: without a token 401, with the app's key (not admin) 403
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30.0) as anonymous:
+        assert (await anonymous.post("/api/kafka/stop")).status_code == 401
+    assert (await gw.post("/api/kafka/stop")).status_code == 403
 
     r = await gw.post("/api/kafka/stop", headers=admin)
     assert r.status_code == 200, r.text
@@ -179,7 +182,7 @@ async def test_restart_under_load_loses_nothing(stack: Stack, gw: httpx.AsyncCli
     ours = {i for i in got if i.startswith(f"RST_{rid}")}
     assert ours == expected
 
-    status = (await gw.get("/api/kafka/status")).json()
+    status = (await gw.get("/api/kafka/status", headers=stack.admin_headers())).json()  # details: admin
     assert status["state"] == "running"
     assert status["last_error"] is None or status["last_error"].get("stage") != "sink", status
 

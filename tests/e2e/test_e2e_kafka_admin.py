@@ -70,7 +70,7 @@ async def test_topics_create_list_describe_and_errors(stack: Stack, gw: httpx.As
     name = f"{stack.names.rid}.orders"
     body = {"name": name, "partitions": 3, "config": {"retention.ms": "3600000"}}
 
-    assert (await gw.post("/api/v1/topics", json=body)).status_code == 401
+    assert (await gw.post("/api/v1/topics", json=body)).status_code == 403  # an app's key is not admin
     r = await gw.post("/api/v1/topics", json=body, headers=admin)
     assert r.status_code == 201, r.text
     assert [p["partition"] for p in r.json()["partitions"]] == [0, 1, 2]
@@ -79,21 +79,21 @@ async def test_topics_create_list_describe_and_errors(stack: Stack, gw: httpx.As
     assert dup.status_code == 409, dup.text
     assert name in dup.json()["message"]
 
-    listed = {t["name"]: t for t in (await gw.get("/api/v1/topics")).json()["topics"]}
+    listed = {t["name"]: t for t in (await gw.get("/api/v1/topics", headers=admin)).json()["topics"]}
     assert listed[name]["partitions"] == 3
     assert listed[name]["is_dlq"] is False
     platform = stack.names.topic("chatbot-issue-events")
     assert listed[platform]["platform_topic"] == "chatbot-issue-events"
     assert listed[f"{platform}.dlq"]["is_dlq"] is True
 
-    detail = (await gw.get(f"/api/v1/topics/{name}")).json()
+    detail = (await gw.get(f"/api/v1/topics/{name}", headers=admin)).json()
     assert len(detail["partitions"]) == 3
     assert detail["config"].get("retention.ms") == "3600000"
 
     # unknown topic: a clear 404 naming it, for describe, browse and produce alike
     unknown = f"{stack.names.rid}.no-such-topic"
     for r in (
-        await gw.get(f"/api/v1/topics/{unknown}"),
+        await gw.get(f"/api/v1/topics/{unknown}", headers=admin),
         await gw.get(f"/api/v1/topics/{unknown}/messages", headers=admin),
         await gw.post(f"/api/v1/topics/{unknown}/messages", json={"value": {"a": 1}}, headers=admin),
     ):
@@ -149,7 +149,7 @@ async def test_groups_split_and_broadcast_and_offset_reset(stack: Stack, gw: htt
         assert sorted(values([a])) == expected
         assert sorted(values([b])) == expected
 
-        described = (await gw.get(f"/api/v1/consumer-groups/{group}")).json()
+        described = (await gw.get(f"/api/v1/consumer-groups/{group}", headers=admin)).json()
         assert len(described["members"]) == 2, described
         owned = [
             p for member in described["members"] for asg in member["assignment"] for p in asg["partitions"]
@@ -167,13 +167,13 @@ async def test_groups_split_and_broadcast_and_offset_reset(stack: Stack, gw: htt
         )
         assert r.status_code == 409, r.text
 
-    offsets = await _offsets(gw, group, topic)
+    offsets = await _offsets(gw, group, topic, admin)
     assert sum(o["committed"] for o in offsets) == N, offsets
     assert all(o["lag"] == 0 for o in offsets), offsets
 
     # earliest: everything is read again by the group
     await _reset(gw, admin, group, {"topic": topic, "to": "earliest"})
-    offsets = await _offsets(gw, group, topic)
+    offsets = await _offsets(gw, group, topic, admin)
     assert all(o["committed"] == 0 for o in offsets), offsets
     assert sum(o["lag"] for o in offsets) == N
     # The group resumes from the reset offsets: everything is read again. (Read with the group's committed
@@ -183,7 +183,7 @@ async def test_groups_split_and_broadcast_and_offset_reset(stack: Stack, gw: htt
 
     # latest, then an explicit offset on one partition (dry run first: changes nothing)
     await _reset(gw, admin, group, {"topic": topic, "to": "latest"})
-    offsets = await _offsets(gw, group, topic)
+    offsets = await _offsets(gw, group, topic, admin)
     assert sum(o["lag"] for o in offsets) == 0, offsets
     end0 = next(o["end_offset"] for o in offsets if o["partition"] == 0)
     assert end0 > 0
@@ -191,18 +191,22 @@ async def test_groups_split_and_broadcast_and_offset_reset(stack: Stack, gw: htt
         gw, admin, group, {"topic": topic, "to": "offset", "offset": 0, "partitions": [0], "dry_run": True}
     )
     assert dry["dry_run"] is True
-    assert next(o for o in await _offsets(gw, group, topic) if o["partition"] == 0)["committed"] == end0
+    assert (
+        next(o for o in await _offsets(gw, group, topic, admin) if o["partition"] == 0)["committed"] == end0
+    )
     await _reset(gw, admin, group, {"topic": topic, "to": "offset", "offset": 0, "partitions": [0]})
-    p0 = next(o for o in await _offsets(gw, group, topic) if o["partition"] == 0)
+    p0 = next(o for o in await _offsets(gw, group, topic, admin) if o["partition"] == 0)
     assert p0["committed"] == 0, p0
     assert p0["lag"] == end0, p0
 
-    unknown = await gw.get(f"/api/v1/consumer-groups/{rid}-no-such-group")
+    unknown = await gw.get(f"/api/v1/consumer-groups/{rid}-no-such-group", headers=admin)
     assert unknown.status_code == 404, unknown.text
 
 
-async def _offsets(gw: httpx.AsyncClient, group: str, topic: str) -> list[dict[str, Any]]:
-    r = await gw.get(f"/api/v1/consumer-groups/{group}/offsets", params={"topic": topic})
+async def _offsets(
+    gw: httpx.AsyncClient, group: str, topic: str, admin: dict[str, str]
+) -> list[dict[str, Any]]:
+    r = await gw.get(f"/api/v1/consumer-groups/{group}/offsets", params={"topic": topic}, headers=admin)
     assert r.status_code == 200, r.text
     offsets: list[dict[str, Any]] = r.json()["offsets"]
     return offsets

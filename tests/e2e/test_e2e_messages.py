@@ -19,9 +19,10 @@ pytestmark = pytest.mark.integration
 class SseReader:
     """Reads a Server-Sent-Events stream in the background; ``events`` holds the parsed ``notification``s."""
 
-    def __init__(self, client: httpx.AsyncClient, path: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None) -> None:
         self.client = client
         self.path = path
+        self.headers = headers
         self.events: list[dict[str, Any]] = []
         self.ids: list[str] = []
         self.connected = asyncio.Event()
@@ -30,7 +31,7 @@ class SseReader:
 
     async def _run(self) -> None:
         timeout = httpx.Timeout(10.0, read=None)
-        async with self.client.stream("GET", self.path, timeout=timeout) as r:
+        async with self.client.stream("GET", self.path, timeout=timeout, headers=self.headers) as r:
             self.status = r.status_code
             event: dict[str, str] = {}
             async for line in r.aiter_lines():
@@ -81,10 +82,12 @@ async def test_message_search_mentions_update_delete(stack: Stack, gw: httpx.Asy
     rid = stack.names.rid
     author, u1, u2 = f"author_{rid}", f"user_a_{rid}", f"user_b_{rid}"
     token = f"tok{rid}"
+    admin = stack.admin_headers()  # the app's key reads only its own subject's notifications: an operator's
+    assert (await gw.get(f"/api/v1/notifications/{u1}")).status_code == 403
 
     async with (
-        SseReader(gw, f"/api/v1/notifications/{u1}/stream").open() as s1,
-        SseReader(gw, f"/api/v1/notifications/{u2}/stream").open() as s2,
+        SseReader(gw, f"/api/v1/notifications/{u1}/stream", admin).open() as s1,
+        SseReader(gw, f"/api/v1/notifications/{u2}/stream", admin).open() as s2,
     ):
         r = await gw.post(
             "/messages",
@@ -134,16 +137,17 @@ async def test_message_search_mentions_update_delete(stack: Stack, gw: httpx.Asy
             assert stream_id.startswith("c1.")
 
     for user in (u1, u2):
-        page = (await gw.get(f"/api/v1/notifications/{user}")).json()
+        page = (await gw.get(f"/api/v1/notifications/{user}", headers=admin)).json()
         assert page["total"] == 1, page
         assert page["unread"] == 1, page
-    author_page = (await gw.get(f"/api/v1/notifications/{author}")).json()
+    author_page = (await gw.get(f"/api/v1/notifications/{author}", headers=admin)).json()
     assert author_page["total"] == 0, "the author was notified of their own mention"
 
     note_id = s1.events[0]["notification_id"]
-    r = await gw.post(f"/api/v1/notifications/{u1}/{note_id}/read")
+    r = await gw.post(f"/api/v1/notifications/{u1}/{note_id}/read", headers=admin)
     assert r.status_code == 200, r.text
-    assert (await gw.get(f"/api/v1/notifications/{u1}", params={"status": "unread"})).json()["total"] == 0
+    unread = await gw.get(f"/api/v1/notifications/{u1}", params={"status": "unread"}, headers=admin)
+    assert unread.json()["total"] == 0
 
     # update: the new words are found, the old ones no longer
     new_token = f"new{rid}"
@@ -193,7 +197,7 @@ async def test_rebuild_index_by_replay_while_searching(stack: Stack, gw: httpx.A
 
     await eventually(settled, timeout=30, what="30 messages indexed, one edited, one deleted")
 
-    assert (await gw.post("/api/v1/search/rebuild")).status_code == 401
+    assert (await gw.post("/api/v1/search/rebuild")).status_code == 403  # an app's key is not admin
     r = await gw.post("/api/v1/search/rebuild", headers=stack.admin_headers())
     assert r.status_code == 202, r.text
 
@@ -202,7 +206,7 @@ async def test_rebuild_index_by_replay_while_searching(stack: Stack, gw: httpx.A
         body = await search(gw, token)  # users keep searching: every answer is complete
         searches += 1
         assert hit_ids(body) == expected, f"search during rebuild returned {len(body['hits'])} hits"
-        status = (await gw.get("/api/v1/search/rebuild")).json()
+        status = (await gw.get("/api/v1/search/rebuild", headers=stack.admin_headers())).json()
         states.append(status.get("state"))
         if status.get("state") in ("done", "failed"):
             break

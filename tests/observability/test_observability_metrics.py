@@ -230,10 +230,10 @@ def _stop(procs: list[Proc]) -> None:
             p.process.wait(timeout=10)
 
 
-async def _json(url: str) -> Any:
+async def _json(url: str, headers: dict[str, str] | None = None) -> Any:
     """The JSON of a 200 answer, else None (also while the process is still starting)."""
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, headers=headers) as client:
             response = await client.get(url)
     except httpx.HTTPError:
         return None
@@ -303,7 +303,7 @@ async def exposition(
         procs.append(gateway)
 
         async def topics_created() -> bool:
-            listed = await _json(f"{gateway.url}/api/v1/topics")
+            listed = await _json(f"{gateway.url}/api/v1/topics", {"Authorization": "Bearer obs-token"})
             have = {t["name"] for t in (listed or {}).get("topics", [])}
             issues_dlq = f"{topics['KAFKA_TOPIC_CHATBOT_ISSUES']}.dlq"
             return set(topics.values()) | {f"{p}-control", issues_dlq} <= have

@@ -62,6 +62,7 @@ async def test_a_post_is_one_trace_from_the_gateway_through_kafka_to_the_notifie
                 GatewaySettings(
                     **{**kafka, "kafka_auto_create_topics": False},  # only this test's topics
                     wide_logging_enabled=True,  # its wide events go to this test's log topic
+                    admin_token="trace-token",
                 )
             )
             notifier = create_notifier(
@@ -76,7 +77,11 @@ async def test_a_post_is_one_trace_from_the_gateway_through_kafka_to_the_notifie
                 transport = httpx.ASGITransport(app=gateway)
                 async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
                     body = {"channel_id": "ch_trace", "author_id": "u_a", "content": "hi"}
-                    response = await client.post("/messages", json={**body, "mentions": ["u_b"]})
+                    response = await client.post(
+                        "/messages",
+                        json={**body, "mentions": ["u_b"]},
+                        headers={"Authorization": "Bearer trace-token"},
+                    )
                     assert response.status_code == 200, response.text
                     trace_header = response.headers["x-trace-id"]
 

@@ -19,7 +19,17 @@ from gateway.config import GatewaySettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway_testlib import ADMIN_TOKEN, Names, Served, Stack, closed_port_url, gateway_settings, serve
+from gateway_testlib import (
+    ADMIN_TOKEN,
+    AUTH,
+    Names,
+    Served,
+    Stack,
+    closed_port_url,
+    gateway_settings,
+    serve,
+    write_test_keys,
+)
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +64,12 @@ async def gateway_app(kafka_bootstrap: str, names: Names, kafka_cleanup: None) -
 
 @pytest.fixture(scope="session")
 async def gw(gateway_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the in-process gateway (no services behind it)."""
+    """An HTTP client on the in-process gateway (no services behind it), as an operator: these tests
+    administer Kafka (every decision is test_gateway_access's)."""
     transport = httpx.ASGITransport(app=gateway_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway", timeout=30, headers=AUTH
+    ) as client:
         await wait_until(
             lambda: _topics_ready(client, names_of(gateway_app)), timeout=30, what="gateway topics created"
         )
@@ -107,8 +120,12 @@ async def stack(
     ingestor_db: dict[str, Any],
     names: Names,
     kafka_cleanup: None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
-    """All four services (real apps, real datastores) and a gateway in front of them, each on its port."""
+    """All four services (real apps, real datastores) and a gateway in front of them, each on its port.
+
+    The gateway runs as ``make run`` runs it (GATEWAY_AUTH=open: the seed paths answer without a token;
+    admin calls send AUTH) with the test API keys (gateway_testlib.USER_KEY, READER_KEY)."""
     from issue_ingestor.app import create_app as ingestor_app
     from issue_ingestor.config import Settings as IngestorSettings
     from log_sink.app import create_app as log_sink_app
@@ -164,7 +181,11 @@ async def stack(
             "search_indexer_url": served["search-indexer"].url,
             "notifier_url": served["notifier"].url,
         }
-        gateway = await serve(create_app(gateway_settings(kafka_bootstrap, names, **urls)))
+        keys = write_test_keys(tmp_path_factory.mktemp("gateway-keys") / "api-keys.json")
+        settings = gateway_settings(
+            kafka_bootstrap, names, gateway_auth="open", auth_api_keys_file=keys, **urls
+        )
+        gateway = await serve(create_app(settings))
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
             stack = Stack(gateway, served, client, names)
             await wait_until(
@@ -179,7 +200,7 @@ async def stack(
 
 
 async def _all_assigned(client: httpx.AsyncClient) -> bool:
-    response = await client.get("/api/v1/services")
+    response = await client.get("/api/v1/services", headers=AUTH)
     if response.status_code != 200:
         return False
     services = response.json()["services"]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +18,37 @@ from consumer_runtime.testing import wait_until
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from gateway.config import GatewaySettings
+from gateway.identity import DATA_PLANE_SCOPES, key_hash
 
 ADMIN_TOKEN = "gateway-test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+#: API keys of the test gateways (AUTH_API_KEYS_FILE written by ``write_test_keys``): a user with every
+#: data-plane scope (a session-unique subject: its notifications are this run's only), a reader of issues.
+USER = f"user_{uuid.uuid4().hex[:8]}"
+USER_KEY = "gwk_test-user-key"
+READER_KEY = "gwk_test-issues-reader-key"
+
+
+def write_test_keys(path: Path) -> Path:
+    return write_api_keys(
+        path, {USER_KEY: (USER, DATA_PLANE_SCOPES), READER_KEY: ("reader", ["issues:read"])}
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def write_api_keys(path: Path, keys: dict[str, tuple[str, Iterable[str]]]) -> Path:
+    """An AUTH_API_KEYS_FILE at ``path`` from {key: (subject, scopes)} (the file holds the hashes only)."""
+    entries = [
+        {"name": f"test-{i}", "subject": subject, "scopes": sorted(scopes), "sha256": key_hash(key)}
+        for i, (key, (subject, scopes)) in enumerate(keys.items())
+    ]
+    path.write_text(json.dumps({"keys": entries}))
+    return path
 
 
 @dataclass

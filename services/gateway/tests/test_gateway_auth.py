@@ -1,184 +1,106 @@
-"""Admin endpoints are never open. The route list is enumerated, so a new route cannot be left unprotected
-by accident: every route is either admin (bearer token) or on the explicit list of public ones."""
+"""The credentials besides JWTs: ADMIN_TOKEN, API keys from AUTH_API_KEYS_FILE (as a bearer token or in
+X-API-Key), the deprecated shared API_KEY, the key-making command, and CORS in front of the decisions.
+(Every route's decision: test_gateway_access; OIDC tokens: test_gateway_jwt.)"""
 
 from __future__ import annotations
 
-import re
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from gateway.app import create_app
-from gateway.auth import require_admin
-from gateway_testlib import AUTH, Names, closed_port_url, gateway_settings, walk_routes
+from gateway.identity import DATA_PLANE_SCOPES, key_hash
+from gateway_testlib import AUTH, Names, bearer, gateway_settings, write_api_keys
 
-pytestmark = pytest.mark.integration
-
-#: Routes that answer without the admin token: app-facing publish and queries, status reads, operations.
-PUBLIC = {
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/health"),
-    ("GET", "/metrics"),
-    ("POST", "/messages"),
-    ("GET", "/messages/search"),
-    ("GET", "/api/kafka/status"),
-    ("GET", "/api/kafka/issues"),
-    ("GET", "/api/kafka/issues/{issue_id}"),
-    ("POST", "/api/v1/messages"),
-    ("PUT", "/api/v1/messages/{message_id}"),
-    ("DELETE", "/api/v1/messages/{message_id}"),
-    ("GET", "/api/v1/messages/{message_id}"),
-    ("POST", "/api/v1/events/issues"),
-    ("POST", "/api/v1/events/messages"),
-    ("POST", "/api/v1/events/user-activity"),
-    ("GET", "/api/v1/services"),
-    ("GET", "/api/v1/services/{service}"),
-    ("GET", "/api/v1/topics"),
-    ("GET", "/api/v1/topics/{topic}"),
-    ("GET", "/api/v1/consumer-groups"),
-    ("GET", "/api/v1/consumer-groups/{group_id}"),
-    ("GET", "/api/v1/consumer-groups/{group_id}/offsets"),
-    ("GET", "/api/v1/dlq"),
-    ("GET", "/api/v1/issues"),
-    ("GET", "/api/v1/issues/{issue_id}"),
-    ("GET", "/api/v1/issues/{issue_id}/sessions"),
-    ("GET", "/api/v1/search/messages"),
-    ("GET", "/api/v1/search/rebuild"),
-    ("GET", "/api/v1/logs"),
-    ("GET", "/api/v1/logs/{event_id}"),
-    ("GET", "/api/v1/notifications/{user_id}"),
-    ("POST", "/api/v1/notifications/{user_id}/read"),
-    ("POST", "/api/v1/notifications/{user_id}/{notification_id}/read"),
-    ("GET", "/api/v1/notifications/{user_id}/stream"),
-    ("GET", "/api/v1/notifications/{user_id}/preferences"),
-    ("PUT", "/api/v1/notifications/{user_id}/preferences"),
-}
-
-#: Values for path parameters when calling every admin route.
-PATH_VALUES = {"service": "notifier", "action": "pause", "topic": "x", "group_id": "g", "issue_id": "i"}
+MESSAGE = {"channel_id": "c"}  # no author or content: 422 once past the decision
 
 
-def routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
-    out = []
-    for path, route in walk_routes(list(app.routes)):
-        for method in sorted(route.methods - {"HEAD"}):
-            out.append((method, path, route))
-    assert len(out) > 40, "route enumeration found too few routes"
-    return out
+@contextlib.asynccontextmanager
+async def client_of(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway in-process (lifespan running; Kafka off: nothing here reaches it)."""
+    app = create_app(gateway_settings("127.0.0.1:1", Names(), kafka_enabled=False, **settings))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+    ):
+        yield client
 
 
-def is_admin(route: APIRoute) -> bool:
-    return any(dep.call is require_admin for dep in route.dependant.dependencies)
+async def test_api_keys_from_the_file_as_bearer_or_x_api_key(tmp_path: Path) -> None:
+    keys = write_api_keys(tmp_path / "keys.json", {"gwk_reader": ("svc-reader", ["messages:read"])})
+    assert "gwk_reader" not in keys.read_text(), "the file holds hashes only"
+    async with client_of(auth_api_keys_file=keys) as client:
+        for headers in (bearer("gwk_reader"), {"X-API-Key": "gwk_reader"}):
+            # past the decision of a messages:read route (the asyncapi doc needs no Kafka)
+            assert (await client.get("/asyncapi.json", headers=headers)).status_code == 200
+            assert (await client.post("/messages", json=MESSAGE, headers=headers)).status_code == 403
+        assert (
+            await client.post("/messages", json=MESSAGE, headers={"X-API-Key": "nope"})
+        ).status_code == 401
+        assert (await client.post("/messages", json=MESSAGE)).status_code == 401
 
 
-def concrete(path: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m.group(1), "x"), path)
+async def test_the_deprecated_api_key_is_a_data_plane_identity() -> None:
+    async with client_of(api_key="app-key") as client:
+        assert (await client.post("/messages", json=MESSAGE)).status_code == 401
+        assert (
+            await client.post("/messages", json=MESSAGE, headers={"X-API-Key": "nope"})
+        ).status_code == 401
+        passed = await client.post("/messages", json=MESSAGE, headers={"X-API-Key": "app-key"})
+        assert passed.status_code == 422, passed.text  # the body's turn: the key was accepted
+        assert (await client.get("/api/v1/topics", headers={"X-API-Key": "app-key"})).status_code == 403
+        assert (await client.get("/healthz")).status_code == 200  # operations stay open
 
 
-def admin_routes(app: FastAPI) -> list[tuple[str, str]]:
-    return [(m, p) for m, p, r in routes(app) if is_admin(r)]
+async def test_admin_token_is_the_admin_identity_and_nothing_when_unset() -> None:
+    async with client_of() as client:
+        assert (await client.get("/asyncapi.json", headers=AUTH)).json().get("servers")
+    async with client_of(admin_token=None) as client:
+        assert (await client.get("/asyncapi.json", headers=AUTH)).status_code == 401
+        assert (await client.post("/api/kafka/stop", headers=AUTH)).status_code == 401
 
 
-def test_every_route_is_admin_or_explicitly_public() -> None:
-    app = create_app(gateway_settings("127.0.0.1:1", Names()))
-    found = {(m, p) for m, p, _ in routes(app)}
-    admin = set(admin_routes(app))
-    assert not (admin & PUBLIC), "a route is both admin and public"
-    unclassified = found - admin - PUBLIC
-    assert not unclassified, f"routes neither admin nor listed as public: {sorted(unclassified)}"
-    assert not (PUBLIC - found), f"public list names routes that do not exist: {sorted(PUBLIC - found)}"
-    # The issue's admin list: consumer control, topic create, offset reset, DLQ replay, produce, deletes.
-    for must in [
-        ("POST", "/api/kafka/start"),
-        ("POST", "/api/kafka/stop"),
-        ("POST", "/api/kafka/restart"),
-        ("POST", "/api/v1/services/{service}/{action}"),
-        ("POST", "/api/v1/topics"),
-        ("POST", "/api/v1/consumer-groups/{group_id}/offsets/reset"),
-        ("POST", "/api/v1/dlq/{topic}/replay"),
-        ("POST", "/api/v1/topics/{topic}/messages"),
-        ("DELETE", "/api/kafka/issues/{issue_id}"),
-        ("DELETE", "/api/v1/issues/{issue_id}"),
-    ]:
-        assert must in admin, must
-    schema = app.openapi()
-    for method, path in admin:
-        operation = schema["paths"][path][method.lower()]
-        security = operation.get("security", [])
-        # every alternative needs the token: an API key never suffices for an admin operation
-        assert security, (method, path)
-        assert all("adminToken" in requirement for requirement in security), (method, path)
+def test_new_key_command_prints_a_key_and_its_entry(tmp_path: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "gateway.identity", "new-key", "--name", "ci", "--subject", "svc-ci",
+         "--scopes", "issues:read issues:write"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    key = made.stdout.strip()
+    entry = json.loads(made.stderr.strip().splitlines()[-1])
+    assert entry == {"name": "ci", "subject": "svc-ci", "scopes": ["issues:read", "issues:write"],
+                     "sha256": key_hash(key)}  # fmt: skip
+    assert len(key) > 40
+    refused = subprocess.run(
+        [sys.executable, "-m", "gateway.identity", "new-key", "--name", "x", "--subject", "y",
+         "--scopes", "root"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "root" in refused.stderr
 
 
-async def _call_all(app: FastAPI, headers: dict[str, str]) -> dict[tuple[str, str], httpx.Response]:
-    out: dict[tuple[str, str], Any] = {}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-        for method, path in admin_routes(app):
-            out[(method, path)] = await client.request(method, concrete(path), headers=headers, json={})
-    return out
+@pytest.mark.parametrize("scopes", [sorted(DATA_PLANE_SCOPES)])
+async def test_a_made_key_is_accepted(tmp_path: Path, scopes: list[str]) -> None:
+    keys = write_api_keys(tmp_path / "k.json", {"gwk_made": ("user_001", scopes)})
+    async with client_of(auth_api_keys_file=keys) as client:
+        assert (await client.post("/messages", json=MESSAGE, headers=bearer("gwk_made"))).status_code == 422
 
 
-async def test_admin_routes_refuse_without_the_right_token(
-    kafka_bootstrap: str, names: Names, kafka_cleanup: None
-) -> None:
-    down = closed_port_url()
-    settings = gateway_settings(
-        kafka_bootstrap,
-        names,  # the session's names: the control topic this writes to is deleted at the end
-        kafka_auto_create_topics=False,
-        **{f"{s}_url": down for s in ("issue_ingestor", "log_sink", "search_indexer", "notifier")},
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
-            for route, response in (await _call_all(app, headers)).items():
-                assert response.status_code == 401, (route, headers, response.text)
-                assert response.json()["error"] == "unauthorized"
-                assert response.headers["www-authenticate"].startswith("Bearer")
-        # with the right token the same calls get past authentication (whatever they answer next)
-        for route, response in (await _call_all(app, AUTH)).items():
-            assert response.status_code not in (401, 403), (route, response.text)
-            assert response.status_code < 500 or response.json()["error"] == "upstream_unavailable", route
-
-
-async def test_admin_routes_refuse_when_no_token_is_configured(kafka_bootstrap: str) -> None:
-    app = create_app(
-        gateway_settings(kafka_bootstrap, Names(), admin_token=None, kafka_auto_create_topics=False)
-    )
-    async with app.router.lifespan_context(app):
-        for route, response in (await _call_all(app, AUTH)).items():
-            assert response.status_code == 403, route
-            assert response.json()["error"] == "admin_disabled"
-            assert "ADMIN_TOKEN" in response.json()["message"]
-
-
-async def test_optional_api_key_protects_app_endpoints(
-    kafka_bootstrap: str, names: Names, kafka_cleanup: None
-) -> None:
-    app = create_app(
-        gateway_settings(kafka_bootstrap, names, api_key="app-key", kafka_auto_create_topics=False)
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            body = {"channel_id": "c", "author_id": "a", "content": "x"}
-            assert (await client.post("/messages", json=body)).status_code == 401
-            assert (
-                await client.post("/messages", json=body, headers={"X-API-Key": "nope"})
-            ).status_code == 401
-            assert (await client.get("/healthz")).status_code == 200  # operations stay open
-
-
-async def test_cors_is_configurable() -> None:
-    app = create_app(gateway_settings("127.0.0.1:1", Names(), cors_allow_origins="https://ops.example"))
-    transport = httpx.ASGITransport(app=app)  # a preflight is answered by the middleware alone
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+async def test_cors_is_configurable_and_answers_before_the_decision() -> None:
+    async with client_of(cors_allow_origins="https://ops.example") as client:
         ask = {"Access-Control-Request-Method": "GET"}
         pre = await client.options("/api/v1/topics", headers={"Origin": "https://ops.example", **ask})
         assert pre.headers["access-control-allow-origin"] == "https://ops.example"
         other = await client.options("/api/v1/topics", headers={"Origin": "https://evil.example", **ask})
         assert "access-control-allow-origin" not in other.headers
+        # a refusal still carries CORS headers, so the browser app can read why
+        refused = await client.get("/api/v1/topics", headers={"Origin": "https://ops.example"})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == "https://ops.example"

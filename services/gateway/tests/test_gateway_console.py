@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.console.app import _highlight, create_console
 from gateway.console.auth import Sessions
-from gateway_testlib import ADMIN_TOKEN, Names, gateway_settings, walk_routes
+from gateway_testlib import ADMIN_TOKEN, AUTH, Names, gateway_settings, walk_routes
 from gateway_testlib import Stack as GatewayStack
 from platform_events.asyncapi import asyncapi_document
 
@@ -247,10 +247,12 @@ def test_assets_are_vendored_and_nothing_loads_from_another_site() -> None:
 async def test_asyncapi_json_is_served_for_the_configured_topic_names() -> None:
     app = offline_app()
     async with client(app) as c:
-        served = (await c.get("/asyncapi.json")).json()
+        served = (await c.get("/asyncapi.json", headers=AUTH)).json()
+        anonymous = (await c.get("/asyncapi.json")).json()
         openapi = await c.get("/openapi.json")
     assert openapi.status_code == 200
     assert served == asyncapi_document(app.state.topics, server="127.0.0.1:1")
+    assert anonymous == {k: v for k, v in served.items() if k != "servers"}  # broker addresses: admins only
     addresses = {ch["address"] for ch in served["channels"].values()}
     assert app.state.settings.kafka_topic_chatbot_issues in addresses
     assert "/console" not in str(openapi.json()["paths"])  # the console is not part of the API document

@@ -104,14 +104,16 @@ async def test_pause_and_resume_a_service_from_the_overview(page: Page, stack: S
     await row.locator('button[data-action="pause"]').click()
     await expect(state).to_have_text("paused")
     await expect(page.locator("#flash")).to_contain_text("pause → log-sink: applied")
-    api = (await stack.client.get("/api/v1/services/log-sink")).json()
+    api = (await stack.client.get("/api/v1/services/log-sink", headers=AUTH)).json()
     assert api["status"]["state"] == "paused"
     assert api["desired"]["action"] == "pause"
     await shot(page, "02-overview-paused")
 
     await row.locator('button[data-action="resume"]').click()
     await expect(state).to_have_text("running")
-    assert (await stack.client.get("/api/v1/services/log-sink")).json()["status"]["state"] == "running"
+    assert (await stack.client.get("/api/v1/services/log-sink", headers=AUTH)).json()["status"][
+        "state"
+    ] == "running"
 
 
 async def test_search_a_korean_word_shows_highlighted_hits(page: Page, stack: Stack) -> None:
@@ -367,7 +369,7 @@ async def test_stop_and_start_from_the_overview_and_the_feedback_stays(page: Pag
         await stack.client.post("/api/v1/services/notifier/start", headers=AUTH)
 
     async def assigned() -> bool:
-        status = (await stack.client.get("/api/v1/services/notifier")).json()["status"]
+        status = (await stack.client.get("/api/v1/services/notifier", headers=AUTH)).json()["status"]
         return status["state"] == "running" and bool(status["assignment"])
 
     await wait_until(assigned, timeout=60, interval=0.3, what="notifier running and assigned again")

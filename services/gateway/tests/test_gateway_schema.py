@@ -1,9 +1,11 @@
 """schemathesis over the gateway's OpenAPI document, against the gateway and the four real services:
 no 5xx, and every response conforms to the documented status codes, content types and schemas.
 
-Admin operations that change things (control, topic create, offset reset, produce, replay, deletes) are
-called without the token, so they are exercised for their 401 answer and cannot stop services or create
-stray topics; admin reads get the token. The SSE stream (endless) is covered by test_gateway_stack.
+Every operation is called with a valid token: the data plane with a user's API key (every data-plane
+scope; generated user ids make the notification operations answer their documented 403), admin reads with
+the admin token. Admin operations that change things (control, topic create, offset reset, produce, replay)
+get the user's key, so they are exercised for their documented 403 and cannot stop services or create stray
+topics. The SSE stream (endless) is covered by test_gateway_stack.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import requests
 import schemathesis
 from aiokafka import AIOKafkaProducer
 from consumer_runtime.testing import wait_until
-from gateway_testlib import AUTH, FORWARDED, Stack
+from gateway_testlib import AUTH, FORWARDED, USER_KEY, Stack, bearer
 from hypothesis import HealthCheck, Phase, given, settings
 from jsonschema import Draft202012Validator
 from schemathesis.checks import not_a_server_error
@@ -65,9 +67,9 @@ def _run(schema: Any, base_url: str) -> list[str]:
     failures: list[str] = []
     session = requests.Session()
     for operation in _operations(schema):
-        admin = any("adminToken" in req for req in operation.definition.raw.get("security", []))
-        mutating = operation.method.upper() != "GET"
-        headers = AUTH if admin and not mutating else {}
+        needs = [s for req in operation.definition.raw.get("security", []) for s in req.get("bearer", [])]
+        admin_read = needs == ["admin"] and operation.method.upper() == "GET"
+        headers = AUTH if admin_read else bearer(USER_KEY)
         try:
             _checker(operation, base_url, session, headers)()
         except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failure

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from consumer_runtime.testing import read_all, wait_until
 from gateway.ops.lag import FRESH_S
-from gateway_testlib import AUTH, Stack
+from gateway_testlib import AUTH, READER_KEY, USER, USER_KEY, Stack, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -94,14 +94,16 @@ async def test_service_status_and_control_through_the_control_topic(
     stack: Stack, kafka_bootstrap: str
 ) -> None:
     client = stack.client
-    services = {s["service"]: s for s in (await client.get("/api/v1/services")).json()["services"]}
+    services = {
+        s["service"]: s for s in (await client.get("/api/v1/services", headers=AUTH)).json()["services"]
+    }
     assert set(services) == {"issue-ingestor", "log-sink", "search-indexer", "notifier"}
     for name, s in services.items():
         assert s["reachable"], name
         assert s["status"]["group"] == stack.names.group(name)
         assert {"state", "assignment", "lag", "last_error", "counts"} <= set(s["status"])
 
-    assert (await client.post("/api/v1/services/log-sink/pause")).status_code == 401
+    assert (await client.post("/api/v1/services/log-sink/pause")).status_code == 403  # open: never admin
     paused = await client.post("/api/v1/services/log-sink/pause", headers=AUTH)
     assert paused.status_code == 200, paused.text
     assert paused.json()["applied"] is True
@@ -112,7 +114,7 @@ async def test_service_status_and_control_through_the_control_topic(
     assert last["service"] == "log-sink"
     assert last["action"] == "pause"
     assert {"requested_at", "requested_by"} <= set(last)
-    one = (await client.get("/api/v1/services/log-sink")).json()
+    one = (await client.get("/api/v1/services/log-sink", headers=AUTH)).json()
     assert one["status"]["state"] == "paused"
     assert one["desired"]["action"] == "pause"
 
@@ -122,7 +124,7 @@ async def test_service_status_and_control_through_the_control_topic(
     assert (await client.post("/api/v1/services/log-sink/explode", headers=AUTH)).status_code == 422
 
 
-async def test_issue_queries_sessions_and_admin_delete(stack: Stack) -> None:
+async def test_issue_queries_sessions_and_delete(stack: Stack) -> None:
     client = stack.client
     issue_id = f"WELD_{uuid.uuid4().hex[:8]}"
     sent = await client.post("/api/v1/events/issues", json=issue(issue_id, modeType="용접기"))
@@ -140,8 +142,9 @@ async def test_issue_queries_sessions_and_admin_delete(stack: Stack) -> None:
     assert missing.status_code == 404
     assert missing.json()["service"] == "issue-ingestor"
     assert "NO_SUCH_ISSUE" in missing.json()["message"]
-    assert (await client.delete(f"/api/kafka/issues/{issue_id}")).status_code == 401
-    deleted = await client.delete(f"/api/kafka/issues/{issue_id}", headers=AUTH)
+    reader = await client.delete(f"/api/kafka/issues/{issue_id}", headers=bearer(READER_KEY))
+    assert reader.status_code == 403  # issues:read only
+    deleted = await client.delete(f"/api/kafka/issues/{issue_id}", headers=bearer(USER_KEY))
     assert deleted.status_code == 200
     assert deleted.json()["deleted"] == issue_id
     assert (await client.get(f"/api/v1/issues/{issue_id}")).status_code == 404
@@ -149,7 +152,7 @@ async def test_issue_queries_sessions_and_admin_delete(stack: Stack) -> None:
 
 async def test_message_search_notifications_and_live_stream(stack: Stack) -> None:
     client = stack.client
-    user = f"user_{uuid.uuid4().hex[:8]}"
+    user, mine = USER, bearer(USER_KEY)  # notifications: the token's subject only
     word = f"배포{uuid.uuid4().hex[:6]}"
     created = await client.post(
         "/messages",
@@ -171,13 +174,15 @@ async def test_message_search_notifications_and_live_stream(stack: Stack) -> Non
     assert (await client.get(f"/api/v1/messages/{message_id}")).status_code == 200
 
     async def listed() -> dict[str, Any] | None:
-        page = (await client.get(f"/api/v1/notifications/{user}")).json()
+        page = (await client.get(f"/api/v1/notifications/{user}", headers=mine)).json()
         return page if page["total"] >= 1 else None
+
+    assert (await client.get(f"/api/v1/notifications/{user}")).status_code == 403  # anonymous: not theirs
 
     page = await wait_until(listed, timeout=30, interval=0.3, what="notification stored")
     assert page["items"][0]["message_id"] == message_id
     assert page["unread"] == 1
-    marked = await client.post(f"/api/v1/notifications/{user}/read", json={"all": True})
+    marked = await client.post(f"/api/v1/notifications/{user}/read", json={"all": True}, headers=mine)
     assert marked.status_code == 200
     assert marked.json()["unread"] == 0
 
@@ -188,7 +193,7 @@ async def test_message_search_notifications_and_live_stream(stack: Stack) -> Non
     async def listen() -> None:
         async with (
             httpx.AsyncClient(base_url=stack.gateway.url, timeout=None) as live,
-            live.stream("GET", f"/api/v1/notifications/{user}/stream") as response,
+            live.stream("GET", f"/api/v1/notifications/{user}/stream", headers=mine) as response,
         ):
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -286,7 +291,9 @@ async def test_offset_reset_round_trip_reprocesses_idempotently(stack: Stack) ->
             f"/api/v1/consumer-groups/{group}/offsets/reset", json={**body, "evict_stale": True}, headers=AUTH
         )
     assert reset.status_code == 200, reset.text
-    offsets = (await client.get(f"/api/v1/consumer-groups/{group}/offsets", params={"topic": topic})).json()
+    offsets = (
+        await client.get(f"/api/v1/consumer-groups/{group}/offsets", params={"topic": topic}, headers=AUTH)
+    ).json()
     assert all(o["committed"] == 0 for o in offsets["offsets"])
     end_total = sum(o["end_offset"] for o in offsets["offsets"])
     assert offsets["total_lag"] == end_total >= len(ids)
@@ -311,7 +318,7 @@ async def test_a_stopped_consumer_has_its_lag_everywhere(stack: Stack) -> None:
     group = stack.names.group("issue-ingestor")
 
     async def lag() -> int:
-        services = (await client.get("/api/v1/services")).json()["services"]
+        services = (await client.get("/api/v1/services", headers=AUTH)).json()["services"]
         one = next(s for s in services if s["service"] == "issue-ingestor")
         assert one["group_lag"]["group"] == group
         return int(one["lag"])
@@ -321,7 +328,7 @@ async def test_a_stopped_consumer_has_its_lag_everywhere(stack: Stack) -> None:
     try:
 
         async def is_stopped() -> bool:
-            status = (await client.get("/api/v1/services/issue-ingestor")).json()["status"]
+            status = (await client.get("/api/v1/services/issue-ingestor", headers=AUTH)).json()["status"]
             return bool(status["state"] == "stopped")
 
         await wait_until(is_stopped, timeout=30, interval=0.3, what="ingestor stopped")
@@ -381,23 +388,29 @@ async def test_a_group_without_commits_and_a_finished_rebuild_group_say_so(stack
     topic = stack.names.topic("issues")
     lags.groups["issue-ingestor-2"] = (fresh, [topic])  # a service whose group has not committed yet
     try:
-        detail = await client.get(f"/api/v1/consumer-groups/{fresh}")
+        detail = await client.get(f"/api/v1/consumer-groups/{fresh}", headers=AUTH)
         assert detail.status_code == 200, detail.text
         assert detail.json()["note"] == "no commits yet"
         assert {o["topic"] for o in detail.json()["offsets"]} == {topic}
         assert all(o["committed"] is None for o in detail.json()["offsets"])
-        offsets = await client.get(f"/api/v1/consumer-groups/{fresh}/offsets")
+        offsets = await client.get(f"/api/v1/consumer-groups/{fresh}/offsets", headers=AUTH)
         assert (offsets.status_code, offsets.json()["note"]) == (200, "no commits yet")
     finally:
         del lags.groups["issue-ingestor-2"]
-    assert (await client.get(f"/api/v1/consumer-groups/{stack.names.group('nobody')}")).status_code == 404
+    assert (
+        await client.get(f"/api/v1/consumer-groups/{stack.names.group('nobody')}", headers=AUTH)
+    ).status_code == 404
 
     rebuild = f"{stack.names.group('search-indexer')}-rebuild-0123abcd"
     await stack.gateway.app.state.kafka.commit_as_admin(rebuild, await _latest(stack, topic))
-    groups = {g["group_id"]: g for g in (await client.get("/api/v1/consumer-groups")).json()["groups"]}
+    groups = {
+        g["group_id"]: g for g in (await client.get("/api/v1/consumer-groups", headers=AUTH)).json()["groups"]
+    }
     assert groups[rebuild]["note"].startswith("finished rebuild")
     assert (
-        (await client.get(f"/api/v1/consumer-groups/{rebuild}")).json()["note"].startswith("finished rebuild")
+        (await client.get(f"/api/v1/consumer-groups/{rebuild}", headers=AUTH))
+        .json()["note"]
+        .startswith("finished rebuild")
     )
 
 

@@ -31,6 +31,7 @@ from gateway.api import services as services_api
 from gateway.config import GatewaySettings
 from gateway.control import ControlPlane
 from gateway.errors import ErrorBody, install_error_handlers
+from gateway.identity import Authenticator
 from gateway.kafka import KafkaGateway
 from gateway.logs import log
 from gateway.middleware import BodyLimit, RequestLog, SafePathIds, TrustedProxies
@@ -38,6 +39,7 @@ from gateway.monitor import Checks
 from gateway.ops import services
 from gateway.ops.dlq import REPLAY_MARKER_CONFIG
 from gateway.ops.lag import GroupLags
+from gateway.policy import CONSOLE, OPTIONAL, POLICY, PUBLIC, Authorize, Need
 from gateway.upstream import Upstreams
 
 DESCRIPTION = """
@@ -45,8 +47,12 @@ The one public REST API of the platform. Apps publish events here; operators adm
 queries are forwarded to the service that owns the data.
 
 * **Seed-compatible paths** (tag `seed-compatible`) stay exactly as the seed documents use them.
-* **Admin endpoints** need `Authorization: Bearer <ADMIN_TOKEN>` (401 without it; 403 when the gateway has
-  no token configured — they are never open).
+* **Every call but the probes and documents needs a bearer token** (`Authorization: Bearer <token>`): a JWT
+  of the organisation's OIDC provider, an API key, or the `ADMIN_TOKEN`. Each operation names the scope it
+  needs (`issues:read`, `issues:write`, `messages:read`, `messages:write`, `notifications:self`, `logs:read`,
+  `admin`); no token or a bad one is a 401, a token without the scope (or another user's notifications) a
+  403. Under `GATEWAY_AUTH=open` (`make run` only) a call without a token acts as an anonymous user with the
+  data-plane scopes (never `admin`); `/health` then says `"auth": "open"`. See docs/security.md.
 * Every error is JSON: `{"error": code, "message": text, "field": failing field}`; an unreachable service
   is a 503 naming it.
 """
@@ -128,7 +134,8 @@ def limited_operations(app: FastAPI) -> set[tuple[str, str]]:
 
 def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """OpenAPI with the real error shape everywhere: FastAPI's default 422 schema is replaced by
-    ``ErrorBody``; admin operations document 401/403, bodies 413, every operation 503."""
+    ``ErrorBody``; protected operations document their scope and 401/403 (from the policy table), bodies
+    400/413/422, every operation 503."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -149,6 +156,14 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "description": "Error (JSON naming the failing field)",
             "content": {"application/json": {"schema": ref}},
         }
+        schema["components"]["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A JWT of the OIDC provider, an API key (AUTH_API_KEYS_FILE) or the "
+                "ADMIN_TOKEN; each operation's requirement names the scope it needs",
+            }
+        }
         for path, methods in schema.get("paths", {}).items():
             for method, operation in methods.items():
                 responses = operation.setdefault("responses", {})
@@ -159,16 +174,7 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                             **error,
                             "description": "Invalid input (the failing field is named)",
                         }
-                security = operation.get("security", [])
-                if {"adminToken": []} in security and len(security) > 1:
-                    # alternatives in OpenAPI mean "any one suffices"; an admin operation needs the token
-                    # (and X-API-Key too when API_KEY is set): one requirement naming both
-                    operation["security"] = [{k: v for req in security for k, v in req.items()}]
-                    operation["description"] = (
-                        operation.get("description", "")
-                        + "\n\nNeeds the admin bearer token; an API key alone "
-                        "never suffices (X-API-Key is checked too when API_KEY is configured)."
-                    ).strip()
+                _document_access(operation, responses, POLICY.get((method.upper(), path)), error)
                 for parameter in operation.get("parameters", []):
                     if not parameter.get("description"):
                         described = PARAMETERS.get(
@@ -177,13 +183,6 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                         )
                         if described:
                             parameter["description"] = described
-                if {"adminToken": []} in operation.get("security", []) or any(
-                    "adminToken" in req and len(req) > 1 for req in operation.get("security", [])
-                ):
-                    responses.setdefault("401", {**error, "description": "Missing or wrong bearer token"})
-                    responses.setdefault("403", {**error, "description": "ADMIN_TOKEN not configured"})
-                if {"apiKey": []} in operation.get("security", []):
-                    responses.setdefault("401", {**error, "description": "API_KEY set and X-API-Key wrong"})
                 if (method.upper(), path) in limited_operations(app):
                     responses.setdefault(
                         "429",
@@ -195,6 +194,7 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                         },
                     )
                 if "requestBody" in operation:
+                    responses.setdefault("400", {**error, "description": "Body not decodable (not UTF-8)"})
                     responses.setdefault("413", {**error, "description": "Request body too large"})
                     responses.setdefault("422", {**error, "description": "Invalid input"})
                 responses.setdefault(
@@ -206,6 +206,24 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return schema
 
     return openapi
+
+
+def _document_access(
+    operation: dict[str, Any], responses: dict[str, Any], decision: Any, error: dict[str, Any]
+) -> None:
+    """The operation's security requirement and its 401/403, from its :data:`gateway.policy.POLICY` entry."""
+    operation.pop("security", None)
+    if decision in (PUBLIC, CONSOLE, OPTIONAL) or decision is None:
+        return
+    assert isinstance(decision, Need)
+    operation["security"] = [{"bearer": [decision.scope]}]
+    needs = f"Needs the scope `{decision.scope}`"
+    if decision.owner:
+        needs += f" and `{decision.owner}` to be the token's subject (unless the token has `admin`)"
+    operation["description"] = (operation.get("description", "") + f"\n\n{needs}.").strip()
+    responses["401"] = {**error, "description": "No bearer token, or one that is not valid"}
+    other = " or is another user's" if decision.owner else ""
+    responses["403"] = {**error, "description": f"The token lacks the scope {decision.scope}{other}"}
 
 
 SWAGGER_UI = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5 dist files and their LICENSE
@@ -251,6 +269,7 @@ def _close_streams_on_sigterm(upstreams: Upstreams) -> Callable[[], None]:
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
+    authenticator = Authenticator(settings)  # a bad AUTH_API_KEYS_FILE stops the start here, naming it
     wide = wide_logger(settings) if settings.wide_logging_enabled else None
 
     @contextlib.asynccontextmanager
@@ -284,7 +303,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             services=upstreams.urls,
             bootstrap=settings.kafka_bootstrap_servers,
             admin_enabled=settings.admin_token is not None,
+            auth=settings.gateway_auth,
+            oidc=settings.oidc_issuer,
+            api_keys=len(authenticator.api_keys),
         )
+        if authenticator.open:
+            log.warning(
+                "GATEWAY_AUTH=open: calls without a token act as an anonymous user with the data-plane "
+                "scopes; never use this outside a developer's machine"
+            )
         restore = _close_streams_on_sigterm(upstreams)
         try:
             yield
@@ -297,6 +324,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await upstreams.close()
+            await authenticator.close()
             await kafka.close()
             if wide is not None:
                 await wide.close()
@@ -322,6 +350,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.include_router(module.router, dependencies=limited)
     console.install(app)  # /console (operator web UI) and /asyncapi.json
     app.add_middleware(SafePathIds, router=app.router)  # innermost: right before routing
+    app.state.auth = authenticator
+    # before the path-id check (an unauthenticated caller learns nothing of ids); CORS answers preflights
+    # before it; the request log and wide events see its 401/403
+    app.add_middleware(Authorize, authenticator=authenticator)
     origins = settings.cors_origins()
     if origins:
         app.add_middleware(

@@ -1,26 +1,19 @@
-"""Admin bearer token and the optional API key of the app-facing endpoints.
+"""Route-level guards kept for the routes that declare them (``dependencies=[Admin]``, ``AppKey``).
 
-Admin endpoints are never open: with ``ADMIN_TOKEN`` unset they answer 403 saying so. Tokens are compared
-in constant time (``consumer_runtime.auth``, shared with the services' own admin endpoints).
+Who may call what is decided once, for every route, by :mod:`gateway.policy` (its table and its
+middleware, which also establishes ``request.state.identity``). These dependencies only re-check that
+decision where a route declares one — defence in depth: an admin route whose policy entry were ever
+loosened by mistake still refuses a caller without the ``admin`` scope.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from consumer_runtime.auth import admin_refusal, same_secret
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError
-
-bearer = HTTPBearer(auto_error=False, scheme_name="adminToken", description="ADMIN_TOKEN as a bearer token")
-api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="Only when API_KEY is configured"
-)
-
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="platform-gateway"'}
+from gateway.identity import ADMIN
+from gateway.policy import identity_of
 
 
 def settings_of(request: Request) -> GatewaySettings:
@@ -28,30 +21,13 @@ def settings_of(request: Request) -> GatewaySettings:
     return settings
 
 
-async def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    refusal = admin_refusal(
-        settings_of(request).admin_token,
-        credentials.scheme if credentials is not None else None,
-        credentials.credentials if credentials is not None else None,
-        service="gateway",
-    )
-    if refusal is not None:
-        status, message = refusal
-        if status == 403:
-            raise ApiError(403, "admin_disabled", message)
-        raise ApiError(status, "unauthorized", message, headers=_CHALLENGE)
+async def require_admin(request: Request) -> None:
+    if ADMIN not in identity_of(request).scopes:
+        raise ApiError(403, "forbidden", "this needs the scope 'admin'")
 
 
-async def require_api_key(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> None:
-    """App-facing endpoints: open unless ``API_KEY`` is set, then ``X-API-Key`` must match."""
-    expected = settings_of(request).api_key
-    if expected is None or not expected.get_secret_value():
-        return
-    if key is None or not same_secret(key, expected.get_secret_value()):
-        raise ApiError(401, "unauthorized", "send a valid 'X-API-Key' header", headers=_CHALLENGE)
+async def require_api_key(request: Request) -> None:
+    """Kept for the routers that declare it: the identity (API keys included) is the policy's business."""
 
 
 Admin = Depends(require_admin)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from consumer_runtime.service import HttpSettings
 from consumer_runtime.settings import KafkaGroupSettings
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -19,6 +22,12 @@ SERVICES: dict[str, str] = {
 }
 
 
+#: JWT signature algorithms OIDC_ALGORITHMS may name: asymmetric only (no "none", no HS*: no key confusion).
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
 class GatewaySettings(KafkaGroupSettings, HttpSettings):
     """Everything the gateway reads from the environment (``load_settings`` names a bad variable).
 
@@ -28,13 +37,35 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
 
     http_port: int = Field(8000, ge=1, le=65535)
 
-    # ---- security
+    # ---- security (docs/security.md; gateway/identity.py, gateway/policy.py)
+    deploy_environment: str = Field(
+        "", description="Where this runs (DEPLOY_ENVIRONMENT); 'cloud' refuses GATEWAY_AUTH=open at start"
+    )
+    gateway_auth: Literal["required", "open"] = Field(
+        "required",
+        description="required: every non-public route needs a bearer token; open (make run only): a call "
+        "without a token acts as an anonymous user with the data-plane scopes (never admin)",
+    )
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token of the admin endpoints (k8s Secret). Unset = admin endpoints refuse."
+        None, description="Bearer token acting as an identity with scope admin (k8s Secret; the console)"
     )
     api_key: SecretStr | None = Field(
-        None, description="Optional X-API-Key required by the app-facing publish/query endpoints"
+        None,
+        description="Deprecated: one shared X-API-Key acting as an identity with the data-plane scopes "
+        "(subject 'api-key'); use AUTH_API_KEYS_FILE",
     )
+    auth_api_keys_file: Path | None = Field(
+        None, description="JSON file of API keys as SHA-256 hashes with their subject and scopes (a Secret)"
+    )
+    oidc_issuer: str | None = Field(None, description="The OIDC provider's issuer (the tokens' iss)")
+    oidc_audience: str | None = Field(None, description="The audience (aud) tokens must be issued for")
+    oidc_jwks_url: str | None = Field(None, description="The provider's JWKS URL (https)")
+    oidc_algorithms: str = Field("RS256,ES256", description="Accepted JWT signature algorithms (asymmetric)")
+    oidc_leeway_s: float = Field(30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat")
+    oidc_jwks_min_refresh_s: float = Field(
+        30.0, ge=0, description="An unknown kid refetches the JWKS at most this often (key rotation)"
+    )
+    oidc_jwks_cache_s: float = Field(3600.0, gt=0, description="Cached JWKS is refetched after this long")
     cors_allow_origins: str = Field("", description="Comma-separated origins allowed by CORS ('*' = any)")
     max_request_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest accepted request body")
 
@@ -134,6 +165,46 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
                     raise ValueError(f"{item!r} is not an IP address or CIDR") from None
         return value
 
+    @field_validator("gateway_auth")
+    @classmethod
+    def _not_open_in_cloud(cls, value: str, info: ValidationInfo) -> str:
+        where = str(info.data.get("deploy_environment") or "").strip().lower()
+        if value == "open" and where == "cloud":
+            raise ValueError("GATEWAY_AUTH=open is refused when DEPLOY_ENVIRONMENT=cloud (use required)")
+        return value
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, value: str) -> str:
+        names = [a.strip() for a in value.split(",") if a.strip()]
+        bad = [a for a in names if a not in ASYMMETRIC_ALGORITHMS]
+        if not names or bad:
+            raise ValueError(
+                f"{', '.join(bad) or 'empty'}: accepted are {', '.join(sorted(ASYMMETRIC_ALGORITHMS))} "
+                "(never none, never an HMAC algorithm)"
+            )
+        return ",".join(names)
+
+    @field_validator("oidc_jwks_url")
+    @classmethod
+    def _jwks_https(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ValueError(f"must be an https URL (http only on localhost), got {value!r}")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> GatewaySettings:
+        given = {"OIDC_ISSUER": self.oidc_issuer, "OIDC_AUDIENCE": self.oidc_audience,
+                 "OIDC_JWKS_URL": self.oidc_jwks_url}  # fmt: skip
+        if any(given.values()) and not all(given.values()):
+            missing = ", ".join(k for k, v in given.items() if not v)
+            raise ValueError(f"OIDC_ISSUER, OIDC_AUDIENCE and OIDC_JWKS_URL go together: {missing} missing")
+        return self
+
     @field_validator("issue_ingestor_url", "log_sink_url", "search_indexer_url", "notifier_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -144,6 +215,12 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
     # ------------------------------------------------------------------ derived
     def service_urls(self) -> dict[str, str]:
         return {name: str(getattr(self, field)) for name, field in SERVICES.items()}
+
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    def algorithms(self) -> list[str]:
+        return self.oidc_algorithms.split(",")
 
     def cors_origins(self) -> list[str]:
         return [o.strip() for o in self.cors_allow_origins.split(",") if o.strip()]

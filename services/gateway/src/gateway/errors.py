@@ -214,7 +214,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     texts = {
         400: "Bad request",
         401: "Missing or wrong bearer token",
-        403: "Admin endpoints disabled (ADMIN_TOKEN unset) or API key wrong",
+        403: "The token lacks the scope the operation needs",
         404: "Not found",
         409: "Conflict",
         413: "Request body too large",

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from gateway.deps import ChecksDep
+from gateway.deps import ChecksDep, SettingsDep
 from gateway.ops.services import Readiness, readiness
 
 router = APIRouter(tags=["operations"])
@@ -32,6 +32,9 @@ class GatewayReadiness(BaseModel):
     checked_s_ago: dict[str, float] = Field(
         description="Age of each check's result (checked in the background)"
     )
+    auth: Literal["open", "required"] = Field(
+        description="GATEWAY_AUTH: `open` lets calls without a token act as an anonymous user (make run only)"
+    )
 
 
 class SeedHealth(GatewayReadiness):
@@ -40,10 +43,11 @@ class SeedHealth(GatewayReadiness):
     status: Literal["healthy", "degraded", "unhealthy"]  # type: ignore[assignment]
 
 
-def _ready_answer(ready: Readiness, status: str) -> JSONResponse:
+def _ready_answer(ready: Readiness, status: str, auth: str) -> JSONResponse:
     body = {
         "status": status,
         "service": "gateway",
+        "auth": auth,  # GATEWAY_AUTH: "open" (make run) must be visible to whoever looks
         "checks": ready.checks,
         "checked_s_ago": ready.checked_s_ago,
     }
@@ -68,9 +72,9 @@ async def healthz() -> dict[str, str]:
         503: {"model": GatewayReadiness, "description": "Kafka unreachable (status `not ready`)"},
     },
 )
-async def readyz(checks: ChecksDep) -> JSONResponse:
+async def readyz(checks: ChecksDep, settings: SettingsDep) -> JSONResponse:
     ready = await readiness(checks)
-    return _ready_answer(ready, ready.status)
+    return _ready_answer(ready, ready.status, settings.gateway_auth)
 
 
 @router.get(
@@ -82,9 +86,9 @@ async def readyz(checks: ChecksDep) -> JSONResponse:
         503: {"model": SeedHealth, "description": "Kafka unreachable (status `unhealthy`)"},
     },
 )
-async def health(checks: ChecksDep) -> JSONResponse:
+async def health(checks: ChecksDep, settings: SettingsDep) -> JSONResponse:
     ready = await readiness(checks)
-    return _ready_answer(ready, _SEED_STATUS.get(ready.status, "unhealthy"))
+    return _ready_answer(ready, _SEED_STATUS.get(ready.status, "unhealthy"), settings.gateway_auth)
 
 
 @router.get(

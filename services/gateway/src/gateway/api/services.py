@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from consumer_runtime.status import ConsumerStatus
-from fastapi import APIRouter, Path
+from consumer_runtime.status import ConsumerStatus, Counts, Desired, State
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from gateway.auth import Admin
 from gateway.control import Action
@@ -18,6 +19,7 @@ from gateway.deps import ControlDep, LagsDep, UpstreamsDep
 from gateway.errors import error_responses
 from gateway.ops import services as ops
 from gateway.ops.services import ControlResult, ServicesStatus, ServiceStatus
+from gateway.policy import identity_of
 
 router = APIRouter()
 ServiceName = Literal["issue-ingestor", "log-sink", "search-indexer", "notifier"]
@@ -74,15 +76,39 @@ async def post_control(
 
 
 # ------------------------------------------------------------------------------------------ seed paths
+class ConsumerStatusSummary(BaseModel):
+    """What ``GET /api/kafka/status`` shows a caller without ``admin`` (no errors, assignment or holders)."""
+
+    name: str
+    group: str
+    topics: list[str]
+    state: State
+    desired: Desired
+    paused: bool
+    enabled: bool
+    ready: bool
+    lag: int
+    counts: Counts
+    started_at: float | None
+
+
+SEED_STATUS_SUMMARY = frozenset(ConsumerStatusSummary.model_fields)
+
+
 @router.get(
     "/api/kafka/status",
     tags=["seed-compatible"],
     summary="Issue consumer status (seed 000)",
-    response_model=ConsumerStatus,
+    description="The whole status with `admin`; the summary (no assignment, errors or pause holders) "
+    "without it.",
+    response_model=ConsumerStatus | ConsumerStatusSummary,
     responses=error_responses(503),
 )
-async def seed_status(upstreams: UpstreamsDep) -> Any:
-    return await upstreams.json(SEED_SERVICE, "GET", "/consumer/status")
+async def seed_status(upstreams: UpstreamsDep, request: Request) -> Any:
+    status = await upstreams.json(SEED_SERVICE, "GET", "/consumer/status")
+    if identity_of(request).is_admin or not isinstance(status, dict):
+        return status
+    return {k: v for k, v in status.items() if k in SEED_STATUS_SUMMARY}  # the details are for admins
 
 
 def _seed_control_route(action: Action) -> None:

@@ -14,18 +14,21 @@ from platform_events.asyncapi import asyncapi_document
 from starlette.requests import Request
 
 from gateway.console.app import create_console
+from gateway.policy import identity_of
 
 PREFIX = "/console"
 
 
 def install(app: FastAPI) -> None:
-    """Mount the console at ``/console`` and serve ``/asyncapi.json`` next to ``/openapi.json``."""
+    """Mount the console at ``/console`` and serve ``/asyncapi.json`` next to ``/openapi.json`` (with the
+    broker addresses for an admin caller only)."""
     app.mount(PREFIX, create_console(app), name="console")
 
     async def asyncapi(request: Request) -> JSONResponse:
         settings = request.app.state.settings
-        return JSONResponse(
-            asyncapi_document(request.app.state.topics, server=settings.kafka_bootstrap_servers)
-        )
+        document = asyncapi_document(request.app.state.topics, server=settings.kafka_bootstrap_servers)
+        if not identity_of(request).is_admin:
+            document.pop("servers", None)  # broker addresses: for admins only (gateway.policy: OPTIONAL)
+        return JSONResponse(document)
 
     app.add_route("/asyncapi.json", asyncapi, include_in_schema=False)
