@@ -63,6 +63,8 @@ async def limited(
         search_indexer_url=stack.services["search-indexer"].url,
         notifier_url=stack.services["notifier"].url,
         kafka_auto_create_topics=False,  # the stack's gateway made them
+        # as `make run`: callers without a token are counted by their address, with one by its subject
+        gateway_auth="open",
         publish_rate_limit="3/hour",
         stream_max_per_user=PER_CALLER,
         stream_max_total=TOTAL,
@@ -102,7 +104,8 @@ async def test_publishing_routes_share_one_rate_per_caller(gw: httpx.AsyncClient
     assert 0 < int(over.headers["retry-after"]) <= 3600
     message = {"channel_id": "ch_limits", "author_id": "user_0", "content": "hello"}
     assert (await gw.post("/messages", json=message, headers=me)).status_code == 429  # the same rate
-    assert (await gw.get("/api/v1/notifications/user_0", headers=me)).status_code == 200  # reads: no
+    # reads are not counted (without a token, in open mode, a caller reads the anonymous user's own)
+    assert (await gw.get("/api/v1/notifications/anonymous", headers=me)).status_code == 200
     assert (await gw.post("/api/v1/events/user-activity", json=activity(), headers=other)).status_code == 202
 
 
@@ -140,11 +143,23 @@ def test_the_caller_is_the_token_subject_when_there_is_one() -> None:
     request.state.identity = Identity()
     assert caller(request) == "sub:user_0042"
 
+    class Anonymous:  # GATEWAY_AUTH=open without a token: one subject shared by all, so counted by address
+        subject = "anonymous"
+        kind = "anonymous"
+
+    request.state.identity = Anonymous()
+    assert caller(request) == "ip:198.51.100.1"
+
 
 # ------------------------------------------------------------------------------------------ live streams
+#: callers without a token (GATEWAY_AUTH=open) act as this user and stream its notifications; each is its
+#: own caller by the address it claims
+ANON = "anonymous"
+
+
 @contextlib.asynccontextmanager
-async def open_stream(gw: httpx.AsyncClient, user: str, address: str) -> AsyncIterator[httpx.Response]:
-    async with gw.stream("GET", f"/api/v1/notifications/{user}/stream", headers=as_client(address)) as r:
+async def open_stream(gw: httpx.AsyncClient, address: str) -> AsyncIterator[httpx.Response]:
+    async with gw.stream("GET", f"/api/v1/notifications/{ANON}/stream", headers=as_client(address)) as r:
         yield r
 
 
@@ -154,27 +169,27 @@ async def test_streams_are_capped_and_never_starve_other_calls(
     slots = limited.app.state.upstreams.stream_slots
     async with contextlib.AsyncExitStack() as streams:
         for _ in range(PER_CALLER):
-            response = await streams.enter_async_context(open_stream(gw, "user_s1", "203.0.113.20"))
+            response = await streams.enter_async_context(open_stream(gw, "203.0.113.20"))
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
-        async with open_stream(gw, "user_s1", "203.0.113.20") as refused:
+        async with open_stream(gw, "203.0.113.20") as refused:
             assert refused.status_code == 429  # over the caller's cap
             assert int(refused.headers["retry-after"]) > 0
             assert "per caller" in (await refused.aread()).decode()
-        third = await streams.enter_async_context(open_stream(gw, "user_s2", "203.0.113.21"))
+        third = await streams.enter_async_context(open_stream(gw, "203.0.113.21"))
         assert third.status_code == 200
         assert slots.open == TOTAL
-        async with open_stream(gw, "user_s3", "203.0.113.22") as refused:
+        async with open_stream(gw, "203.0.113.22") as refused:
             assert refused.status_code == 429  # over the total
             assert "live streams open" in (await refused.aread()).decode()
         # the cap of streams is open, more than the regular pool's connections: calls still answer
-        listed = await gw.get("/api/v1/notifications/user_s1", headers=as_client("203.0.113.20"))
+        listed = await gw.get(f"/api/v1/notifications/{ANON}", headers=as_client("203.0.113.20"))
         assert listed.status_code == 200, listed.text
-        prefs = await gw.get("/api/v1/notifications/user_s1/preferences", headers=as_client("203.0.113.23"))
+        prefs = await gw.get(f"/api/v1/notifications/{ANON}/preferences", headers=as_client("203.0.113.23"))
         assert prefs.status_code == 200, prefs.text
     # the streams ended: their slots are given back, a caller may stream again
     await wait_until(lambda: _zero(slots), timeout=30, what="stream slots given back")
-    async with open_stream(gw, "user_s1", "203.0.113.20") as again:
+    async with open_stream(gw, "203.0.113.20") as again:
         assert again.status_code == 200
 
 
@@ -305,7 +320,7 @@ async def test_kafka_error_text_and_addresses_reach_no_client() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw", timeout=60) as client:
             with capture_logs() as logs:
-                response = await client.post("/api/v1/events/user-activity", json=activity())
+                response = await client.post("/api/v1/events/user-activity", json=activity(), headers=AUTH)
     assert response.status_code == 503
     answer = response.json()
     assert answer["error"] == "kafka_unavailable"

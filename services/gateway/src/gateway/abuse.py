@@ -26,10 +26,11 @@ REFUSED = Metric("gateway_limit_refusals_total", "Requests refused by an abuse l
 
 
 def caller(connection: HTTPConnection) -> str:
-    """The key of a caller: ``sub:<subject>`` of its identity, else ``ip:<client address>``."""
+    """The key of a caller: ``sub:<subject>`` of its identity, else (no token: no identity, or the anonymous
+    one of ``GATEWAY_AUTH=open``, shared by every such caller) ``ip:<client address>``."""
     identity = getattr(connection.state, "identity", None)
     subject = getattr(identity, "subject", None)
-    if isinstance(subject, str) and subject:
+    if isinstance(subject, str) and subject and getattr(identity, "kind", None) != "anonymous":
         return f"sub:{subject}"
     return f"ip:{connection.client.host if connection.client else ''}"
 
