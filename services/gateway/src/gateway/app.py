@@ -267,6 +267,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             bootstrap=settings.kafka_bootstrap_servers,
             admin_enabled=settings.admin_token is not None,
         )
+        if settings.internal_token is None or not settings.internal_token.get_secret_value():
+            log.warning(
+                "INTERNAL_TOKEN is not set: the services refuse the gateway's consumer control, deletes and "
+                "other writes (set the same INTERNAL_TOKEN on the gateway and the services)"
+            )
         restore = _close_streams_on_sigterm(upstreams)
         try:
             yield
