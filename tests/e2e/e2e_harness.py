@@ -196,6 +196,7 @@ class Stack:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.admin_token = secrets.token_urlsafe(18)
+        self.internal_token = secrets.token_urlsafe(18)  # gateway → services (consumer control, deletes ...)
         self.mysql_password = secrets.token_hex(12)
         self.extra_env = dict(env or {})
         self.service_env = {k: dict(v) for k, v in (service_env or {}).items()}
@@ -236,6 +237,7 @@ class Stack:
                 "MQ_BATCH_TIMEOUT_MS": "200",
                 "SHUTDOWN_TIMEOUT_S": "20",
                 "ADMIN_TOKEN": self.admin_token,
+                "INTERNAL_TOKEN": self.internal_token,
                 # datastores
                 "DB_HOST": f"{self.ep.mysql_host}:{self.ep.mysql_port}",
                 "DB_NAME": n.mysql_db,

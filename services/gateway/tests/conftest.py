@@ -19,7 +19,7 @@ from gateway.config import GatewaySettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway_testlib import ADMIN_TOKEN, Names, Served, Stack, closed_port_url, gateway_settings, serve
+from gateway_testlib import INTERNAL_TOKEN, Names, Served, Stack, closed_port_url, gateway_settings, serve
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +80,7 @@ def _service_kafka(bootstrap: str, names: Names, service: str) -> dict[str, Any]
         **fast_settings(bootstrap, names.group(service)).model_dump(),
         **names.topics,  # every service reads its topics (and the control topic) under the run's names
         "log_json": False,
+        "internal_token": INTERNAL_TOKEN,  # the gateway's: it sends it on every call
     }
 
 
@@ -142,7 +143,6 @@ async def stack(
                 search_index_alias=alias,
                 search_index_replicas=0,
                 search_index_refresh_interval="1s",
-                admin_token=ADMIN_TOKEN,  # the gateway forwards the caller's bearer token to /admin/rebuild
             )
         ),
         "notifier": notifier_app(

@@ -50,8 +50,8 @@ class Settings(ServiceSettings):
     # After a rebuild swapped the alias, the old index is kept this long (an admin may delete it sooner with
     # DELETE /admin/indices/{name}); 0 = delete it right after the swap.
     rebuild_keep_old_index_s: float = Field(7 * 86400.0, ge=0)
-    # /admin/* (rebuild, indexes) requires the gateway's "Authorization: Bearer <INTERNAL_TOKEN>" (the runtime's
-    # internal-token guard); unset, it is refused (403). ADMIN_TOKEN is not read here: see README.md.
+    # /admin/* (rebuild, indexes) requires the gateway's "Authorization: Bearer <INTERNAL_TOKEN>" (the
+    # runtime's internal-token guard); unset, it is refused (403). ADMIN_TOKEN is not read here (README.md).
 
     @field_validator("elasticsearch_url")
     @classmethod
