@@ -31,6 +31,18 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
     api_key: SecretStr | None = Field(
         None, description="Optional X-API-Key required by the app-facing publish/query endpoints"
     )
+    # The deployment side of the gateway's identities (deploy/k8s base and overlays/cloud, compose set these;
+    # deploy/validate.py checks them). Their meaning is the gateway's authentication (docs/security.md).
+    gateway_auth: str = Field(
+        "required", description="required: every request needs a token; open: `make run` only"
+    )
+    deploy_environment: str = Field("", description="cloud: GATEWAY_AUTH=open is refused")
+    auth_api_keys_file: str | None = Field(
+        None, description="JSON file of API key hashes and their scopes (a Secret mounted read-only)"
+    )
+    oidc_issuer: str | None = Field(None, description="the OIDC provider's issuer (the `iss` of its tokens)")
+    oidc_audience: str | None = Field(None, description="the `aud` a token must name")
+    oidc_jwks_url: str | None = Field(None, description="where the provider publishes its signing keys")
     cors_allow_origins: str = Field("", description="Comma-separated origins allowed by CORS ('*' = any)")
     max_request_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest accepted request body")
 
