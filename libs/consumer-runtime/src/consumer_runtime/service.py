@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from uvicorn.config import STARTUP_FAILURE
 
 from consumer_runtime.auth import InternalTokenGuard
 from consumer_runtime.control import ControlFollower
@@ -182,7 +183,7 @@ def serve(app: FastAPI, settings: HttpSettings, **uvicorn_options: Any) -> None:
     except KeyboardInterrupt:
         pass
     if not server.started:
-        sys.exit(1)  # the start failed (uvicorn logged why), as uvicorn.run exits
+        sys.exit(STARTUP_FAILURE)  # the start failed (uvicorn logged why): the exit status uvicorn.run gives
 
 
 @dataclass(frozen=True, slots=True)
