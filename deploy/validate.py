@@ -6,7 +6,11 @@
   fields and unknown apiVersions fail) against the Kubernetes JSON schemas shipped by `kubernetes-validate`;
 - cross-references: Service/PDB/NetworkPolicy selectors, envFrom / valueFrom / volume targets and keys,
   probe ports and paths, HPA and Ingress targets, pod hardening, pinned images, replicas vs partitions,
-  NetworkPolicy reachability (each service: Kafka and its own datastore only; only the gateway is public);
+  NetworkPolicy reachability (each service: Kafka and its own datastore only; only the gateway is public;
+  a backend's API port only from the gateway; Prometheus only the `metrics` port, METRICS_PORT);
+- exposure: the cloud Ingress routes every public gateway path and none of /healthz, /readyz, /metrics; the
+  gateway runs GATEWAY_AUTH=required with its API keys file mounted from a Secret (cloud: also
+  DEPLOY_ENVIRONMENT=cloud and an OIDC provider); every service gets INTERNAL_TOKEN from one Secret;
 - compose: `docker-compose config -q` (exit code), a healthcheck on every long-running container,
   `depends_on` conditions, and the same environment as the kind overlay gives the pods;
 - hadolint on the Dockerfile.
@@ -66,14 +70,23 @@ SERVICE_PEERS: dict[str, set[str]] = {
     "notifier": {"kafka", "mongo"},
     "gateway": {"kafka", "mongo", "issue-ingestor", "log-sink", "search-indexer", "notifier"},
 }
+#: What a service may reach in overlays/cloud only: the gateway fetches the OIDC provider's signing keys.
+CLOUD_PEERS: dict[str, set[str]] = {"gateway": {"oidc"}}
 #: Ports of the managed endpoints in overlays/cloud (peer name -> ports).
 CLOUD_PORTS: dict[str, set[int]] = {
     "kafka": {9093, 9096},
     "mysql": {3306},
     "mongo": {27017},
     "elasticsearch": {443, 9243},
+    "oidc": {443},
 }
 PUBLIC_SERVICES = {"gateway"}
+#: The container port every platform pod serves /metrics on (METRICS_PORT), Prometheus's only way in.
+METRICS_PORT_NAME = "metrics"
+#: Gateway paths that answer inside the cluster only: never routed by an Ingress.
+OPERATIONAL_PATHS = ("/healthz", "/readyz", "/metrics")
+#: The one Secret holding INTERNAL_TOKEN, shared by the gateway (which sends it) and the services.
+INTERNAL_SECRET = "platform-internal"
 #: Where Prometheus runs (components/monitoring): it may scrape the metrics port, and only that port.
 PROMETHEUS_NAMESPACE = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
 
@@ -558,10 +571,21 @@ def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS")
                 errors.append(f"{owner}: {kind} is not on the http port")
         if c.get("startupProbe", {}).get("httpGet", {}).get("path") not in (None, *served):
             errors.append(f"{owner}: startupProbe path is not served by ops_router")
-        ann = d["spec"]["template"].get("metadata", {}).get("annotations", {})
-        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(port):
+        metrics = _port_of(c, METRICS_PORT_NAME)
+        if metrics is None:
+            errors.append(f"{owner}: no container port named {METRICS_PORT_NAME} (METRICS_PORT)")
+        elif env.get("METRICS_PORT") != str(metrics):
             errors.append(
-                f'{owner}: prometheus.io/scrape must be "true" and prometheus.io/port the http port'
+                f"{owner}: METRICS_PORT={env.get('METRICS_PORT')!r} but the metrics port is {metrics}"
+            )
+        elif metrics == port:
+            errors.append(
+                f"{owner}: the metrics port must not be the http port (scraping would reach the API)"
+            )
+        ann = d["spec"]["template"].get("metadata", {}).get("annotations", {})
+        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(metrics):
+            errors.append(
+                f'{owner}: prometheus.io/scrape must be "true" and prometheus.io/port the metrics port'
             )
         if ann.get("prometheus.io/path", "/metrics") not in served:
             errors.append(f"{owner}: prometheus.io/path is not served by ops_router")
@@ -598,7 +622,12 @@ def policy_errors(objs: Objects, partitions_key: str = "KAFKA_TOPIC_PARTITIONS")
             for cm in spec["containers"][0].get("envFrom", []):
                 ref = cm.get("configMapRef")
                 if ref:
-                    leaked = [k for k in _data(one(objs, "ConfigMap", ref["name"])) if secret_word in k]
+                    # a *_FILE names where a mounted Secret's file is (exposure_errors checks the mount)
+                    leaked = [
+                        k
+                        for k in _data(one(objs, "ConfigMap", ref["name"]))
+                        if secret_word in k and not k.endswith("_FILE")
+                    ]
                     if leaked:
                         errors.append(f"{owner}: secret-looking keys {leaked} in ConfigMap {ref['name']}")
     for hpa in find(objs, "HorizontalPodAutoscaler"):
@@ -657,6 +686,24 @@ def reachability(objs: Objects, workload: dict[str, Any], direction: str) -> set
     return reach
 
 
+def ingress_ports(objs: Objects, workload: dict[str, Any], peer: str) -> set[int | str]:
+    """The container ports ``peer`` (a pod name, or "anywhere") may reach on ``workload``: numbers, or "*"
+    for a rule naming no port (every port)."""
+    container = pod_spec(workload)["containers"][0]
+    out: set[int | str] = set()
+    for np in _policies_for(objs, pod_labels(workload), "ingress"):
+        for rule in np["spec"].get("ingress", []):
+            peers = _peers(objs, rule.get("from"), None)
+            if peer not in peers and f"{peer}:*" not in peers:
+                continue
+            if not rule.get("ports"):
+                out.add("*")
+            for p in rule.get("ports", []):
+                number = _port_of(container, p.get("port", "*"))
+                out.add(number if number is not None else str(p.get("port")))
+    return out
+
+
 def network_errors(objs: Objects, overlay: str) -> list[str]:
     errors: list[str] = []
     if not any(
@@ -680,6 +727,7 @@ def network_errors(objs: Objects, overlay: str) -> list[str]:
             continue
         egress = reachability(objs, d, "egress") - {"dns"}
         if overlay == "cloud":
+            allowed = allowed | CLOUD_PEERS.get(name, set())
             ports = set().union(*(CLOUD_PORTS.get(p, set()) for p in allowed))
             expected_cidr = {f"cidr:{p}" for p in ports}
             expected = (allowed - set(CLOUD_PORTS)) | expected_cidr
@@ -691,12 +739,19 @@ def network_errors(objs: Objects, overlay: str) -> list[str]:
             errors.append(f"{ident(d)}: cannot resolve names (no egress to kube-dns)")
         ingress = reachability(objs, d, "ingress")
         scrapers = {p for p in ingress if p.startswith("prometheus:")}
-        metrics_port = {
-            f"prometheus:{p}" for p in ("http", str(_port_of(pod_spec(d)["containers"][0], "http")))
-        }
+        container = pod_spec(d)["containers"][0]
+        http, metrics = _port_of(container, "http"), _port_of(container, METRICS_PORT_NAME)
+        metrics_port = {f"prometheus:{p}" for p in (METRICS_PORT_NAME, str(metrics))}
         if scrapers - metrics_port:
             errors.append(
-                f"{ident(d)}: Prometheus may reach {sorted(scrapers)}, only the metrics (http) port"
+                f"{ident(d)}: Prometheus may reach {sorted(scrapers)}, only the metrics port "
+                f"({METRICS_PORT_NAME}, {metrics})"
+            )
+        caller = "anywhere" if name in PUBLIC_SERVICES else "gateway"
+        reached = ingress_ports(objs, d, caller)
+        if reached - {http}:
+            errors.append(
+                f"{ident(d)}: {caller} may reach ports {sorted(map(str, reached))}, only the http port {http}"
             )
         ingress -= scrapers
         if name in PUBLIC_SERVICES:
@@ -734,12 +789,24 @@ def env_key_errors(objs: Objects, known: Callable[[str], set[str]]) -> list[str]
     return errors
 
 
+def cloud_secret_data() -> dict[str, dict[str, str]]:
+    """Secret name -> its example data, for every Secret overlays/cloud expects to be created out of band:
+    ``<secret>.env.example`` (keys of `kubectl create secret --from-env-file`) and, for a Secret of files,
+    ``<secret>/<key>.example`` (one file per key: `--from-file=<key>=...`)."""
+    secrets = {
+        f.name.removesuffix(".env.example"): env_file(f) for f in sorted(CLOUD_SECRETS.glob("*.env.example"))
+    }
+    for folder in sorted(p for p in CLOUD_SECRETS.iterdir() if p.is_dir()):
+        secrets[folder.name] = {
+            f.name.removesuffix(".example"): f.read_text(encoding="utf-8")
+            for f in sorted(folder.glob("*.example"))
+        }
+    return secrets
+
+
 def cloud_secret_contract() -> dict[str, set[str]]:
     """Secret name -> keys, for every Secret overlays/cloud expects to be created out of band."""
-    return {
-        f.name.removesuffix(".env.example"): set(env_file(f))
-        for f in sorted(CLOUD_SECRETS.glob("*.env.example"))
-    }
+    return {name: set(data) for name, data in cloud_secret_data().items()}
 
 
 def _secret_stub(name: str, data: dict[str, str]) -> dict[str, Any]:
@@ -757,8 +824,8 @@ def _secret_stub(name: str, data: dict[str, str]) -> dict[str, Any]:
 
 def out_of_band_secrets(objs: Objects) -> Objects:
     """The Secrets a cloud cluster holds before the apply, for the cross-reference checks (never applied):
-    what the rendered ExternalSecrets will create, or else what `kubectl create secret --from-env-file`
-    makes from the overlays/cloud/secrets/*.env.example copies."""
+    what the rendered ExternalSecrets will create, or else what `kubectl create secret` makes from the copies
+    of overlays/cloud/secrets/*.env.example and secrets/<secret>/*.example."""
     external = find(objs, "ExternalSecret")
     if external:
         return [
@@ -768,10 +835,7 @@ def out_of_band_secrets(objs: Objects) -> Objects:
             )
             for es in external
         ]
-    return [
-        _secret_stub(name, env_file(CLOUD_SECRETS / f"{name}.env.example"))
-        for name in cloud_secret_contract()
-    ]
+    return [_secret_stub(name, data) for name, data in cloud_secret_data().items()]
 
 
 def with_out_of_band(objs: Objects, overlay: str) -> Objects:
@@ -785,9 +849,7 @@ def secret_contract_errors(objs: Objects) -> list[str]:
     made = {s["metadata"]["name"]: set(_data(s)) for s in out_of_band_secrets(objs)}
     for name, keys in cloud_secret_contract().items():
         if name not in made:
-            errors.append(
-                f"no ExternalSecret creates Secret {name!r} (overlays/cloud/secrets/{name}.env.example)"
-            )
+            errors.append(f"no ExternalSecret creates Secret {name!r} (overlays/cloud/secrets/{name}*)")
         elif made[name] != keys:
             errors.append(
                 f"ExternalSecret for {name!r} gives keys {sorted(made[name])}, expected {sorted(keys)}"
@@ -805,6 +867,127 @@ def generated_secret_errors(objs: Objects) -> list[str]:
     ]
 
 
+# ----------------------------------------------------------------------------------------------- exposure
+@functools.cache
+def gateway_paths() -> frozenset[str]:
+    """Every path the gateway serves (routes and mounted apps), read from its code."""
+    from consumer_runtime.testing import http_routes
+    from gateway.app import create_app
+    from gateway.config import GatewaySettings
+
+    app = create_app(GatewaySettings(wide_logging_enabled=False))
+    mounts = {r.path for r in app.routes if type(r).__name__ == "Mount"}
+    return frozenset({path for _, path in http_routes(app.routes)} | mounts)
+
+
+def _concrete(path: str) -> str:
+    """A request path for a route path: every {parameter} a plain segment."""
+    return "/".join("x" if part.startswith("{") else part for part in path.split("/"))
+
+
+def ingress_matches(rule_path: str, path_type: str, path: str) -> bool:
+    """Whether an Ingress path (Exact or Prefix, as Kubernetes defines them) routes the request ``path``;
+    ImplementationSpecific counts as a plain string prefix (what most controllers do)."""
+    if path_type == "Exact":
+        return path == rule_path
+    if path_type == "Prefix":
+        prefix = [p for p in rule_path.split("/") if p]
+        return [p for p in path.split("/") if p][: len(prefix)] == prefix
+    return path.startswith(rule_path)
+
+
+def ingress_errors(objs: Objects) -> list[str]:
+    """The Ingress routes the gateway's public API, all of it, and never an operational path."""
+    errors: list[str] = []
+    rules = [
+        (ident(ing), p["path"], p.get("pathType", "ImplementationSpecific"))
+        for ing in find(objs, "Ingress")
+        for rule in ing["spec"].get("rules", [])
+        for p in rule.get("http", {}).get("paths", [])
+    ]
+    if not rules:
+        return errors
+    for owner, rule_path, path_type in rules:
+        if path_type not in ("Exact", "Prefix"):
+            errors.append(f"{owner}: path {rule_path!r} is {path_type}; use Exact or Prefix")
+    for path in OPERATIONAL_PATHS:
+        for owner, rule_path, path_type in rules:
+            if ingress_matches(rule_path, path_type, path):
+                errors.append(
+                    f"{owner}: {path_type} {rule_path!r} routes {path}, which answers in the cluster only"
+                )
+    for path in sorted(gateway_paths() - set(OPERATIONAL_PATHS)):
+        if not any(ingress_matches(r, t, _concrete(path)) for _, r, t in rules):
+            errors.append(f"Ingress: the gateway's public path {path} is not routed (add its prefix)")
+    return errors
+
+
+def _volume_file(workload: dict[str, Any], objs: Objects, file: str) -> str | None:
+    """Why ``file`` is not a key of a Secret mounted into the workload's first container (None if it is)."""
+    spec = pod_spec(workload)
+    folder, _, key = file.rpartition("/")
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in spec["containers"][0].get("volumeMounts", []):
+        if mount["mountPath"].rstrip("/") != folder:
+            continue
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is None:
+            return f"{file}: the volume mounted at {folder} is not a Secret"
+        found = find(objs, "Secret", secret["secretName"])
+        if found and key not in _data(found[0]):
+            return f"{file}: Secret {secret['secretName']!r} has no key {key!r}"
+        if not mount.get("readOnly"):
+            return f"{file}: the Secret is mounted writable"
+        return None
+    return f"{file}: no Secret is mounted at {folder}"
+
+
+def _generated_name(name: str) -> str:
+    """A generated name without the content hash kustomize appends (``platform-internal-dh7d48tt2b``)."""
+    base, _, suffix = name.rpartition("-")
+    return base if base and len(suffix) == 10 and suffix.isalnum() and suffix.islower() else name
+
+
+def exposure_errors(objs: Objects, overlay: str) -> list[str]:
+    """Who may call what: the gateway requires tokens (cloud: from the OIDC provider, never open), reads its
+    API keys from a Secret; every platform pod gets INTERNAL_TOKEN from the one shared Secret."""
+    errors = ingress_errors(objs)
+    gateways = [d for d in platform_deployments(objs) if d["metadata"]["name"] in PUBLIC_SERVICES]
+    for gw in gateways:
+        env = container_env(objs, gw)
+        if env.get("GATEWAY_AUTH") != "required":
+            errors.append(f"{ident(gw)}: GATEWAY_AUTH={env.get('GATEWAY_AUTH')!r}, must be 'required'")
+        keys_file = env.get("AUTH_API_KEYS_FILE", "")
+        if not keys_file:
+            errors.append(f"{ident(gw)}: AUTH_API_KEYS_FILE is not set")
+        elif (why := _volume_file(gw, objs, keys_file)) is not None:
+            errors.append(f"{ident(gw)}: AUTH_API_KEYS_FILE {why}")
+        if overlay == "cloud":
+            if env.get("DEPLOY_ENVIRONMENT") != "cloud":
+                errors.append(
+                    f"{ident(gw)}: DEPLOY_ENVIRONMENT must be 'cloud' (the gateway then refuses open)"
+                )
+            for key in ("OIDC_ISSUER", "OIDC_JWKS_URL"):
+                if not env.get(key, "").startswith("https://"):
+                    errors.append(f"{ident(gw)}: {key} must be an https:// URL")
+            if not env.get("OIDC_AUDIENCE"):
+                errors.append(f"{ident(gw)}: OIDC_AUDIENCE is not set")
+    tokens: set[str] = set()
+    for d in platform_deployments(objs):
+        sources = [
+            _generated_name(src["secretRef"]["name"])
+            for src in pod_spec(d)["containers"][0].get("envFrom", [])
+            if "secretRef" in src
+            and any("INTERNAL_TOKEN" in _data(s) for s in find(objs, "Secret", src["secretRef"]["name"]))
+        ]
+        if sources != [INTERNAL_SECRET]:
+            errors.append(f"{ident(d)}: INTERNAL_TOKEN must come from the Secret {INTERNAL_SECRET} only")
+        tokens.add(container_env(objs, d).get("INTERNAL_TOKEN", ""))
+    if len(tokens) > 1:
+        errors.append("INTERNAL_TOKEN differs between the gateway and the services")
+    return errors
+
+
 def check_overlay(overlay: str, objs: Objects | None = None) -> list[str]:
     objs = render(overlay) if objs is None else objs
     cross = with_out_of_band(objs, overlay)
@@ -813,6 +996,7 @@ def check_overlay(overlay: str, objs: Objects | None = None) -> list[str]:
         *reference_errors(cross),
         *policy_errors(cross),
         *network_errors(cross, overlay),
+        *exposure_errors(cross, overlay),
         *(generated_secret_errors(objs) if overlay == "cloud" else []),
     ]
 
@@ -921,6 +1105,16 @@ def compose_errors(model: dict[str, Any], kind_objs: Objects) -> list[str]:
             if k8s_env.get(key) != compose_env.get(key):
                 got, want = compose_env.get(key), k8s_env.get(key)
                 errors.append(f"compose {name}: {key}={got!r} but the kind pod gets {want!r}")
+        published = {str(p.get("target")) for p in svc.get("ports", [])}
+        if name not in PUBLIC_SERVICES and published:
+            errors.append(f"compose {name}: publishes {sorted(published)}; only the gateway is reachable")
+        if k8s_env.get("METRICS_PORT") in published:
+            errors.append(f"compose {name}: publishes its metrics port {k8s_env.get('METRICS_PORT')}")
+        keys_file = k8s_env.get("AUTH_API_KEYS_FILE")
+        if keys_file and not any(
+            m.get("target") == keys_file and m.get("read_only") for m in svc.get("volumes", [])
+        ):
+            errors.append(f"compose {name}: nothing is mounted read-only at AUTH_API_KEYS_FILE {keys_file}")
         hc = " ".join(svc.get("healthcheck", {}).get("test", []))
         if f":{k8s_env.get('HTTP_PORT')}{READINESS_PATH}" not in hc:
             errors.append(f"compose {name}: healthcheck does not ask {READINESS_PATH} on HTTP_PORT")

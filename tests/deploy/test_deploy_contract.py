@@ -2,8 +2,10 @@
 the rendered overlay), answers its Deployment's probes with 200 — so manifests and code cannot drift apart.
 
 Only values change, never keys (asserted): in-cluster host names are pointed at the local servers, the
-pod's containerPort is mapped to a free local port (like a port-forward), topic / group / database / index
-names get a unique suffix so the shared local servers stay clean, and KAFKA_ENABLE_IDEMPOTENCE is false
+pod's containerPorts (http, metrics) are mapped to free local ports (like a port-forward), the files of the
+Secrets the pod mounts are written to a local folder the path variables then name, topic / group /
+database / index names get a unique suffix so the shared local servers stay clean, and
+KAFKA_ENABLE_IDEMPOTENCE is false
 because the local Tansu broker has no idempotent producer (docs/local-servers.md).
 """
 
@@ -44,6 +46,7 @@ class Running:
     port: int
     probes: dict[str, str]
     grace_s: int
+    metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     problems: list[str] = field(default_factory=list)
@@ -76,6 +79,30 @@ def _pod_contract(
     return dv.container_env(objs, deployment), ports.pop(), probes, grace
 
 
+def _mounted_files(
+    dv: ModuleType, objs: list[dict[str, Any]], service: str, env: dict[str, str], folder: Path
+) -> dict[str, str]:
+    """The Secret volumes the pod mounts, written under ``folder`` (as the kubelet projects them); returns the
+    overrides of the variables whose value is a path inside such a mount."""
+    spec = dv.pod_spec(dv.one(objs, "Deployment", service))
+    secrets = {v["name"]: v["secret"] for v in spec.get("volumes", []) if "secret" in v}
+    overrides: dict[str, str] = {}
+    for mount in spec["containers"][0].get("volumeMounts", []):
+        secret = secrets.get(mount["name"])
+        found = dv.find(objs, "Secret", secret["secretName"]) if secret else []
+        if not found:
+            continue
+        local = folder / service / mount["name"]
+        local.mkdir(parents=True)
+        for key, value in dv._data(found[0]).items():
+            (local / key).write_text(value, encoding="utf-8")
+        inside = mount["mountPath"].rstrip("/") + "/"
+        for key, value in env.items():
+            if value.startswith(inside):
+                overrides[key] = str(local / value.removeprefix(inside))
+    return overrides
+
+
 def _rewrite(env: dict[str, str], hosts: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
     """Point in-cluster `name:port` addresses at local ones, then apply value overrides of existing keys."""
     out = {}
@@ -106,6 +133,7 @@ async def stack(
     logs = tmp_path_factory.mktemp("contract")
     contracts = {s: _pod_contract(dv, objs, s) for s in SERVICES}
     local_ports = {s: free_port() for s in SERVICES}
+    metrics_ports = {s: free_port() for s in SERVICES}
     mongo, es = urlsplit(mongo_url), urlsplit(elasticsearch_url)
     hosts = {
         "kafka:9092": kafka_bootstrap,
@@ -126,7 +154,12 @@ async def stack(
     aliases: set[str] = set()
     for service in SERVICES:
         env, container_port, probes, grace = contracts[service]
-        overrides = {"HTTP_PORT": str(local_ports[service]), "KAFKA_ENABLE_IDEMPOTENCE": "false"}
+        overrides = {
+            "HTTP_PORT": str(local_ports[service]),
+            "METRICS_PORT": str(metrics_ports[service]),
+            "KAFKA_ENABLE_IDEMPOTENCE": "false",
+            **_mounted_files(dv, objs, service, env, logs / "mounts"),
+        }
         for key, value in env.items():
             if TOPIC_KEY.match(key):
                 overrides[key] = f"{value}.deploy-{suffix}"
@@ -150,7 +183,9 @@ async def stack(
             f"{k}={v}" for k, v in final.items() if re.search(r"\b(kafka|mysql|mongo|elasticsearch):\d", v)
         ]
         assert not leftovers, f"{service}: still pointing into the cluster: {leftovers}"
-        running[service] = Running(service, final, local_ports[service], probes, grace)
+        running[service] = Running(
+            service, final, local_ports[service], probes, grace, metrics_ports[service]
+        )
         assert str(container_port) == env["HTTP_PORT"]
 
     for service, r in running.items():
@@ -248,6 +283,38 @@ async def test_deploy_service_answers_its_probes_with_the_pod_env(stack: Stack, 
     r = stack.running[service]
     assert {"livenessProbe", "readinessProbe"} <= set(r.probes)
     await _wait_ready(r)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_deploy_service_serves_metrics_on_its_metrics_port(stack: Stack, service: str) -> None:
+    """What Prometheus scrapes (METRICS_PORT, the pod's `metrics` port): the metrics, and no API route."""
+    if service in stack.skipped:
+        pytest.skip(stack.skipped[service])
+    r = stack.running[service]
+    await _wait_ready(r)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{r.metrics_port}", timeout=5) as client:
+        scraped = await client.get("/metrics")
+        assert scraped.status_code == 200
+        assert "# TYPE " in scraped.text
+        for path in (*r.probes.values(), "/consumer/status", "/docs"):
+            assert (await client.get(path)).status_code == 404, path
+
+
+@pytest.mark.parametrize("service", [s for s in SERVICES if s != "gateway"])
+async def test_deploy_service_takes_consumer_control_only_with_the_pod_internal_token(
+    stack: Stack, service: str
+) -> None:
+    """The INTERNAL_TOKEN of the platform-internal Secret reaches the process: only with it is a consumer
+    command accepted (resume: the consumer is running, so it changes nothing)."""
+    if service in stack.skipped:
+        pytest.skip(stack.skipped[service])
+    r = stack.running[service]
+    await _wait_ready(r)
+    token = r.env["INTERNAL_TOKEN"]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{r.port}", timeout=5) as client:
+        assert (await client.post("/consumer/resume")).status_code == 401
+        admitted = await client.post("/consumer/resume", headers={"Authorization": f"Bearer {token}"})
+        assert admitted.status_code == 200, admitted.text
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -63,6 +63,11 @@ def test_deploy_cloud_secrets_are_referenced_by_name_and_listed_in_the_contract(
         for d in dv.platform_deployments(cloud)
         for src in dv.pod_spec(d)["containers"][0].get("envFrom", [])
         if "secretRef" in src
+    } | {
+        v["secret"]["secretName"]
+        for d in dv.platform_deployments(cloud)
+        for v in dv.pod_spec(d).get("volumes", [])
+        if "secret" in v and not v["secret"].get("optional")
     }
     assert referenced == set(dv.cloud_secret_contract())
     # without the contract's Secrets the references dangle: the check sees it
@@ -130,6 +135,8 @@ def test_deploy_catches_monitoring_mistakes(dv: ModuleType) -> None:
     rule = dv.one(objs, "PrometheusRule", "kafka-platform")
     rule["spec"]["groups"][0]["rules"][0]["for"] = "1h"  # drifted from prometheus-alerts.yaml
     dv.one(objs, "PodMonitor", "kafka-exporter")["spec"]["podMetricsEndpoints"][0]["port"] = "http"
+    # the platform's PodMonitor scrapes the API port: Prometheus may not reach it (and must not)
+    dv.one(objs, "PodMonitor", "kafka-platform")["spec"]["podMetricsEndpoints"][0]["port"] = "http"
     scrape = dv.one(objs, "NetworkPolicy", "prometheus-scrape")
     scrape["spec"]["ingress"][0]["ports"] = [
         {"protocol": "TCP", "port": 8101},
@@ -140,6 +147,7 @@ def test_deploy_catches_monitoring_mistakes(dv: ModuleType) -> None:
     assert "PodMonitor/kafka-exporter: Deployment/kafka-exporter has no port 'http'" in errors
     assert "Deployment/issue-ingestor: Prometheus may reach ['prometheus:8101', 'prometheus:9999']" in errors
     assert "Deployment/gateway: Prometheus may not reach its metrics port 'http'" in errors
+    assert "only the metrics port (metrics, 9101)" in errors
 
 
 def _expected_topics(control: str) -> dict[str, tuple[int, dict[str, str]]]:
@@ -291,7 +299,11 @@ def test_deploy_every_object_lands_in_the_platform_namespace(rendered: dict[str,
 def test_deploy_secrets_never_in_configmaps(dv: ModuleType, rendered: dict[str, Any]) -> None:
     for objs in rendered.values():
         for cm in dv.find(objs, "ConfigMap"):
-            assert not [k for k in cm.get("data", {}) if re.search(r"PASSWORD|TOKEN|SECRET|API_KEY", k)]
+            assert not [
+                k
+                for k in cm.get("data", {})
+                if re.search(r"PASSWORD|TOKEN|SECRET|API_KEY", k) and not k.endswith("_FILE")
+            ]
     kind_secret_keys = {k for s in dv.find(rendered["kind"], "Secret") for k in s.get("data", {})}
     assert {"ADMIN_TOKEN", "DB_PASSWORD", "MONGO_URL"} <= kind_secret_keys
     cloud_secret_keys = set().union(*dv.cloud_secret_contract().values())
@@ -462,9 +474,9 @@ def test_deploy_catches_a_probe_on_a_wrong_path(
 
 
 def test_deploy_catches_a_probe_on_a_missing_port(dv: ModuleType, kind_objs: list[dict[str, Any]]) -> None:
-    _container(dv, kind_objs, "notifier")["livenessProbe"]["httpGet"]["port"] = "metrics"
+    _container(dv, kind_objs, "notifier")["livenessProbe"]["httpGet"]["port"] = "admin"
     errors = dv.reference_errors(kind_objs)
-    assert any("livenessProbe port 'metrics' is not a container port" in e for e in errors), errors
+    assert any("livenessProbe port 'admin' is not a container port" in e for e in errors), errors
 
 
 def test_deploy_catches_http_port_drift(dv: ModuleType, kind_objs: list[dict[str, Any]]) -> None:

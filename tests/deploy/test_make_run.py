@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,27 @@ def test_make_run_uses_the_local_broker_by_default(tmp_path: Path) -> None:
     assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "false"  # the local broker lacks idempotent producers
     assert {"DB_HOST", "MONGO_URL", "ELASTICSEARCH_URL"} <= env.keys()
     assert "LOG_JSON" not in env  # piped: the services keep JSON logs
+
+
+def test_make_run_gives_every_process_one_internal_token_kept_across_runs(tmp_path: Path) -> None:
+    _, first = _run_env(tmp_path, None)
+    token = first["INTERNAL_TOKEN"]
+    assert len(token) >= 24
+    assert (tmp_path / "internal-token").stat().st_mode & 0o077 == 0  # readable by its owner only
+    _, again = _run_env(tmp_path, None)
+    assert again["INTERNAL_TOKEN"] == token  # the gateway and services of the next run agree with this one
+
+
+def test_make_run_serves_metrics_on_ports_of_their_own() -> None:
+    procfile = (ROOT / "Procfile").read_text()
+    ports = dict(re.findall(r"^([a-z-]+): HTTP_PORT=\d+ METRICS_PORT=(\d+) ", procfile, re.M))
+    assert ports == {
+        "gateway": "9100",
+        "issue-ingestor": "9101",
+        "log-sink": "9102",
+        "search-indexer": "9103",
+        "notifier": "9104",
+    }
 
 
 def test_make_run_on_a_terminal_asks_for_readable_logs(tmp_path: Path) -> None:

@@ -205,6 +205,7 @@ class Stack:
                  "scopes": ["issues:read", "issues:write", "messages:read", "messages:write",
                             "notifications:self", "logs:read"]}  # fmt: skip
         self.api_keys_file.write_text(json.dumps({"keys": [entry]}))
+        self.internal_token = secrets.token_urlsafe(18)  # gateway → services (consumer control, deletes ...)
         self.mysql_password = secrets.token_hex(12)
         self.extra_env = dict(env or {})
         self.service_env = {k: dict(v) for k, v in (service_env or {}).items()}
@@ -247,6 +248,7 @@ class Stack:
                 "ADMIN_TOKEN": self.admin_token,
                 "GATEWAY_AUTH": "required",
                 "AUTH_API_KEYS_FILE": str(self.api_keys_file),
+                "INTERNAL_TOKEN": self.internal_token,
                 # datastores
                 "DB_HOST": f"{self.ep.mysql_host}:{self.ep.mysql_port}",
                 "DB_NAME": n.mysql_db,

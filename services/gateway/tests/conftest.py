@@ -20,8 +20,8 @@ from gateway.config import GatewaySettings
 sys.path.insert(0, str(Path(__file__).parent))
 
 from gateway_testlib import (
-    ADMIN_TOKEN,
     AUTH,
+    INTERNAL_TOKEN,
     Names,
     Served,
     Stack,
@@ -93,6 +93,7 @@ def _service_kafka(bootstrap: str, names: Names, service: str) -> dict[str, Any]
         **fast_settings(bootstrap, names.group(service)).model_dump(),
         **names.topics,  # every service reads its topics (and the control topic) under the run's names
         "log_json": False,
+        "internal_token": INTERNAL_TOKEN,  # the gateway's: it sends it on every call
     }
 
 
@@ -159,7 +160,6 @@ async def stack(
                 search_index_alias=alias,
                 search_index_replicas=0,
                 search_index_refresh_interval="1s",
-                admin_token=ADMIN_TOKEN,  # the gateway forwards the caller's bearer token to /admin/rebuild
             )
         ),
         "notifier": notifier_app(

@@ -22,6 +22,8 @@ from gateway.identity import DATA_PLANE_SCOPES, key_hash
 
 ADMIN_TOKEN = "gateway-test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+#: what the gateway sends to the services, and what they require on their state-changing endpoints
+INTERNAL_TOKEN = "gateway-test-internal-token"
 
 
 #: API keys of the test gateways (AUTH_API_KEYS_FILE written by ``write_test_keys``): a user with every
@@ -125,6 +127,7 @@ def gateway_settings(bootstrap: str, names: Names, **overrides: Any) -> GatewayS
         # 2x the session timeout: time enough for a stale member to expire; a live one holds on anyway
         "offset_reset_join_timeout_s": 12.0,
         "admin_token": ADMIN_TOKEN,
+        "internal_token": INTERNAL_TOKEN,
         "log_json": False,
         "wide_logging_enabled": False,
         "upstream_timeout_s": 10.0,

@@ -11,6 +11,9 @@ from issue_ingestor.sink import IssueSink
 from issue_ingestor.store import IssueStore
 
 ISSUE_DB_PASSWORD = "ii-test-pw"
+INTERNAL_TOKEN = "ii-test-internal-token"
+#: what the gateway sends: the service's state-changing endpoints need it
+INTERNAL = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
 
 class MysqlDb:
@@ -32,6 +35,7 @@ class MysqlDb:
             "retry_backoff_initial_ms": 50,
             "retry_backoff_max_ms": 500,
             "kafka_control_enabled": False,
+            "internal_token": INTERNAL_TOKEN,
         }
         if names is not None:
             values["kafka_topic_chatbot_issues"] = names.topic
@@ -82,7 +86,9 @@ class RunningService:
         self.runner = self.app.state.runner
         self.sink: IssueSink = self.runner.sink
         self._manager = LifespanManager(self.app, startup_timeout=30, shutdown_timeout=40)
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://ingestor")
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://ingestor", headers=INTERNAL
+        )
 
     async def __aenter__(self) -> RunningService:
         await self._manager.__aenter__()

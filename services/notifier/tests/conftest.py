@@ -23,6 +23,9 @@ from notifier.store import NotificationStore
 from platform_events import MessageCreatedEvent, encode
 from pymongo import AsyncMongoClient
 
+#: the token the gateway sends; the service's state-changing endpoints need it (consumer_runtime.auth)
+INTERNAL_TOKEN = "notifier-test-internal-token"
+
 
 @pytest.fixture(scope="session")
 async def notifier_db(mongo_url: str) -> AsyncIterator[str]:
@@ -200,6 +203,7 @@ async def start_service(
             "kafka_topic_notifications_sent": sent_topic,
             "log_json": False,
             "stream_ping_s": 5.0,
+            "internal_token": INTERNAL_TOKEN,
             **overrides,
         }
         settings = Settings(**values)
@@ -214,7 +218,11 @@ async def start_service(
             task.result()
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}"
-        service = Service(settings, server, task, url, httpx.AsyncClient(base_url=url, timeout=10), app)
+        # the client sends what the gateway sends: marking read, preferences and consumer control need it
+        http = httpx.AsyncClient(
+            base_url=url, timeout=10, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+        )
+        service = Service(settings, server, task, url, http, app)
         services.append(service)
         if settings.kafka_enabled and settings.live_tail_enabled:
             await service.tail.wait_ready()

@@ -23,8 +23,9 @@ from search_indexer_testlib import created, deleted, raw, updated
 
 pytestmark = pytest.mark.integration
 
-ADMIN_TOKEN = "indexer-test-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+#: the gateway's internal token: /admin/* of the service needs it (consumer_runtime.auth)
+INTERNAL_TOKEN = "indexer-test-internal-token"
+INTERNAL = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
 
 class Harness:
@@ -193,8 +194,8 @@ async def test_bad_and_refused_events_are_dead_lettered(
         assert await svc.ids(q="메시지") == {"g1", "g2"}
 
 
-async def test_api_health_validation_and_admin_token(make_service: Callable[..., Any]) -> None:
-    async with make_service(admin_token="s3cret") as svc:
+async def test_api_health_validation_and_internal_token(make_service: Callable[..., Any]) -> None:
+    async with make_service(internal_token="s3cret") as svc:
         assert (await svc.http.get("/healthz")).json()["status"] == "ok"
         ready = await svc.until(lambda: _ready(svc), "ready")
         assert ready["checks"]["elasticsearch"] == "ok"
@@ -204,7 +205,9 @@ async def test_api_health_validation_and_admin_token(make_service: Callable[...,
         ).status_code == 422
         assert (await svc.http.get("/messages/search", params={"sort": "random"})).status_code == 422
         assert (await svc.http.post("/admin/rebuild")).status_code == 401
-        assert (await svc.http.get("/admin/rebuild")).json() == {"state": "idle"}
+        assert (await svc.http.get("/admin/rebuild")).status_code == 401  # /admin/* is the gateway's only
+        secret = {"Authorization": "Bearer s3cret"}
+        assert (await svc.http.get("/admin/rebuild", headers=secret)).json() == {"state": "idle"}
         assert "search_indexer_documents_total" in (await svc.http.get("/metrics")).text
         assert "/messages/search" in (await svc.http.get("/openapi.json")).json()["paths"]
 
@@ -247,7 +250,7 @@ async def test_rebuild_by_replay_while_searching(
         updated(f"r{i}", f"재생 테스트 수정본 {i}", ts=n + i, channel=f"ch{i % 3}") for i in range(0, n, 4)
     ]
     events += [deleted(f"r{i}", ts=2 * n + i, channel=f"ch{i % 3}") for i in range(0, n, 10)]
-    async with make_service(rebuild_batch_size=50, admin_token=ADMIN_TOKEN) as svc:
+    async with make_service(rebuild_batch_size=50, internal_token=INTERNAL_TOKEN) as svc:
         await svc.send(*events)
         expected = _model(events)
 
@@ -273,9 +276,9 @@ async def test_rebuild_by_replay_while_searching(
                 await asyncio.sleep(0.01)
 
         task = asyncio.create_task(searcher())
-        started = await svc.http.post("/admin/rebuild", headers=ADMIN)
+        started = await svc.http.post("/admin/rebuild", headers=INTERNAL)
         assert started.status_code == 202, started.text
-        assert (await svc.http.post("/admin/rebuild", headers=ADMIN)).status_code == 409  # one at a time
+        assert (await svc.http.post("/admin/rebuild", headers=INTERNAL)).status_code == 409  # one at a time
         # live traffic during the rebuild
         extra = [created(f"x{i}", f"재생 중 새 메시지 {i}", ts=3 * n + i) for i in range(20)]
         extra.append(updated("r1", "재생 중 수정", ts=4 * n))
@@ -283,7 +286,7 @@ async def test_rebuild_by_replay_while_searching(
         progress: list[tuple[int, int | None]] = []
 
         async def finished() -> bool:
-            st = (await svc.http.get("/admin/rebuild")).json()
+            st = (await svc.http.get("/admin/rebuild", headers=INTERNAL)).json()
             progress.append((st["replayed"], st["total"]))
             assert st["state"] != "failed", st
             return bool(st["state"] == "done")
@@ -291,7 +294,7 @@ async def test_rebuild_by_replay_while_searching(
         await svc.until(finished, "rebuild done", timeout=90)
         stop.set()
         await task
-        status = (await svc.http.get("/admin/rebuild")).json()
+        status = (await svc.http.get("/admin/rebuild", headers=INTERNAL)).json()
 
         assert not errors
         assert totals
@@ -373,16 +376,18 @@ async def test_rebuild_refused_when_a_topic_lost_history(
         }
 
     monkeypatch.setattr(rebuild_module, "partition_offsets", truncated)
-    async with make_service(admin_token=ADMIN_TOKEN) as svc:
-        refused = await svc.http.post("/admin/rebuild", headers=ADMIN)
+    async with make_service(internal_token=INTERNAL_TOKEN) as svc:
+        refused = await svc.http.post("/admin/rebuild", headers=INTERNAL)
         assert refused.status_code == 409, refused.text
         detail = refused.json()
         text = str(detail)
         for topic in svc.topics.values():
             assert f"{topic}[1] (log start 3)" in text
         assert f"{svc.topics['c']}[0]" not in text
-        assert (await svc.http.get("/admin/rebuild")).json() == {"state": "idle"}  # nothing started
-        forced = await svc.http.post("/admin/rebuild", headers=ADMIN, params={"force": "true"})
+        assert (await svc.http.get("/admin/rebuild", headers=INTERNAL)).json() == {
+            "state": "idle"
+        }  # nothing started
+        forced = await svc.http.post("/admin/rebuild", headers=INTERNAL, params={"force": "true"})
         assert forced.status_code == 202, forced.text
         assert forced.json()["force"] is True
         await svc.app.state.rebuild.close()
@@ -394,7 +399,7 @@ async def test_rebuild_refuses_to_swap_in_a_smaller_index_unless_forced(
     """The current index holds a document the topics no longer have (as after retention): the rebuild
     fails without moving the alias; with force=true it swaps; the old index is kept until an admin deletes
     it, and expires after REBUILD_KEEP_OLD_INDEX_S."""
-    async with make_service(admin_token=ADMIN_TOKEN) as svc:
+    async with make_service(internal_token=INTERNAL_TOKEN) as svc:
         await svc.send(*(created(f"g{i}", f"보존 검사 {i}", ts=i) for i in range(5)))
         await svc.until(lambda: _total(svc, "보존", 5), "live index complete")
         (first,) = (await es.indices.get_alias(name=alias)).body
@@ -404,14 +409,17 @@ async def test_rebuild_refuses_to_swap_in_a_smaller_index_unless_forced(
         await es.indices.refresh(index=first)
 
         async def rebuild(**params: Any) -> dict[str, Any]:
-            started = await svc.http.post("/admin/rebuild", headers=ADMIN, params=params)
+            started = await svc.http.post("/admin/rebuild", headers=INTERNAL, params=params)
             assert started.status_code == 202, started.text
 
             async def over() -> bool:
-                return (await svc.http.get("/admin/rebuild")).json()["state"] in ("done", "failed")
+                return (await svc.http.get("/admin/rebuild", headers=INTERNAL)).json()["state"] in (
+                    "done",
+                    "failed",
+                )
 
             await svc.until(over, "rebuild over", timeout=60)
-            body: dict[str, Any] = (await svc.http.get("/admin/rebuild")).json()
+            body: dict[str, Any] = (await svc.http.get("/admin/rebuild", headers=INTERNAL)).json()
             return body
 
         refused = await rebuild()
@@ -426,13 +434,15 @@ async def test_rebuild_refuses_to_swap_in_a_smaller_index_unless_forced(
         assert list((await es.indices.get_alias(name=alias)).body) == [forced["new_index"]]
         assert forced["kept_indices"] == [first]
 
-        listed = (await svc.http.get("/admin/indices", headers=ADMIN)).json()
+        listed = (await svc.http.get("/admin/indices", headers=INTERNAL)).json()
         assert listed["current"] == [forced["new_index"]]
         assert [r["index"] for r in listed["retired"]] == [first]
-        current = await svc.http.delete(f"/admin/indices/{forced['new_index']}", headers=ADMIN)
+        current = await svc.http.delete(f"/admin/indices/{forced['new_index']}", headers=INTERNAL)
         assert current.status_code == 409
         assert (await svc.http.delete(f"/admin/indices/{first}")).status_code == 401
-        assert (await svc.http.delete(f"/admin/indices/{first}", headers=ADMIN)).json() == {"deleted": first}
+        assert (await svc.http.delete(f"/admin/indices/{first}", headers=INTERNAL)).json() == {
+            "deleted": first
+        }
         assert not (await es.indices.exists(index=first)).body
 
         # expiry: a retired index is swept once REBUILD_KEEP_OLD_INDEX_S has passed since it was retired

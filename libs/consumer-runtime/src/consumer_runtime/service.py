@@ -3,30 +3,36 @@ sink, datastore, routers, startup/shutdown) into the FastAPI app, :func:`run_ser
 
 Every service built here has ``app.state.settings`` and ``app.state.runner``, the operational routes
 (:func:`~consumer_runtime.http.ops_router`), its topics from the registry under their configured names, and
-answers a request that finds its datastore down with the same 503. uvicorn turns SIGTERM into the lifespan's
-shutdown, where the consumer stops fetching, flushes what is buffered, commits and leaves its group before
-the process exits.
+answers a request that finds its datastore down with the same 503; only a request carrying the internal
+token (``INTERNAL_TOKEN``, held by the gateway) may change its state. uvicorn turns SIGTERM into the
+lifespan's shutdown, where the consumer stops fetching, flushes what is buffered, commits and leaves its group
+before the process exits. With ``METRICS_PORT`` set, ``/metrics`` is served on that port too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from uvicorn.config import STARTUP_FAILURE
 
+from consumer_runtime.auth import InternalTokenGuard
 from consumer_runtime.control import ControlFollower
 from consumer_runtime.core import Sink
 from consumer_runtime.docs import install_docs
 from consumer_runtime.http import Check, ops_router
 from consumer_runtime.logging import configure_logging, get_logger
+from consumer_runtime.metrics_port import bind_metrics_socket, metrics_server, serve_with_metrics
 from consumer_runtime.runner import ConsumerRunner
 from consumer_runtime.settings import KafkaSettings, load_settings
 from consumer_runtime.tracing import configure_tracing, instrument_app
@@ -38,12 +44,24 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class HttpSettings(BaseSettings):
-    """The HTTP side of a service process: where it listens, how it logs, how long a shutdown may take."""
+    """The HTTP side of a service process: where it listens, how it logs, how long a shutdown may take, the
+    metrics port and the internal token."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=1, le=65535)
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="serve /metrics on this port too (what Prometheus scrapes; 0: only on HTTP_PORT)",
+    )
+    internal_token: SecretStr | None = Field(
+        None,
+        description="the bearer token the gateway sends to the services; a service requires it on every "
+        "request that is not a plain read and on /admin/* (unset: those refuse with 403)",
+    )
     log_level: str = "INFO"
     log_json: bool = True
     shutdown_timeout_s: float = Field(25.0, gt=0, description="keep below terminationGracePeriodSeconds")
@@ -55,6 +73,15 @@ class HttpSettings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @model_validator(mode="after")
+    def _metrics_port_of_its_own(self) -> Self:
+        if self.metrics_port and self.metrics_port == self.http_port:
+            raise ValueError(
+                f"METRICS_PORT ({self.metrics_port}) must differ from HTTP_PORT: the metrics port exists so "
+                "that scraping never reaches the API (0 turns it off)"
+            )
+        return self
 
 
 class ServiceSettings(KafkaSettings, HttpSettings):
@@ -132,16 +159,33 @@ def consumer_lifespan(
 
 
 def serve(app: FastAPI, settings: HttpSettings, **uvicorn_options: Any) -> None:
-    """Run the app; logging stays ours (structlog JSON), SIGTERM triggers the graceful lifespan exit."""
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    """Run the app; logging stays ours (structlog JSON), SIGTERM triggers the graceful lifespan exit.
+
+    With ``METRICS_PORT`` set, ``/metrics`` is also served on that port, by a second server in the same
+    event loop (:mod:`consumer_runtime.metrics_port`) that stops with the app's."""
+    options: dict[str, Any] = {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
         **uvicorn_options,
-    )
+    }
+    if not settings.metrics_port:
+        uvicorn.run(app, **options)
+        return
+    sock = bind_metrics_socket(settings.http_host, settings.metrics_port)
+    config = uvicorn.Config(app, **options)
+    server = uvicorn.Server(config)
+    metrics = metrics_server(settings.http_host, settings.metrics_port)
+    log.info("metrics port", port=settings.metrics_port, path="/metrics")
+    try:
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(serve_with_metrics(server.serve, metrics, sock))
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # the start failed (uvicorn logged why): the exit status uvicorn.run gives
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +234,8 @@ def build_service(
 ) -> FastAPI:
     """The app of a consuming service.
 
+    Every request to it that is not a plain read (``GET``/``HEAD``), and every ``/admin/*`` request, needs
+    ``Authorization: Bearer <INTERNAL_TOKEN>`` (:class:`~consumer_runtime.auth.InternalTokenGuard`).
     ``topics`` are default names of the registry (``platform_events.TOPIC_*``), consumed under the names
     configured for them; ``startup``/``shutdown`` open and close what the service owns (see
     :func:`consumer_lifespan`); ``degraded_checks`` are reported by ``/readyz`` without gating it; ``state``
@@ -222,6 +268,14 @@ def build_service(
     for router in routers:
         app.include_router(router)
     answer_down_datastore(app, datastore)
+    # only the gateway changes a service's state: every request but a plain read, and /admin/*, needs the
+    # internal token (consumer_runtime.auth); reads stay open to what the NetworkPolicies let in (the gateway)
+    app.add_middleware(InternalTokenGuard, service=name, token=settings.internal_token)
+    if settings.internal_token is None or not settings.internal_token.get_secret_value():
+        log.warning(
+            "INTERNAL_TOKEN is not set: consumer control, deletes, other writes and /admin/* refuse (403)",
+            service=name,
+        )
     configure_tracing(name)  # already done by run_service; off unless OTEL_* asks for it
     instrument_app(app)
     return app

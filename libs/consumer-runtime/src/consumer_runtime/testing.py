@@ -175,3 +175,15 @@ def captured_spans(service: str = "test") -> Iterator[InMemorySpanExporter]:
         yield exporter
     finally:
         tracing.shutdown_tracing()
+
+
+def http_routes(routes: Iterable[Any], prefix: str = "") -> set[tuple[str, str]]:
+    """Every ``(method, path)`` of ``app.routes``, also inside included routers (FastAPI keeps those as lazy
+    includes): what a test that must decide every route enumerates."""
+    out: set[tuple[str, str]] = set()
+    for route in routes:
+        if hasattr(route, "original_router"):
+            out |= http_routes(route.original_router.routes, prefix + route.include_context.prefix)
+        elif getattr(route, "methods", None):
+            out |= {(method, prefix + route.path) for method in route.methods}
+    return out

@@ -1,5 +1,5 @@
 """Abuse limits: who a caller is for a limit, rate limits (``limits``, in-memory windows) and the cap on live
-streams. Every refusal is a 429 with ``Retry-After`` (docs/security-limits.md).
+streams. Every refusal is a 429 with ``Retry-After`` (docs/security.md#console-sessions-and-abuse-limits).
 
 A caller is its token's subject when the request carries an identity (``request.state.identity.subject``,
 set by the authentication dependency), else its client address — the real one behind a trusted proxy

@@ -312,6 +312,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 "GATEWAY_AUTH=open: calls without a token act as an anonymous user with the data-plane "
                 "scopes; never use this outside a developer's machine"
             )
+        if settings.internal_token is None or not settings.internal_token.get_secret_value():
+            log.warning(
+                "INTERNAL_TOKEN is not set: the services refuse the gateway's consumer control, deletes and "
+                "other writes (set the same INTERNAL_TOKEN on the gateway and the services)"
+            )
         restore = _close_streams_on_sigterm(upstreams)
         try:
             yield
@@ -343,7 +348,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.topics = settings.topics()
     install_error_handlers(app)
-    # ---- abuse limits (docs/security-limits.md): the publishing routes share one rate per caller
+    # ---- abuse limits (docs/security.md, "Console sessions and abuse limits"): one publish rate per caller
     app.state.publish_limit = RateLimit("publish", settings.publish_rate_limit)
     for module in (health, publish, services_api, queries, topics, groups, dlq):
         limited = [Depends(limit_publishing)] if module is publish else None

@@ -113,7 +113,7 @@ class GatewaySettings(KafkaGroupSettings, HttpSettings):
         30.0, gt=0, description="evict_stale offset reset: how long to wait for the whole assignment"
     )
 
-    # ---- abuse limits and the console's sessions (docs/security-limits.md)
+    # ---- abuse limits and the console's sessions (docs/security.md#console-sessions-and-abuse-limits)
     trusted_proxies: str = Field(
         "",
         description="Comma-separated IPs/CIDRs of the proxies (the Ingress controller) whose "

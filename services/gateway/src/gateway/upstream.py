@@ -3,6 +3,11 @@
 A service that cannot be reached (connection refused, DNS, timeout) is a 503 naming it; a 5xx from it is a
 502/503 naming it; its 4xx answers (not found, bad query) pass through with the gateway's error shape.
 
+Every call carries ``Authorization: Bearer <INTERNAL_TOKEN>``: the services accept a state-changing request
+(consumer control, deletes, marking read, preferences, ``/admin/*``) only with it, and only the gateway holds
+it. A service refusing it (401/403: the token differs, or is unset on either side) is the platform's
+misconfiguration, not the caller's: a 502 saying so, never the service's 401 passed on to the client.
+
 The client is an ``aiohttp.ClientSession`` per service: on the forward path it costs a fraction of
 ``httpx.AsyncClient``'s CPU per request (measured: benchmarks/bench_gateway.py, services/gateway/README.md).
 """
@@ -97,6 +102,10 @@ class Upstreams:
         self._closed = False
         self._streams: set[aiohttp.ClientResponse] = set()  # live (SSE) proxies: close_streams() ends them
         self._seconds: dict[tuple[str, str], Any] = {}  # metric children, cached (labels() locks each time)
+        token = settings.internal_token.get_secret_value() if settings.internal_token is not None else ""
+        self._headers = {"user-agent": _USER_AGENT}
+        if token:  # sent on every call; a service refuses its state-changing endpoints without it
+            self._headers["authorization"] = f"Bearer {token}"
 
     @property
     def names(self) -> list[str]:
@@ -140,9 +149,7 @@ class Upstreams:
             connector = aiohttp.TCPConnector(
                 limit=self._limit, limit_per_host=0, keepalive_timeout=_KEEPALIVE_S
             )
-            session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers={"user-agent": _USER_AGENT}
-            )
+            session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, headers=self._headers)
             self._sessions[service] = session
         return session
 
@@ -354,6 +361,16 @@ def raise_for_upstream(service: str, response: UpstreamResponse) -> None:
         return
     message = _upstream_message(response)
     status = response.status_code
+    if status in (401, 403):
+        # only the internal-token guard answers these: the gateway and the service disagree on INTERNAL_TOKEN
+        UPSTREAM_ERRORS.labels(service, str(status)).inc()
+        raise ApiError(
+            502,
+            "upstream_refused",
+            f"service {service} refused the gateway's call: INTERNAL_TOKEN must be set, and the same, on "
+            "the gateway and the services",
+            service=service,
+        )
     if status >= 500:
         UPSTREAM_ERRORS.labels(service, str(status)).inc()
         cause = f"HTTP {status}: {message}"

@@ -1,14 +1,18 @@
-"""The service's own HTTP API: message search, get by id, rebuild start/status, retired indexes."""
+"""The service's own HTTP API: message search, get by id, rebuild start/status, retired indexes.
+
+``/admin/*`` (rebuild, indexes) is for the gateway only: like every state-changing request to a service it
+needs the internal token (``INTERNAL_TOKEN``; checked by the runtime before any route, see
+``consumer_runtime.auth``), and is refused (403) while none is configured.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from consumer_runtime.auth import admin_refusal
 from consumer_runtime.service import from_state
 from consumer_runtime.status import Counts, LastError
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 from platform_events import MAX_ID_CHARS
 from pydantic import BaseModel, Field
 
@@ -104,24 +108,6 @@ class DeletedIndex(BaseModel):
     deleted: str
 
 
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="search-indexer"'}
-
-
-def _require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Admin endpoints are never open (like the gateway's): 403 while ``ADMIN_TOKEN`` is unset, else 401
-    unless ``Authorization: Bearer <ADMIN_TOKEN>`` matches."""
-    scheme, _, given = (authorization or "").partition(" ")
-    refusal = admin_refusal(
-        request.app.state.settings.admin_token,
-        scheme,
-        given.strip() if authorization is not None else None,
-        service="search-indexer",
-    )
-    if refusal is not None:
-        status, message = refusal
-        raise HTTPException(status, message, None if status == 403 else _CHALLENGE)
-
-
 router = APIRouter()
 
 
@@ -181,7 +167,6 @@ async def get_message(store: StoreDep, message_id: str) -> dict[str, Any]:
     tags=["rebuild"],
     status_code=202,
     summary="Rebuild the index by replaying the message topics, then swap the alias",
-    dependencies=[Depends(_require_admin)],
     response_model=RebuildStatus,
     response_model_exclude_unset=True,
 )
@@ -218,7 +203,6 @@ async def rebuild_status(manager: RebuildDep) -> dict[str, Any]:
     "/admin/indices",
     tags=["rebuild"],
     summary="The indexes behind the alias and the ones a rebuild retired (kept until deleted or expired)",
-    dependencies=[Depends(_require_admin)],
     response_model=Indices,
 )
 async def list_indices(store: StoreDep, manager: RebuildDep) -> dict[str, Any]:
@@ -237,7 +221,6 @@ async def list_indices(store: StoreDep, manager: RebuildDep) -> dict[str, Any]:
     "/admin/indices/{name}",
     tags=["rebuild"],
     summary="Delete an index a rebuild retired (never the one behind the alias)",
-    dependencies=[Depends(_require_admin)],
     response_model=DeletedIndex,
 )
 async def delete_retired_index(store: StoreDep, name: str) -> dict[str, Any]:

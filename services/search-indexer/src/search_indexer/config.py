@@ -13,7 +13,7 @@ from platform_events import (
     TOPIC_MESSAGES_UPDATED,
     TopicSpec,
 )
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 #: The topics the index is built from (default names; configured ones via ``Settings.topic``).
 MESSAGE_TOPICS = [TOPIC_MESSAGES_CREATED, TOPIC_MESSAGES_UPDATED, TOPIC_MESSAGES_DELETED]
@@ -50,8 +50,8 @@ class Settings(ServiceSettings):
     # After a rebuild swapped the alias, the old index is kept this long (an admin may delete it sooner with
     # DELETE /admin/indices/{name}); 0 = delete it right after the swap.
     rebuild_keep_old_index_s: float = Field(7 * 86400.0, ge=0)
-    # POST /admin/rebuild requires "Authorization: Bearer <ADMIN_TOKEN>"; unset, it is refused (403).
-    admin_token: SecretStr | None = None
+    # /admin/* (rebuild, indexes) requires the gateway's "Authorization: Bearer <INTERNAL_TOKEN>" (the
+    # runtime's internal-token guard); unset, it is refused (403). ADMIN_TOKEN is not read here (README.md).
 
     @field_validator("elasticsearch_url")
     @classmethod

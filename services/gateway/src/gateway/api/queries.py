@@ -88,11 +88,9 @@ async def get_message(upstreams: UpstreamsDep, message_id: Id) -> Response:
     return await upstreams.forward(SEARCH, "GET", f"/messages/{seg(message_id)}")
 
 
-async def start_rebuild(
-    upstreams: UpstreamsDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-) -> Response:
-    headers = {"authorization": authorization} if authorization else None
-    return await upstreams.forward(SEARCH, "POST", "/admin/rebuild", headers=headers)
+async def start_rebuild(upstreams: UpstreamsDep) -> Response:
+    # the caller's credentials stay at the gateway: the service gets the gateway's internal token
+    return await upstreams.forward(SEARCH, "POST", "/admin/rebuild")
 
 
 async def rebuild_status(upstreams: UpstreamsDep) -> Response:
