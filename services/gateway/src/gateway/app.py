@@ -7,21 +7,16 @@ import contextlib
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
-import swagger_ui
+from consumer_runtime.docs import install_docs
 from consumer_runtime.kafka_clients import retry_until_done
 from consumer_runtime.tracing import configure_tracing, instrument_app
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
 from platform_events import TOPIC_LOG_EVENTS, dlq_topic_for
-from starlette.requests import Request
 from wide_logging import WideEventMiddleware, WideLogger, WideLoggingConfig
 
 from gateway import console
@@ -224,27 +219,6 @@ def _document_access(
     responses["401"] = {**error, "description": "No bearer token, or one that is not valid"}
     other = " or is another user's" if decision.owner else ""
     responses["403"] = {**error, "description": f"The token lacks the scope {decision.scope}{other}"}
-
-
-SWAGGER_UI = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5 dist files and their LICENSE
-
-
-def install_docs(app: FastAPI, prefix: str = "/docs") -> None:
-    """``/docs`` from Swagger UI's files shipped in the ``swagger-ui-py`` package: it works without internet
-    (FastAPI's default page loads them from a CDN). The licence is served next to them."""
-    app.mount(f"{prefix}/static", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
-
-    async def docs(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{prefix}/static/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{prefix}/static/swagger-ui.css",
-            swagger_favicon_url=f"{root}{prefix}/static/favicon-32x32.png",
-        )
-
-    app.add_route(prefix, docs, include_in_schema=False)
 
 
 def _close_streams_on_sigterm(upstreams: Upstreams) -> Callable[[], None]:
