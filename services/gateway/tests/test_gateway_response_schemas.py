@@ -4,6 +4,10 @@ the gateway documents a forwarded answer exactly as the owning service does.
 A JSON answer needs a schema that names its fields (``{}`` or a bare ``object`` documents nothing); an
 answer that is not JSON (Prometheus text, Server-Sent Events) needs its real content type and a description
 of its format. No server is needed: the documents are built from the apps.
+
+The gateway and the services answer with the same classes (``consumer_runtime.answers``); the comparison
+holds each forwarding route to its owner's route: the same class (not a list of it, not a neighbour), the
+same status code, description and content type.
 """
 
 from __future__ import annotations

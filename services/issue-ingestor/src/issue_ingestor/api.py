@@ -11,54 +11,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from consumer_runtime import ConsumerRunner, ConsumerStatus, ControlAck
+from consumer_runtime.answers import DeletedOut, IssueOut, IssuePage, SessionOut
 from consumer_runtime.http import Liveness
 from consumer_runtime.service import from_state
 from fastapi import APIRouter, Depends, HTTPException, Query
 from platform_events import ModeType, ProcessType, parse_timestamp
-from pydantic import BaseModel, Field
 
 from issue_ingestor.config import SERVICE_NAME
 from issue_ingestor.store import COUNT_CAP, IssueStore
 
 MAX_PAGE = 1000
-
-
-class IssueOut(BaseModel):
-    issue: str
-    processType: str
-    modeType: str
-    modeLogId: str
-    description: str | None
-    isSolved: bool
-    timestamp: str = Field(description="event time, ISO-8601 UTC")
-    received_at: str = Field(description="when the service first stored the issue")
-    updated_at: str = Field(description="when the row last changed")
-    kafka_partition: int
-    kafka_offset: int
-    session_seq: int = Field(description="number of the current (latest) chatbot session")
-
-
-class IssuePage(BaseModel):
-    total: int = Field(description=f"matching issues, counted up to {COUNT_CAP}")
-    total_capped: bool = Field(False, description=f"true: more than {COUNT_CAP} match (total is {COUNT_CAP})")
-    limit: int
-    offset: int
-    items: list[IssueOut]
-
-
-class SessionOut(BaseModel):
-    id: int
-    issue: str
-    seq: int
-    status: Literal["open", "closed"]
-    opened_at: str
-    closed_at: str | None
-
-
-class DeletedOut(BaseModel):
-    deleted: str
-    sessions_deleted: int
-
 
 StoreDep = Annotated[IssueStore, Depends(from_state("store"))]
 RunnerDep = Annotated[ConsumerRunner, Depends(from_state("runner"))]

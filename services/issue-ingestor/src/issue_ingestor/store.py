@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import asyncmy
 from consumer_runtime import get_logger, tracing
+from consumer_runtime.answers import ISSUE_COUNT_CAP
 from platform_events import format_timestamp
 
 from issue_ingestor.config import Settings
@@ -118,8 +119,9 @@ ISSUE_FIELDS: Final = (
 SESSION_FIELDS: Final = ("id", "issue", "seq", "status", "opened_at", "closed_at")
 
 #: ``GET /issues`` counts matching rows up to this many, never more (``total_capped`` says so): a
-#: ``COUNT(*)`` over millions of rows on every page is a full index scan.
-COUNT_CAP: Final = 10_000
+#: ``COUNT(*)`` over millions of rows on every page is a full index scan. Declared with the answer it
+#: describes (``consumer_runtime.answers.IssuePage``).
+COUNT_CAP: Final = ISSUE_COUNT_CAP
 #: On MySQL (which has no ``max_statement_time``) reads carry this optimizer hint; MariaDB ignores it.
 _MYSQL_READ_LIMIT: Final = "/*+ MAX_EXECUTION_TIME({ms}) */"
 

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from consumer_runtime.answers import LogPage, WideEvent
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from log_sink.handlers import InvalidQuery, LogQuery, decode_cursor, parse_field_filters, parse_time
 from log_sink.store import WideEventStore
-
-
-class WideEvent(BaseModel):
-    """A stored wide event as it was sent: these three fields plus any context fields."""
-
-    model_config = ConfigDict(extra="allow")
-
-    event_id: str
-    timestamp: str = Field(description="event time, ISO-8601 UTC")
-    service: str
-
-
-class LogPage(BaseModel):
-    items: list[WideEvent]
-    next_cursor: str | None
-    count: int
 
 
 def router(store: WideEventStore, *, max_limit: int = 1000) -> APIRouter:

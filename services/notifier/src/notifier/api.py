@@ -6,6 +6,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
+from consumer_runtime.answers import (
+    NOTIFICATION_STREAM_EVENT,
+    NOTIFICATION_STREAM_RESPONSE,
+    MarkReadResult,
+    Notification,
+    NotificationPage,
+    Preferences,
+)
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
 from platform_events import TOPIC_MESSAGES_CREATED
 from pydantic import BaseModel, Field
@@ -21,44 +29,10 @@ from notifier.store import NotificationStore
 UserId = Annotated[str, Path(min_length=1, max_length=128, description="user id")]
 ChannelId = Annotated[str, Path(min_length=1, max_length=128, description="channel id")]
 
-STREAM_EVENT = "notification"
 STREAM_RETRY_MS = 3000
 #: Live notifications that cannot be placed by position (from another topic than the one consumed here)
 #: are sent if created at most this long before the stream connected.
 FRESH_GRACE_MS = 5000
-
-
-#: The stream in the OpenAPI document: Server-Sent Events (no JSON schema describes an endless stream).
-STREAM_RESPONSE = {
-    "description": f"Server-Sent Events: `event: {STREAM_EVENT}`, `data:` one Notification as JSON, `id:` "
-    "the resume cursor; a `: connected` comment first, `: ping …` comments while idle",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-}
-
-
-class Notification(BaseModel):
-    notification_id: str
-    user_id: str
-    event_id: str = Field(description="event_id of the message event that mentioned the user")
-    message_id: str
-    channel_id: str
-    author_id: str
-    title: str
-    body: str = Field(description="preview of the message content")
-    created_at: int = Field(description="epoch ms when the notification was created (stream order)")
-    message_timestamp: int | None = Field(None, description="epoch ms of the message event")
-    read: bool
-    read_at: int | None = Field(None, description="epoch ms when marked read")
-
-
-class NotificationPage(BaseModel):
-    user_id: str
-    status: Literal["unread", "all"]
-    items: list[Notification]
-    total: int = Field(description="notifications matching status")
-    unread: int
-    limit: int
-    offset: int
 
 
 class MarkRead(BaseModel):
@@ -66,17 +40,6 @@ class MarkRead(BaseModel):
         None, max_length=1000, description="notification ids to mark read"
     )
     all: bool = Field(False, description="mark every unread notification of the user read")
-
-
-class MarkReadResult(BaseModel):
-    user_id: str
-    updated: int
-    unread: int
-
-
-class Preferences(BaseModel):
-    user_id: str
-    muted_channels: list[str] = Field(description="no notification is stored for mentions in these channels")
 
 
 class LiveStatus(BaseModel):
@@ -157,7 +120,7 @@ def api_router(
         "reconnecting with it (`Last-Event-ID`, or `?after=`) sends exactly what came after it, on any "
         "replica. A notification id of the earlier stream is still accepted (approximate resume).",
         response_class=EventSourceResponse,
-        responses={200: STREAM_RESPONSE},
+        responses={200: NOTIFICATION_STREAM_RESPONSE},
     )
     async def stream(
         request: Request,
@@ -192,7 +155,7 @@ def api_router(
         def sse(item: dict[str, Any], event_id: str) -> ServerSentEvent:
             m.LIVE_DELIVERED.inc()
             return ServerSentEvent(
-                data=Notification(**item).model_dump_json(), event=STREAM_EVENT, id=event_id
+                data=Notification(**item).model_dump_json(), event=NOTIFICATION_STREAM_EVENT, id=event_id
             )
 
         async def catch_up(seen: SeenIds) -> AsyncIterator[ServerSentEvent]:

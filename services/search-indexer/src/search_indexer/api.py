@@ -8,13 +8,13 @@ needs the internal token (``INTERNAL_TOKEN``; checked by the runtime before any 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+from consumer_runtime.answers import Message, RebuildStatus, SearchPage
 from consumer_runtime.service import from_state
-from consumer_runtime.status import Counts, LastError
 from fastapi import APIRouter, Depends, HTTPException, Query
 from platform_events import MAX_ID_CHARS
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from search_indexer import handlers as h
 from search_indexer.rebuild import RebuildBusyError, RebuildError, RebuildManager
@@ -22,74 +22,6 @@ from search_indexer.store import MessageStore
 
 StoreDep = Annotated[MessageStore, Depends(from_state("store"))]
 RebuildDep = Annotated[RebuildManager, Depends(from_state("rebuild"))]
-
-
-class Message(BaseModel):
-    """A message as the search-indexer holds it (the event's field names); null where no event said yet."""
-
-    message_id: str
-    channel_id: str | None
-    author_id: str | None
-    content: str | None
-    mentions: list[str]
-    attachments: list[dict[str, Any] | str]
-    created_at: str | None = Field(description="time of the message.created event, ISO-8601 UTC")
-    updated_at: str | None = Field(description="time of the latest message.updated event, ISO-8601 UTC")
-    version: int | None
-
-
-class SearchHit(Message):
-    score: float | None = Field(description="relevance (null when sorted by time)")
-    highlights: list[str] = Field(description="content fragments with the matched words marked")
-
-
-class SearchPage(BaseModel):
-    total: int
-    offset: int
-    limit: int
-    hits: list[SearchHit]
-
-
-class RebuildConsumer(BaseModel):
-    state: str
-    counts: Counts
-    last_error: LastError | None
-
-
-class RebuildStatus(BaseModel):
-    """The current or last rebuild; ``{"state": "idle"}`` before the first one (other fields absent)."""
-
-    state: Literal[
-        "idle",
-        "starting",
-        "creating_index",
-        "replaying",
-        "swapping",
-        "catching_up",
-        "cleaning_up",
-        "done",
-        "failed",
-    ]
-    id: str | None = None
-    alias: str | None = None
-    new_index: str | None = None
-    old_indices: list[str] | None = None
-    group: str | None = Field(None, description="the rebuild's own consumer group")
-    topics: list[str] | None = None
-    force: bool | None = None
-    old_documents: int | None = None
-    kept_indices: list[str] | None = None
-    phase: Literal["replay", "catch_up"] | None = None
-    replayed: int | None = None
-    total: int | None = None
-    progress: float | None = Field(None, description="replayed / total (0..1)")
-    started_at: float | None = Field(None, description="epoch seconds")
-    swapped_at: float | None = Field(None, description="when the alias moved (epoch seconds)")
-    finished_at: float | None = Field(None, description="epoch seconds")
-    rate_eps: float | None = Field(None, description="events per second of the replay")
-    documents: int | None = Field(None, description="documents in the new index when done")
-    error: str | None = None
-    consumer: RebuildConsumer | None = Field(None, description="the rebuild's consumer, while it runs")
 
 
 class RetiredIndex(BaseModel):

@@ -4,7 +4,8 @@ issue-ingestor: issues and chatbot sessions · search-indexer: message search ·
 notifier: notifications (list, mark read, live SSE stream, preferences). One handler per operation,
 registered from :data:`ROUTES` on each of its paths (a seed path and its ``/api/v1`` twin share it); the
 query contracts are the models of :mod:`gateway.api.query_models` (declared for the OpenAPI document and
-validated by the owner too); an owner that is down is a 503 naming it.
+validated by the owner too), the answers those of :mod:`consumer_runtime.answers` (the owner's own
+classes); an owner that is down is a 503 naming it.
 """
 
 from __future__ import annotations
@@ -13,32 +14,34 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
+from consumer_runtime.answers import (
+    NOTIFICATION_STREAM_RESPONSE,
+    DeletedOut,
+    IssueOut,
+    IssuePage,
+    LogPage,
+    MarkReadResult,
+    Message,
+    Notification,
+    NotificationPage,
+    Preferences,
+    RebuildStatus,
+    SearchPage,
+    SessionOut,
+    WideEvent,
+)
 from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from gateway.api.query_models import (
     MAX_ID,
     MAX_STREAM_CURSOR,
-    STREAM_RESPONSE,
-    DeletedOut,
-    IssueOut,
-    IssuePage,
     IssueQuery,
-    LogPage,
     LogQuery,
     MarkRead,
-    MarkReadResult,
-    Message,
     MutedChannels,
-    Notification,
-    NotificationPage,
     NotificationQuery,
-    Preferences,
-    RebuildStatus,
-    SearchPage,
     SearchQuery,
-    SessionOut,
-    WideEvent,
 )
 from gateway.auth import Admin, AppKey
 from gateway.deps import UpstreamsDep
@@ -248,7 +251,7 @@ OPTIONS: dict[Handler, dict[str, Any]] = {
     rebuild_status: {},
     stream: {
         "response_class": StreamingResponse,
-        "responses": {200: STREAM_RESPONSE, **error_responses(422, 503)},
+        "responses": {200: NOTIFICATION_STREAM_RESPONSE, **error_responses(422, 503)},
     },
 }
 
