@@ -1,4 +1,5 @@
-"""Shared by every benchmark script: timing, the printed table, the JSON result file."""
+"""Shared by every benchmark script: timing, the printed table, the JSON result file, the clean-up of a
+run's topics."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,21 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
     return str(v)
+
+
+async def delete_run_topics(bootstrap: str, prefix: str, say: Callable[[str], None]) -> None:
+    """Best effort: delete every topic whose name starts with the run's ``prefix``; a leftover is named
+    through ``say``, never turned into a failed run."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    try:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            if mine:
+                await admin.delete_topics(mine)
+        finally:
+            await admin.close()
+    except Exception as exc:
+        say(f"cleanup: topics {prefix}* not deleted: {exc!r}")

@@ -14,8 +14,8 @@ Issue 8's c=1 gateway overhead (p50 via gateway − p50 direct ≤ 2 ms) is repo
     .venv/bin/python -m benchmarks.bench_gateway
     # BENCH_GW_CONCURRENCY=50 BENCH_GW_ROUNDS=3 BENCH_GW_ROUND_S=5 BENCH_GW_SERIAL_ROUND_S=3
 
-``wrk`` is Debian's package: ``make bench`` installs it when run as root (like ``make browser``), else
-asks for ``sudo apt-get install wrk``.
+``wrk`` (``benchmarks._wrk``) is Debian's package: ``make bench`` installs it when run as root (like
+``make browser``), else asks for ``sudo apt-get install wrk``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -40,8 +39,9 @@ import httpx
 from consumer_runtime.testing import topic_env
 from devservers import free_port
 
-from benchmarks._common import Timer, report
+from benchmarks._common import Timer, delete_run_topics, report
 from benchmarks._targets import Target, headline, targets
+from benchmarks._wrk import alternating, combined, ratio_rounds, run_wrk, run_wrk_on, wrk_binary
 
 CONCURRENCY = int(os.environ.get("BENCH_GW_CONCURRENCY", "50"))
 ROUNDS = int(os.environ.get("BENCH_GW_ROUNDS", "3"))
@@ -54,6 +54,8 @@ BARE_GOAL = 0.3  # direct ÷ bare requests/s at c=50
 OVERHEAD_MS = 2.0  # issue 8: p50 via gateway − p50 direct at c=1
 MAX_ERROR_RATE = 0.01  # non-2xx answers and socket errors tolerated (reported); more fail the run
 ADMIN = "bench-admin-token"
+#: wrk's option: the gateway needs a token (GATEWAY_AUTH=required)
+AUTH = ("-H", f"Authorization: Bearer {ADMIN}")
 STARTED = time.monotonic()
 
 
@@ -67,84 +69,6 @@ def tail(path: Path, lines: int = 25) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-# ------------------------------------------------------------------------------------------- wrk
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
-    if m is None:
-        raise ValueError(f"not a wrk duration: {text!r}")
-    return float(m.group(1)) * _UNITS_MS[m.group(2)]
-
-
-def parse_wrk(out: str) -> dict[str, Any]:
-    """The figures of ``wrk --latency`` output: requests, seconds, requests/s, latency percentiles (ms),
-    errors (socket errors + non-2xx/3xx answers)."""
-    res: dict[str, Any] = {}
-    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out)
-    if m is None:
-        raise ValueError(f"wrk output without a request count:\n{out}")
-    res["requests"] = int(m.group(1))
-    res["seconds"] = _ms(m.group(2) + m.group(3)) / 1000
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    res["req_per_s"] = float(m.group(1)) if m else res["requests"] / res["seconds"]
-    dist = re.search(r"Latency Distribution\s*\n((?:\s+\d+%\s+\S+\s*\n)+)", out)
-    if dist is None:
-        raise ValueError(f"wrk output without a latency distribution (run with --latency):\n{out}")
-    for pct_s, value in re.findall(r"(\d+)%\s+(\S+)", dist.group(1)):
-        res[f"p{pct_s}_ms"] = _ms(value)
-    m = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    if m:
-        res["mean_ms"], res["max_ms"] = _ms(m.group(1)), _ms(m.group(3))
-    errors = 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        errors += sum(int(x) for x in m.groups())
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        errors += int(m.group(1))
-    res["errors"] = errors
-    return res
-
-
-def wrk_binary() -> str:
-    found = shutil.which("wrk")
-    if found is None:
-        raise SystemExit(
-            "bench_gateway needs wrk (Debian package): `make bench` as root installs it, "
-            "else run: sudo apt-get install wrk"
-        )
-    return found
-
-
-async def wrk(url: str, concurrency: int, seconds: int) -> dict[str, Any]:
-    """One wrk run against ``url`` (127.0.0.1 only): its parsed figures."""
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"the benchmark only loads 127.0.0.1, not {url}")
-    threads = max(1, min(WRK_THREADS, concurrency))
-    cmd = [
-        wrk_binary(),
-        f"-t{threads}",
-        f"-c{concurrency}",
-        f"-d{seconds}s",
-        "--timeout",
-        "10s",
-        "--latency",
-        "-H",
-        f"Authorization: Bearer {ADMIN}",  # the gateway needs a token (GATEWAY_AUTH=required)
-        url,
-    ]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out_b, _ = await asyncio.wait_for(proc.communicate(), seconds + 30)
-    out = out_b.decode(errors="replace")
-    if proc.returncode:
-        raise RuntimeError(f"wrk exited with {proc.returncode}:\n{out}")
-    return parse_wrk(out)
 
 
 # ------------------------------------------------------------------------------------------- the servers
@@ -326,21 +250,10 @@ class Stack:
 
     async def cleanup(self) -> None:
         """Best effort, every step on its own: a leftover is named, never turned into a failed run."""
-        from aiokafka.admin import AIOKafkaAdminClient
         from devservers import drop_mysql_database_async
 
-        ep, prefix = self.ep, self.prefix
-        try:
-            admin = AIOKafkaAdminClient(bootstrap_servers=ep.kafka_bootstrap)
-            await admin.start()
-            try:
-                mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-                if mine:
-                    await admin.delete_topics(mine)
-            finally:
-                await admin.close()
-        except Exception as exc:
-            say(f"cleanup: topics {prefix}* not deleted: {exc!r}")
+        ep = self.ep
+        await delete_run_topics(ep.kafka_bootstrap, self.prefix, say)
         try:
             await drop_mysql_database_async(self.db, self.user, port=ep.mysql_port)
         except Exception as exc:
@@ -404,48 +317,16 @@ async def rounds(
     urls: dict[str, str], concurrency: int, seconds: int, servers: dict[str, Server]
 ) -> dict[str, list[dict[str, Any]]]:
     """ROUNDS rounds, each target once per round, the order flipped every round."""
-    names = list(urls)
-    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for i in range(ROUNDS):
-        for name in names if i % 2 == 0 else names[::-1]:
-            cpu_before = servers[name].cpu_seconds()
-            res = await wrk(urls[name], concurrency, seconds)
-            res["server_cpu_ms_per_req"] = (
-                (servers[name].cpu_seconds() - cpu_before) * 1000 / res["requests"]
-                if res["requests"]
-                else 0.0
-            )
-            res["round"] = i + 1
-            out[name].append(res)
-            say(
-                f"c={concurrency} round {i + 1} {name:8s} {res['req_per_s']:8,.0f} req/s  p50 "
-                f"{res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  errors {res['errors']}"
-            )
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+    for i, name in alternating(list(urls), ROUNDS):
+        res = await run_wrk_on(servers[name], urls[name], concurrency, seconds, *AUTH, threads=WRK_THREADS)
+        res["round"] = i
+        out[name].append(res)
+        say(
+            f"c={concurrency} round {i} {name:8s} {res['req_per_s']:8,.0f} req/s  p50 "
+            f"{res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  errors {res['errors']}"
+        )
     return out
-
-
-def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One figure for a target's rounds: requests/s over all of them, the rounds' median percentiles."""
-    requests = sum(r["requests"] for r in runs)
-    seconds = sum(r["seconds"] for r in runs)
-
-    def median(key: str) -> float:
-        values = sorted(float(r[key]) for r in runs)
-        return values[len(values) // 2]
-
-    return {
-        "requests": requests,
-        "errors": sum(r["errors"] for r in runs),
-        "req_per_s": requests / seconds if seconds else 0.0,
-        **{f"p{p}_ms": median(f"p{p}_ms") for p in (50, 75, 90, 99)},
-        "server_cpu_ms_per_req": sum(r["server_cpu_ms_per_req"] * r["requests"] for r in runs) / requests
-        if requests
-        else 0.0,
-    }
-
-
-def ratio_rounds(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[float]:
-    return [round(x["req_per_s"] / y["req_per_s"], 3) for x, y in zip(a, b, strict=True) if y["req_per_s"]]
 
 
 def why_gateway(cpu_gw: float, cpu_direct: float) -> str:
@@ -495,7 +376,7 @@ async def main() -> int:
         servers = {"bare": stack.servers["bare"], "direct": stack.servers["ingestor"],
                    "gateway": stack.servers["gateway"]}  # fmt: skip
         for url in urls.values():  # warm-up: connections, pools, caches
-            await wrk(url, CONCURRENCY, 1)
+            await run_wrk(url, CONCURRENCY, 1, *AUTH, threads=WRK_THREADS)
         hot = await rounds(urls, CONCURRENCY, ROUND_S, servers)
         serial_urls = {k: urls[k] for k in ("direct", "gateway")}
         serial = await rounds(serial_urls, 1, SERIAL_ROUND_S, servers)

@@ -39,9 +39,10 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import report
+from benchmarks._common import delete_run_topics, report
 from benchmarks._targets import headline
-from benchmarks.bench_gateway import Server, combined, parse_wrk, poll, ratio_rounds, wrk_binary
+from benchmarks._wrk import alternating, combined, ratio_rounds, run_wrk_on
+from benchmarks.bench_gateway import Server, poll
 
 CONCURRENCY = int(os.environ.get("BENCH_TRACE_CONCURRENCY", "50"))
 ROUNDS = int(os.environ.get("BENCH_TRACE_ROUNDS", "3"))
@@ -75,20 +76,6 @@ async def sink_stats(url: str) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------- gateway
-async def wrk_post(url: str, script: Path, seconds: int) -> dict[str, Any]:
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"the benchmark only loads 127.0.0.1, not {url}")
-    cmd = [wrk_binary(), "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, "-s", str(script), url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out_b, _ = await asyncio.wait_for(proc.communicate(), seconds + 30)
-    out = out_b.decode(errors="replace")
-    if proc.returncode:
-        raise RuntimeError(f"wrk exited with {proc.returncode}:\n{out}")
-    return parse_wrk(out)
-
-
 async def gateway_case(ep: Any, prefix: str, logs: Path, otlp: str) -> dict[str, Any]:
     from consumer_runtime.testing import topic_env
 
@@ -136,21 +123,16 @@ async def gateway_case(ep: Any, prefix: str, logs: Path, otlp: str) -> dict[str,
                     )
         before = await sink_stats(otlp)
         runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
-        for i in range(ROUNDS):
-            for case in CASES if i % 2 == 0 else CASES[::-1]:
-                server = servers[case]
-                cpu = server.cpu_seconds()
-                res = await wrk_post(f"{server.url}/messages", script, ROUND_S)
-                res["server_cpu_ms_per_req"] = (
-                    (server.cpu_seconds() - cpu) * 1000 / res["requests"] if res["requests"] else 0.0
-                )
-                res["round"] = i + 1
-                runs[case].append(res)
-                say(
-                    f"gateway POST /messages round {i + 1} tracing {case:3s} {res['req_per_s']:8,.0f} req/s  "
-                    f"p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  "
-                    f"CPU {res['server_cpu_ms_per_req']:.2f} ms/req  errors {res['errors']}"
-                )
+        for i, case in alternating(CASES, ROUNDS):
+            server = servers[case]
+            res = await run_wrk_on(server, f"{server.url}/messages", CONCURRENCY, ROUND_S, "-s", str(script))
+            res["round"] = i
+            runs[case].append(res)
+            say(
+                f"gateway POST /messages round {i} tracing {case:3s} {res['req_per_s']:8,.0f} req/s  "
+                f"p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  "
+                f"CPU {res['server_cpu_ms_per_req']:.2f} ms/req  errors {res['errors']}"
+            )
         total = sum(r["requests"] for rs in runs.values() for r in rs)
         errors = sum(r["errors"] for rs in runs.values() for r in rs)
         if errors > MAX_ERROR_RATE * total:
@@ -287,35 +269,34 @@ async def sink_case(ep: Any, prefix: str, otlp: str) -> dict[str, Any]:
     say(f"producing a backlog of {SINK_N} message.created records, each with a traceparent of its own")
     await produce_backlog(ep.kafka_bootstrap, topics[0], SINK_N)
     runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
-    for i in range(SINK_ROUNDS):
-        for case in CASES if i % 2 == 0 else CASES[::-1]:
-            spec = {
-                "kafka": ep.kafka_bootstrap,
-                "es": ep.elasticsearch_url,
-                "base": base,
-                "group": f"{base}-{case}-{i}",
-                "alias": f"{base}-{case}-{i}",
-                "n": SINK_N,
-            }
-            before = await sink_stats(otlp)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "benchmarks.bench_tracing", "--drain", json.dumps(spec),
-                env={**clean_env(), **otel_env(case, otlp)}, stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, _ = await asyncio.wait_for(proc.communicate(), 300)
-            if proc.returncode:
-                raise RuntimeError(f"drain ({case}, round {i + 1}) exited with {proc.returncode}")
-            res = json.loads(out.decode().strip().splitlines()[-1])
-            if res["tracing"] != (case == "on"):
-                raise RuntimeError(f"drain ({case}): tracing {'on' if res['tracing'] else 'off'}")
-            res["spans_exported"] = (await sink_stats(otlp))["spans"] - before["spans"]
-            res["round"] = i + 1
-            runs[case].append(res)
-            say(
-                f"search-indexer drain round {i + 1} tracing {case:3s} {res['events_per_s']:8,.0f} events/s  "
-                f"CPU {res['cpu_s'] * 1000 / SINK_N:.3f} ms/event ({res['batches']} batches, "
-                f"{res['spans_exported']} spans exported)"
-            )
+    for i, case in alternating(CASES, SINK_ROUNDS):
+        spec = {
+            "kafka": ep.kafka_bootstrap,
+            "es": ep.elasticsearch_url,
+            "base": base,
+            "group": f"{base}-{case}-{i}",
+            "alias": f"{base}-{case}-{i}",
+            "n": SINK_N,
+        }
+        before = await sink_stats(otlp)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.bench_tracing", "--drain", json.dumps(spec),
+            env={**clean_env(), **otel_env(case, otlp)}, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 300)
+        if proc.returncode:
+            raise RuntimeError(f"drain ({case}, round {i}) exited with {proc.returncode}")
+        res = json.loads(out.decode().strip().splitlines()[-1])
+        if res["tracing"] != (case == "on"):
+            raise RuntimeError(f"drain ({case}): tracing {'on' if res['tracing'] else 'off'}")
+        res["spans_exported"] = (await sink_stats(otlp))["spans"] - before["spans"]
+        res["round"] = i
+        runs[case].append(res)
+        say(
+            f"search-indexer drain round {i} tracing {case:3s} {res['events_per_s']:8,.0f} events/s  "
+            f"CPU {res['cpu_s'] * 1000 / SINK_N:.3f} ms/event ({res['batches']} batches, "
+            f"{res['spans_exported']} spans exported)"
+        )
     rates = {case: SINK_N * len(runs[case]) / sum(r["steady_s"] for r in runs[case]) for case in CASES}
     cpu = {case: sum(r["cpu_s"] for r in runs[case]) * 1000 / (SINK_N * len(runs[case])) for case in CASES}
     spans_on = sum(r["spans_exported"] for r in runs["on"])
@@ -380,7 +361,7 @@ async def main() -> int:
     finally:
         receiver.stop()
         receiver.reap()
-        await cleanup(ep.kafka_bootstrap, prefix)
+        await delete_run_topics(ep.kafka_bootstrap, prefix, say)
     return 0
 
 
@@ -388,22 +369,6 @@ def headline_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The report's main-table row: no rate of its own, the on ÷ off ratios in its "latency of" cell."""
     ratios = "; ".join(f"{r['path']} {r['on_over_off']:.2f}" for r in results)
     return headline(latency_of=f"tracing on ÷ off: {ratios} (section below)")
-
-
-async def cleanup(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-            if mine:
-                await admin.delete_topics(mine)
-        finally:
-            await admin.close()
-    except Exception as exc:
-        say(f"cleanup: topics {prefix}* not deleted: {exc!r}")
 
 
 if __name__ == "__main__":

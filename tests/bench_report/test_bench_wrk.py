@@ -1,10 +1,11 @@
-"""The HTTP benchmark's reading of wrk's output (``wrk --latency``), on captured outputs: no wrk run here."""
+"""The HTTP benchmarks' use of wrk (``benchmarks._wrk``): the reading of its output (``wrk --latency``), on
+captured outputs, the commands and the order of the rounds. No wrk run here."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_gateway import combined, parse_wrk
+from benchmarks._wrk import alternating, combined, parse_wrk, wrk_command
 
 WRK_OUT = """Running 5s test @ http://127.0.0.1:40111/issues/PRESS_0100_abc123
   1 threads and 50 connections
@@ -62,3 +63,29 @@ def test_combined_rate_is_over_all_rounds() -> None:
     assert fig["req_per_s"] == pytest.approx(4000 / 3)
     assert fig["errors"] == 1
     assert fig["server_cpu_ms_per_req"] == pytest.approx((1000 * 1.0 + 3000 * 2.0) / 4000)
+
+
+def test_wrk_commands_of_the_two_benchmarks() -> None:
+    url = "http://127.0.0.1:40111/x"
+    base = ["wrk", "-t1", "-c50", "-d5s", "--timeout", "10s", "--latency"]
+    # bench_gateway: a token header, as many threads as asked but never more than connections
+    auth = ("-H", "Authorization: Bearer t")
+    assert wrk_command("wrk", url, 50, 5, *auth) == [*base, *auth, url]
+    assert wrk_command("wrk", url, 1, 3, *auth, threads=2)[1:4] == ["-t1", "-c1", "-d3s"]
+    assert wrk_command("wrk", url, 50, 5, *auth, threads=2)[1] == "-t2"
+    # bench_tracing: a Lua script that makes the request a POST
+    assert wrk_command("wrk", url, 50, 5, "-s", "/tmp/post.lua") == [*base, "-s", "/tmp/post.lua", url]
+
+
+def test_wrk_loads_only_the_loopback() -> None:
+    with pytest.raises(ValueError, match=r"only loads 127\.0\.0\.1"):
+        wrk_command("wrk", "http://example.org:80/", 50, 5)
+
+
+def test_alternating_rounds_flip_the_order_every_round() -> None:
+    assert list(alternating(("off", "on"), 3)) == [
+        (1, "off"), (1, "on"), (2, "on"), (2, "off"), (3, "off"), (3, "on"),
+    ]  # fmt: skip
+    abc = list(alternating(["a", "b", "c"], 2))
+    assert abc == [(1, "a"), (1, "b"), (1, "c"), (2, "c"), (2, "b"), (2, "a")]
+    assert list(alternating(["a"], 0)) == []
