@@ -183,7 +183,9 @@ async def test_a_post_through_the_gateway_is_one_trace_across_the_processes(trac
     sent = stack.names.topic("platform.notifications.sent")
     mention = f"u_{uuid.uuid4().hex[:8]}"
     body = {"channel_id": "ch_trace", "author_id": "u_author", "content": "추적 trace", "mentions": [mention]}
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as gw:
+    async with httpx.AsyncClient(
+        base_url=stack.url("gateway"), headers=stack.app_headers(), timeout=30
+    ) as gw:
         response = await gw.post("/messages", json=body)
         assert response.status_code == 200, response.text
         trace_id = response.headers["x-trace-id"]
@@ -319,6 +321,8 @@ async def test_an_issue_event_with_a_traceparent_continues_into_the_ingestors_tr
     assert transaction.parent_id == batch.span_id
     assert transaction.attributes["db.system"] == "mysql"
     assert transaction.attributes["db.namespace"] == stack.names.mysql_db
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as gw:
+    async with httpx.AsyncClient(
+        base_url=stack.url("gateway"), headers=stack.app_headers(), timeout=30
+    ) as gw:
         stored = await gw.get(f"/api/kafka/issues/{issue_id}")
     assert stored.status_code == 200, stored.text

@@ -32,13 +32,10 @@ pytestmark = pytest.mark.integration
 INTERNAL, OPEN = "internal", "open"
 TOKEN = "route-decisions-internal-token"
 
-#: What every service serves whatever it is: FastAPI's docs and the runtime's operational routes.
+#: What every service serves whatever it is: its OpenAPI and docs page (consumer_runtime.docs: Swagger UI
+#: from the package, its files under the /docs/static mount, no ReDoc) and the runtime's operational routes.
 COMMON: dict[tuple[str, str], str] = {
-    **{
-        (m, p): OPEN
-        for p in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
-        for m in ("GET", "HEAD")
-    },
+    **{(m, p): OPEN for p in ("/openapi.json", "/docs") for m in ("GET", "HEAD")},
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
     ("GET", "/metrics"): OPEN,

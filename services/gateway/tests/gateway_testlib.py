@@ -133,6 +133,8 @@ def gateway_settings(bootstrap: str, names: Names, **overrides: Any) -> GatewayS
         "upstream_timeout_s": 10.0,
         # the suites publish fast from one address; test_gateway_limits sets a small rate of its own
         "publish_rate_limit": "1000000/second",
+        # the browser suite logs in once per test from 127.0.0.1; the login-rate test sets its own
+        "console_login_rate_limit": "100000/minute",
         **names.topics,
         "kafka_dlq_replay_topic": names.topic("dlq-replays"),
         **overrides,
