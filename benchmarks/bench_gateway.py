@@ -367,7 +367,8 @@ async def main() -> int:
             "direct": direct_url,
             "gateway": f"{stack.servers['gateway'].url}/api/kafka/issues/{issue}",
         }
-        async with httpx.AsyncClient(timeout=10) as client:
+        # the same token wrk sends (GATEWAY_AUTH=required at the gateway; the service's GET routes are open)
+        async with httpx.AsyncClient(timeout=10, headers=dict([AUTH[1].split(": ", 1)])) as client:
             for name, url in urls.items():
                 answer = (await client.get(url)).raise_for_status().json()
                 if answer != body:

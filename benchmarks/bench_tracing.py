@@ -85,6 +85,8 @@ async def gateway_case(ep: Any, prefix: str, logs: Path, otlp: str) -> dict[str,
         "LOG_LEVEL": "WARNING",
         "HTTP_HOST": "127.0.0.1",
         "ADMIN_TOKEN": ADMIN,
+        # wrk publishes as fast as the gateway answers, as one caller: no abuse limit in a benchmark
+        "PUBLISH_RATE_LIMIT": "1000000/second",
         **topic_env(lambda default: f"{prefix}-{default}"),
         "KAFKA_CONTROL_TOPIC": f"{prefix}-control",
     }
@@ -104,6 +106,7 @@ async def gateway_case(ep: Any, prefix: str, logs: Path, otlp: str) -> dict[str,
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(json.dumps(body, ensure_ascii=False), ensure_ascii=False)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {ADMIN}"\n'  # GATEWAY_AUTH=required (the default)
     )
     try:
         # Server.spawn passes os.environ on: the cases differ only in what otel_env adds
@@ -112,7 +115,8 @@ async def gateway_case(ep: Any, prefix: str, logs: Path, otlp: str) -> dict[str,
                 await server.start()
         for case, server in servers.items():
             await poll(lambda s=server: _ready(s.url), f"gateway ({case}) /readyz", 60)
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as gw:
+            auth = {"Authorization": f"Bearer {ADMIN}"}
+            async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=auth) as gw:
                 check = await gw.post("/messages", json=body)  # warm: producer connected, first metadata
                 if check.status_code != 200:
                     raise RuntimeError(f"POST /messages ({case}): {check.status_code} {check.text[:300]}")
