@@ -241,8 +241,9 @@ async def test_topics_groups_and_an_offset_reset_needing_confirmation(page: Page
     await page.click("nav >> text=Topics")
     await page.click(f"#topics >> text={topic}")
     await expect(page.locator("h1")).to_contain_text(topic)
-    # one row per partition the broker has: 3 as created, but one CI run saw the local broker report a 4th
-    # for this topic (cause not found), so the broker's own answer is the reference
+    # one row per partition the broker has: 3 as the platform creates it, but one CI run saw 4 — what the
+    # local broker gives a topic a producer reaches before it is created (docs/local-servers.md) — so the
+    # broker's own answer is the reference
     described = (await stack.client.get(f"/api/v1/topics/{topic}", headers=AUTH)).json()
     assert len(described["partitions"]) >= 3
     await expect(page.locator("#partitions tbody tr")).to_have_count(len(described["partitions"]))
