@@ -117,3 +117,15 @@ def test_openapi_describes_every_parameter_and_admin_operations_need_the_token()
     rebuild = schema["paths"]["/api/v1/search/rebuild"]["post"]
     assert rebuild["security"] == [{"bearer": ["admin"]}]
     assert "401" in rebuild["responses"]
+
+
+def test_liveness_and_metrics_document_no_error_they_never_send() -> None:
+    """``/healthz`` and ``/metrics`` are answered by the gateway's own process: no 503 body is promised for
+    them; every operation that reaches Kafka or a service documents its 503."""
+    from gateway.app import create_app
+
+    schema = create_app(GatewaySettings(kafka_enabled=False, wide_logging_enabled=False)).openapi()
+    for path in ("/healthz", "/metrics"):
+        assert "503" not in schema["paths"][path]["get"]["responses"], path
+    assert "503" in schema["paths"]["/readyz"]["get"]["responses"]
+    assert "503" in schema["paths"]["/api/v1/issues"]["get"]["responses"]

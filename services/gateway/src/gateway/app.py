@@ -127,6 +127,10 @@ def limited_operations(app: FastAPI) -> set[tuple[str, str]]:
     return out | {("GET", path) for method, path, handler, _ in queries.ROUTES if handler is queries.stream}
 
 
+#: operations the gateway answers from its own process, never with a 503 error body (liveness, metrics)
+ANSWERED_BY_THE_GATEWAY_ALONE = frozenset({"/healthz", "/metrics"})
+
+
 def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """OpenAPI with the real error shape everywhere: FastAPI's default 422 schema is replaced by
     ``ErrorBody``; protected operations document their scope and 401/403 (from the policy table), bodies
@@ -192,9 +196,10 @@ def error_documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     responses.setdefault("400", {**error, "description": "Body not decodable (not UTF-8)"})
                     responses.setdefault("413", {**error, "description": "Request body too large"})
                     responses.setdefault("422", {**error, "description": "Invalid input"})
-                responses.setdefault(
-                    "503", {**error, "description": "Kafka or the owning service unavailable"}
-                )
+                if path not in ANSWERED_BY_THE_GATEWAY_ALONE:
+                    responses.setdefault(
+                        "503", {**error, "description": "Kafka or the owning service unavailable"}
+                    )
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         app.openapi_schema = schema
