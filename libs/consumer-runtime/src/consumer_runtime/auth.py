@@ -15,9 +15,9 @@ compared in constant time on their UTF-8 bytes.
 from __future__ import annotations
 
 import hmac
-import json
 
 from pydantic import SecretStr
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
@@ -99,12 +99,5 @@ class InternalTokenGuard:
             await self.app(scope, receive, send)
             return
         status, message = refusal
-        body = json.dumps({"detail": message}).encode()
-        response_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if status == 401:
-            response_headers.append((b"www-authenticate", f'Bearer realm="{self.service}"'.encode()))
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": body})
+        challenge = {"WWW-Authenticate": f'Bearer realm="{self.service}"'} if status == 401 else None
+        await JSONResponse({"detail": message}, status, challenge)(scope, receive, send)

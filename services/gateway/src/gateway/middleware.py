@@ -5,7 +5,6 @@ event."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from collections.abc import Sequence
 from re import Pattern
@@ -13,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from prometheus_client import Counter, Histogram
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Router, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,9 +54,10 @@ class BodyLimit:
                 break
         if declared is not None:
             if declared > self.max_bytes:
-                await self._too_large(
-                    send, f"request body of {declared} bytes exceeds {self.max_bytes} bytes"
+                too_large = self._too_large(
+                    f"request body of {declared} bytes exceeds {self.max_bytes} bytes"
                 )
+                await too_large(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -69,7 +70,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_bytes:
-                await self._too_large(send, f"request body exceeds {self.max_bytes} bytes")
+                await self._too_large(f"request body exceeds {self.max_bytes} bytes")(scope, receive, send)
                 return
             parts.append(chunk)
             if not message.get("more_body", False):
@@ -85,20 +86,10 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send, message: str) -> None:
-        body = json.dumps({"error": "payload_too_large", "message": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),  # the rest of the body is not read
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    @staticmethod
+    def _too_large(message: str) -> JSONResponse:
+        # the rest of the body is not read: the connection closes after the answer
+        return JSONResponse({"error": "payload_too_large", "message": message}, 413, {"connection": "close"})
 
 
 class TrustedProxies:
@@ -202,32 +193,16 @@ class SafePathIds:
             if any(s in lowered for s in _SUSPECT):
                 name = _refused_param(self.patterns(), raw.decode("latin-1"))
                 if name is not None:
-                    await self._refuse(send, name)
+                    await self._refusal(name)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _refuse(send: Send, name: str) -> None:
+    def _refusal(name: str) -> JSONResponse:
         message = f"{name}: an id must not contain '/' nor be '.' or '..' (also percent-encoded)"
-        body = json.dumps(
-            {
-                "error": "validation_error",
-                "message": message,
-                "field": name,
-                "details": [{"field": name, "location": "path", "message": message.split(": ", 1)[1]}],
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 422,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = {"field": name, "location": "path", "message": message.split(": ", 1)[1]}
+        body = {"error": "validation_error", "message": message, "field": name, "details": [detail]}
+        return JSONResponse(body, 422)
 
 
 class RequestLog:

@@ -18,13 +18,13 @@ the app and fails on one without an entry here).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Final
 
 from starlette._utils import get_route_path
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -189,17 +189,11 @@ class Policy:
 _CHALLENGE = 'Bearer realm="platform-gateway"'
 
 
-Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
+Answer = JSONResponse
 
 
 def _answer(status: int, error: str, message: str, challenge: str) -> Answer:
-    body = json.dumps({"error": error, "message": message}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"www-authenticate", challenge.encode()),
-    ]
-    return status, body, headers
+    return JSONResponse({"error": error, "message": message}, status, {"WWW-Authenticate": challenge})
 
 
 def unauthorized(message: str, *, invalid: bool) -> Answer:
@@ -246,11 +240,9 @@ class Authorize:
             if identity is not None and isinstance(decision, Need):
                 refusal = self._check(identity, decision, params)
         if refusal is not None:
-            status, body, headers_out = refusal
-            if status == 403:
+            if refusal.status_code == 403:
                 log.info("forbidden", path=scope.get("path"), subject=identity.subject if identity else None)
-            await send({"type": "http.response.start", "status": status, "headers": headers_out})
-            await send({"type": "http.response.body", "body": body})
+            await refusal(scope, receive, send)
             return
         scope.setdefault("state", {})["identity"] = identity
         await self.app(scope, receive, send)
