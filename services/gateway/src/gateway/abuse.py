@@ -19,7 +19,6 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter as Metric
 from starlette.requests import HTTPConnection
 
-from gateway.auth import AppKey
 from gateway.errors import ApiError
 
 REFUSED = Metric("gateway_limit_refusals_total", "Requests refused by an abuse limit (429)", ["limit"])
@@ -64,13 +63,13 @@ class RateLimit:
             raise too_many(self.name, f"too many {what}: retry in {wait} s", wait)
 
 
-async def limit_publishing(request: Request, _authenticated: None = AppKey) -> None:
+async def limit_publishing(request: Request) -> None:
     """Dependency of the publishing routes (added where their router is included): one rate per caller
     over every publishing route together, so spreading calls over routes gains nothing.
 
-    It depends on the routes' authentication so that runs first (dependencies included with the router run
-    before the routes' own): the caller's identity is known when it is counted, and a refused credential
-    (401) costs nobody's rate."""
+    The identity is established before any dependency runs (:class:`gateway.policy.Authorize`, a
+    middleware): the caller is known when it is counted, and a refused credential (401) costs nobody's
+    rate."""
     limit: RateLimit = request.app.state.publish_limit
     await limit.check(caller(request), "publish requests")
 

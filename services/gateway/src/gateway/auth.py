@@ -1,4 +1,4 @@
-"""Route-level guards kept for the routes that declare them (``dependencies=[Admin]``, ``AppKey``).
+"""The route-level guard kept for the routes that declare it (``dependencies=[Admin]``).
 
 Who may call what is decided once, for every route, by :mod:`gateway.policy` (its table and its
 middleware, which also establishes ``request.state.identity``). These dependencies only re-check that
@@ -26,9 +26,4 @@ async def require_admin(request: Request) -> None:
         raise ApiError(403, "forbidden", "this needs the scope 'admin'")
 
 
-async def require_api_key(request: Request) -> None:
-    """Kept for the routers that declare it: the identity (API keys included) is the policy's business."""
-
-
 Admin = Depends(require_admin)
-AppKey = Depends(require_api_key)

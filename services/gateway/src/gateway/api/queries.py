@@ -43,11 +43,11 @@ from gateway.api.query_models import (
     NotificationQuery,
     SearchQuery,
 )
-from gateway.auth import Admin, AppKey
+from gateway.auth import Admin
 from gateway.deps import UpstreamsDep
 from gateway.errors import error_responses
 
-router = APIRouter(dependencies=[AppKey])
+router = APIRouter()
 
 ISSUES = "issue-ingestor"
 SEARCH = "search-indexer"
