@@ -1,8 +1,5 @@
-"""Bearer tokens: the gateway's admin token, and the internal token that guards every service's own
-state-changing endpoints.
-
-Admin endpoints are never open: with ``ADMIN_TOKEN`` unset they are refused (403, saying so); otherwise the
-request needs ``Authorization: Bearer <ADMIN_TOKEN>`` (401 without it or with another token).
+"""Bearer tokens: the constant-time comparison the gateway's identities use, and the internal token that
+guards every service's own state-changing endpoints.
 
 Inside the cluster only the gateway may change a service's state: every request to a service that is not a
 plain read (``GET``/``HEAD``) - consumer control, deletes, marking read, preferences - and every ``/admin/*``
@@ -23,7 +20,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 __all__ = [
     "READ_METHODS",
     "InternalTokenGuard",
-    "admin_refusal",
     "internal_refusal",
     "needs_internal_token",
     "same_secret",
@@ -35,21 +31,6 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 
 def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-def admin_refusal(
-    configured: SecretStr | None, scheme: str | None, given: str | None, *, service: str
-) -> tuple[int, str] | None:
-    """Why an admin request is refused, as (HTTP status, message); ``None`` when its bearer token is the
-    configured one. ``scheme``/``given``: the two parts of its Authorization header (``None`` if absent)."""
-    expected = configured.get_secret_value() if configured is not None else ""
-    if not expected:
-        return 403, f"admin endpoints are disabled: ADMIN_TOKEN is not configured on the {service}"
-    if given is None or (scheme or "").lower() != "bearer":
-        return 401, "admin endpoint: send 'Authorization: Bearer <ADMIN_TOKEN>'"
-    if not same_secret(given, expected):
-        return 401, "admin token is not valid"
-    return None
 
 
 def needs_internal_token(method: str, path: str) -> bool:

@@ -10,15 +10,9 @@ from __future__ import annotations
 
 from fastapi import Depends, Request
 
-from gateway.config import GatewaySettings
 from gateway.errors import ApiError
 from gateway.identity import ADMIN
 from gateway.policy import identity_of
-
-
-def settings_of(request: Request) -> GatewaySettings:
-    settings: GatewaySettings = request.app.state.settings
-    return settings
 
 
 async def require_admin(request: Request) -> None:
