@@ -39,7 +39,7 @@ for _p in (REPO / "tests" / "faults", REPO / "tests" / "e2e"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from e2e_harness import SINKS, Names, Stack, committed_offsets, shared_endpoints  # noqa: E402
+from e2e_harness import SINKS, Names, Stack, committed_offsets, produce, shared_endpoints  # noqa: E402
 from faults_lib import event_for  # noqa: E402
 
 from benchmarks._common import report  # noqa: E402
@@ -88,14 +88,12 @@ def log(msg: str) -> None:
     print(f"[memory {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def status_kb(pid: int, field: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+def progress_of(topic: str) -> Any:
+    def progress(produced: int) -> None:
+        if produced % 200_000 == 0:
+            log(f"  {topic}: {produced:,} produced")
+
+    return progress
 
 
 def peak_target(row: dict[str, Any]) -> Target:
@@ -108,36 +106,6 @@ def message_event(i: int) -> tuple[bytes, bytes]:
     value = json.loads(raw)
     value["payload"]["mentions"] = [f"user{i % 97}"]
     return key, json.dumps(value, ensure_ascii=False).encode()
-
-
-async def produce(bootstrap: str, topic: str, make: Any, n: int) -> dict[int, int]:
-    """Send ``n`` records with acks=all; the next offset per partition (what a caught-up group commits)."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1024 * 1024
-    )
-    await producer.start()
-    ends: dict[int, int] = {}
-    try:
-        pending: list[asyncio.Future[Any]] = []
-
-        async def settle() -> None:
-            for meta in await asyncio.gather(*pending):
-                ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
-            pending.clear()
-
-        for i in range(n):
-            key, value = make(i)
-            pending.append(await producer.send(topic, value=value, key=key))
-            if len(pending) >= 5000:
-                await settle()
-            if (i + 1) % 200_000 == 0:
-                log(f"  {topic}: {i + 1:,} produced")
-        await settle()
-    finally:
-        await producer.stop()
-    return ends
 
 
 async def caught_up(bootstrap: str, group: str, topic: str, ends: dict[int, int], events: int) -> bool:
@@ -175,7 +143,12 @@ async def main() -> int:
         t0 = time.monotonic()
         for default, make in makers.items():
             log(f"producing {N:,} records to {names.topic(default)}")
-            ends[default] = await produce(ep.kafka, names.topic(default), make, N)
+            ends[default] = await produce(
+                ep.kafka,
+                names.topic(default),
+                (make(i) for i in range(N)),
+                progress=progress_of(names.topic(default)),
+            )
         log(f"backlog produced in {time.monotonic() - t0:,.0f}s; starting {', '.join(SINKS)}")
 
         started = time.monotonic()
@@ -183,8 +156,7 @@ async def main() -> int:
             stack.spawn(name)
         await asyncio.gather(*(stack.wait_ready(name, timeout=120) for name in SINKS))
         ready_at = time.monotonic()
-        pids = {name: stack.procs[name].pid for name in SINKS}
-        first = {name: status_kb(pid, "VmRSS") for name, pid in pids.items() if pid}
+        first = {name: stack.procs[name].rss_kb() for name in SINKS}
         samples: dict[str, list[int]] = {name: [] for name in SINKS}
         done: dict[str, float] = {}
         peak: dict[str, int] = {}
@@ -200,7 +172,7 @@ async def main() -> int:
                 if not proc.alive():
                     tail = proc.log_tail()
                     raise RuntimeError(f"{name} exited while draining; log {proc.log_file}:\n{tail}")
-                rss = status_kb(pids[name] or 0, "VmRSS")
+                rss = proc.rss_kb()
                 if rss is not None:
                     samples[name].append(rss)
             if now >= next_check:
@@ -212,7 +184,7 @@ async def main() -> int:
                     count = events_of(name)
                     if await caught_up(ep.kafka, names.group(name), topic, ends[TOPIC[name]], count):
                         done[name] = time.monotonic() - started
-                        peak[name] = status_kb(pids[name] or 0, "VmHWM") or max(samples[name])
+                        peak[name] = stack.procs[name].rss_kb("VmHWM") or max(samples[name])
                         if count < N:  # measured on part of the backlog: it need not take the rest
                             stack.terminate(name)
                         log(f"{name}: drained in {done[name]:,.0f}s, peak RSS {peak[name] / 1024:,.0f} MB")

@@ -121,6 +121,17 @@ def shared_endpoints(names: Iterable[str] = ("kafka", "mysql", "mongo", "elastic
 
 
 # --------------------------------------------------------------------------------------------- processes
+def proc_status_kb(pid: int, field: str) -> int | None:
+    """A kB figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM`` ...) of one process; None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 @dataclass
 class Proc:
     """One service process we started (its own session: its PID is its process group)."""
@@ -155,17 +166,11 @@ class Proc:
         except subprocess.TimeoutExpired:
             return None
 
-    def rss_kb(self) -> int | None:
-        """Resident memory of the service process (VmRSS), None if it is gone."""
+    def rss_kb(self, field: str = "VmRSS") -> int | None:
+        """Resident memory of the service process (``VmRSS``; ``VmHWM``: its peak), None if it is gone."""
         if not self.alive() or self.pid is None:
             return None
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except OSError:
-            return None
-        return None
+        return proc_status_kb(self.pid, field)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -478,29 +483,37 @@ async def drop_indexes(es_url: str, alias: str) -> None:
 async def produce(
     bootstrap: str,
     topic: str,
-    records: Sequence[tuple[bytes | None, bytes]],
+    records: Iterable[tuple[bytes | None, bytes]],
     *,
     progress: Callable[[int], None] | None = None,
-) -> None:
-    """Send (key, value) records with acks=all; returns once every one is acknowledged."""
+) -> dict[int, int]:
+    """Send (key, value) records with acks=all; returns once every one is acknowledged, with the next offset
+    of each partition written to (what a group that consumed them all has committed)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=10, max_batch_size=512 * 1024
     )
     await producer.start()
+    ends: dict[int, int] = {}
+
+    async def settle(pending: list[Any]) -> None:
+        for meta in await asyncio.gather(*pending):
+            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+        pending.clear()
+
     try:
-        pending = []
+        pending: list[Any] = []
         for i, (key, value) in enumerate(records, 1):
             pending.append(await producer.send(topic, value=value, key=key))
             if len(pending) >= 2000:
-                await asyncio.gather(*pending)
-                pending.clear()
+                await settle(pending)
                 if progress:
                     progress(i)
-        await asyncio.gather(*pending)
+        await settle(pending)
     finally:
         await producer.stop()
+    return ends
 
 
 async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0) -> list[Any]:
